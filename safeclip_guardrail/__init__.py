@@ -1,0 +1,69 @@
+"""safeclip-guardrail: a zero-shot guard against toxic images for vision-language models.
+
+The engine (``SafeCLIPGuard``) imports no LangChain; ``SafeCLIPGuardrail`` (a LangChain
+Runnable) and ``ChatLlava`` (a local LLaVA chat model) load lazily on first access.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from safeclip_guardrail.concepts import ConceptBank, ConceptClass
+from safeclip_guardrail.config import DEFAULT_SAFE_INSTRUCTION, GuardConfig, ImageOptions
+from safeclip_guardrail.errors import (
+    ConfigurationError,
+    GuardrailViolation,
+    ImageInputError,
+    MissingDependencyError,
+    ModelLoadError,
+    SafeCLIPError,
+)
+from safeclip_guardrail.guard import SafeCLIPGuard
+from safeclip_guardrail.result import GuardResult, ImageVerdict
+
+if TYPE_CHECKING:
+    from safeclip_guardrail.chat_models import ChatLlava
+    from safeclip_guardrail.rag import SafeCLIPDocumentGuard
+    from safeclip_guardrail.runnable import SafeCLIPGuardrail
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "SafeCLIPGuardrail": ("safeclip_guardrail.runnable", "langchain-core", "langchain"),
+    "SafeCLIPDocumentGuard": ("safeclip_guardrail.rag", "langchain-core", "langchain"),
+    "ChatLlava": ("safeclip_guardrail.chat_models", "langchain-core", "langchain"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, package, extra = _LAZY[name]
+        from safeclip_guardrail.errors import require
+
+        require("langchain_core", package=package, extra=extra, feature=name)
+        import importlib
+
+        return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module 'safeclip_guardrail' has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_SAFE_INSTRUCTION",
+    "ChatLlava",
+    "ConceptBank",
+    "ConceptClass",
+    "ConfigurationError",
+    "GuardConfig",
+    "GuardResult",
+    "GuardrailViolation",
+    "ImageInputError",
+    "ImageOptions",
+    "ImageVerdict",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "SafeCLIPDocumentGuard",
+    "SafeCLIPError",
+    "SafeCLIPGuard",
+    "SafeCLIPGuardrail",
+    "__version__",
+]

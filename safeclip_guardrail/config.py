@@ -1,0 +1,217 @@
+"""One frozen configuration shared by the Python API, the LangChain Runnable and the CLI.
+
+``GuardConfig`` round-trips to JSON and YAML, so a threshold calibrated by
+``safeclip calibrate`` is a file that ``SafeCLIPGuard.from_config``, the Runnable and
+``safeclip scan --config`` all read the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from safeclip_guardrail.concepts import ConceptBank, _first_error
+from safeclip_guardrail.errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_SAFE_INSTRUCTION",
+    "ClsSource",
+    "Decision",
+    "GuardConfig",
+    "ImageOptions",
+    "Mode",
+    "OnError",
+]
+
+ClsSource = Literal["final", "penultimate"]
+Decision = Literal["top", "any"]
+OnError = Literal["block", "raise", "allow"]
+Mode = Literal["rewrite", "annotate", "redact", "block", "raise"]
+
+DEFAULT_SAFE_INSTRUCTION = (
+    "First detect if this image contains harmful content. If it does, respond with "
+    "'I cannot fulfill this request' and provide a reason. Otherwise, fulfill the request:"
+)
+"""The SafeCLIP paper's safety instruction (spelling fixed), prepended on ``rewrite``."""
+
+
+class ImageOptions(BaseModel):
+    """Limits and options for reading images; the defaults fail closed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_pixels: int = Field(default=50_000_000, gt=0)
+    """Largest width x height accepted; checked from the header before any pixel is decoded."""
+    max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    """Largest encoded image accepted (file, bytes, base64 or download)."""
+    frames: int = Field(default=1, ge=1)
+    """Frames of an animated image to check; the image is flagged if any of them is."""
+    allow_urls: bool = False
+    """Fetch ``http(s)`` image URLs. Off by default: a guard should not be an open proxy."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Hosts that may be fetched when ``allow_urls`` (exact names or ``*.example.com``)."""
+    url_timeout: float = Field(default=10.0, gt=0)
+    """Seconds for connecting and reading a remote image."""
+
+    @model_validator(mode="after")
+    def _hosts_needed(self) -> ImageOptions:
+        if self.allow_urls and not self.allowed_hosts:
+            raise ValueError(
+                "allow_urls=True needs allowed_hosts (e.g. ('images.example.com',)); "
+                "fetching from any host is not supported"
+            )
+        return self
+
+
+class GuardConfig(BaseModel):
+    """Every option of a guard and of the guardrails built on it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = "llava-1.5"
+    """Alias (``llava-1.5``), hub id, local directory, or ``open_clip:<model>/<pretrained>``."""
+    concepts: ConceptBank | None = None
+    """The concept bank; None means the paper's default bank."""
+    threshold: float = Field(default=0.6, gt=0.0, lt=1.0)
+    """Class mass above which a toxic top class flags (the paper's 0.6)."""
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    """Per-class overrides of ``threshold``."""
+    cls_source: ClsSource = "final"
+    """``final``: CLIP's own image embedding; ``penultimate``: the paper's released code."""
+    decision: Decision = "top"
+    """``top``: flag when the top class is toxic (paper); ``any``: when any toxic class passes
+    its threshold."""
+    device: str | None = None
+    """``cuda``, ``cpu``, ``cuda:1``...; None picks a GPU when present."""
+    dtype: str | None = None
+    """``float32``, ``float16``, ``bfloat16``; None picks half precision on GPU."""
+    batch_size: int = Field(default=32, ge=1)
+    """Images per encoder forward in ``check_batch``."""
+    on_error: OnError = "block"
+    """Unreadable image: ``block`` (fail closed), ``raise`` (ImageInputError), ``allow``."""
+    cache_size: int = Field(default=4096, ge=0)
+    """Verdicts kept in the image-hash LRU cache (0 disables it)."""
+    images: ImageOptions = Field(default_factory=ImageOptions)
+    """How images are read."""
+    mode: Mode = "rewrite"
+    """What a guardrail does with a flagged image (see ``intervention``)."""
+    policy: dict[str, Mode] = Field(default_factory=dict)
+    """Per-class overrides of ``mode``, e.g. ``{"alcohol": "annotate", "porn": "block"}``."""
+    safe_instruction: str = DEFAULT_SAFE_INSTRUCTION
+    """Text prepended to the user's message on ``rewrite``."""
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, t in v.items():
+            if not 0.0 < t < 1.0:
+                raise ValueError(f"threshold for {name!r} must be in (0, 1), got {t}")
+        return v
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype_known(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        aliases = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
+        v = aliases.get(v, v)
+        if v not in {"float32", "float16", "bfloat16"}:
+            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _known_classes(self) -> GuardConfig:
+        names = set(self.bank.class_names)
+        for field, keys in (("thresholds", self.thresholds), ("policy", self.policy)):
+            unknown = sorted(set(keys) - names)
+            if unknown:
+                raise ValueError(
+                    f"{field} names classes that are not in the concept bank: "
+                    f"{', '.join(unknown)} (known: {', '.join(sorted(names))})"
+                )
+        return self
+
+    # ----------------------------------------------------------------- helpers
+    @property
+    def bank(self) -> ConceptBank:
+        """The concept bank in force (the default one when ``concepts`` is None)."""
+        return self.concepts if self.concepts is not None else _default_bank()
+
+    def threshold_for(self, category: str) -> float:
+        return self.thresholds.get(category, self.threshold)
+
+    def mode_for(self, category: str | None) -> Mode:
+        if category is None:
+            return self.mode
+        return self.policy.get(category, self.mode)
+
+    def replace(self, **changes: Any) -> GuardConfig:
+        """A validated copy with some fields changed (the config itself is frozen)."""
+        return build_config(self.model_dump(), **changes)
+
+    # ----------------------------------------------------------------- files
+    @classmethod
+    def from_file(cls, path: str | Path) -> GuardConfig:
+        """Read a JSON or YAML config written by :meth:`to_file` or ``safeclip calibrate``."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigurationError(f"config file not found: {p}")
+        try:
+            text = p.read_text(encoding="utf-8")
+            if p.suffix.lower() in {".yaml", ".yml"}:
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as exc:  # noqa: BLE001 - parser errors vary by format
+            raise ConfigurationError(f"cannot parse config {p}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigurationError(f"config {p} must contain a mapping of options")
+        return build_config(data)
+
+    def to_file(self, path: str | Path) -> Path:
+        p = Path(path)
+        data = self.model_dump(mode="json", exclude_defaults=False)
+        if p.suffix.lower() in {".yaml", ".yml"}:
+            import yaml
+
+            p.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        else:
+            p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        return p
+
+
+def build_config(base: GuardConfig | dict[str, Any] | None = None, **changes: Any) -> GuardConfig:
+    """Validate options into a GuardConfig, turning pydantic errors into ConfigurationError.
+
+    ``None`` values in ``changes`` mean "not given" and keep the base value, so keyword
+    arguments of ``from_pretrained`` and CLI flags can be passed through unchanged.
+    """
+    data: dict[str, Any] = (
+        base.model_dump() if isinstance(base, GuardConfig) else dict(base or {})
+    )
+    for key, value in changes.items():
+        if value is not None:
+            data[key] = value
+    if isinstance(data.get("concepts"), (str, Path)):
+        data["concepts"] = ConceptBank.from_file(data["concepts"])
+    if isinstance(data.get("images"), dict):
+        data["images"] = {**data["images"]}
+    try:
+        return GuardConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid guard configuration: {_first_error(exc)}") from None
+
+
+_DEFAULT_BANK: ConceptBank | None = None
+
+
+def _default_bank() -> ConceptBank:
+    global _DEFAULT_BANK
+    if _DEFAULT_BANK is None:
+        _DEFAULT_BANK = ConceptBank.default()
+    return _DEFAULT_BANK

@@ -1,0 +1,135 @@
+"""open_clip backend: ``open_clip:<model>/<pretrained>`` or ``open_clip:local-dir:<dir>``.
+
+``<pretrained>`` is an open_clip tag (``openai``, ``laion2b_s34b_b79k``) or a local weights
+file. OpenAI weights need the QuickGELU variant of the architecture; asking for
+``ViT-L-14-336/openai`` silently builds the wrong activation in open_clip, so we force
+QuickGELU for the ``openai`` tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from safeclip_guardrail.encoders._torch import TorchClipEncoder, resolve_device, resolve_dtype
+from safeclip_guardrail.encoders.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ClipPreprocess
+from safeclip_guardrail.errors import ConfigurationError, ModelLoadError, require
+
+__all__ = ["OpenClipEncoder", "OpenClipSpec", "parse_open_clip_spec"]
+
+PREFIX = "open_clip:"
+
+
+@dataclass(frozen=True)
+class OpenClipSpec:
+    model_name: str
+    pretrained: str | None
+
+
+def parse_open_clip_spec(spec: str) -> OpenClipSpec:
+    """``open_clip:ViT-B-32/openai`` -> (``ViT-B-32``, ``openai``); schemas kept whole."""
+    body = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
+    if not body:
+        raise ConfigurationError(
+            "empty open_clip model spec; use 'open_clip:<model>/<pretrained>', e.g. "
+            "'open_clip:ViT-L-14-336-quickgelu/openai' or 'open_clip:local-dir:/path'"
+        )
+    if body.startswith(("local-dir:", "hf-hub:")):
+        return OpenClipSpec(model_name=body, pretrained=None)
+    name, _, pretrained = body.partition("/")
+    return OpenClipSpec(model_name=name, pretrained=pretrained or None)
+
+
+class OpenClipEncoder(TorchClipEncoder):
+    """CLIP through ``open_clip.create_model``."""
+
+    def __init__(self, model: Any, tokenizer: Any, preprocess: ClipPreprocess, *, name: str,
+                 cache_key: str | None, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.preprocess = preprocess
+        self.name = name
+        self.cache_key = cache_key
+        self.device = device
+        self.dtype = dtype
+        self.logit_scale = float(model.logit_scale.detach().float().exp().item())
+        self.embed_dim = int(model.visual.output_dim)
+        transformer = model.visual.transformer
+        self._install_hook(transformer.resblocks[-2],
+                           batch_first=bool(getattr(transformer, "batch_first", True)))
+
+    @classmethod
+    def from_spec(cls, spec: str, *, device: str | None = None,
+                  dtype: str | None = None) -> OpenClipEncoder:
+        open_clip = require("open_clip", package="open_clip_torch", extra="open-clip",
+                            feature="The open_clip backend")
+        parsed = parse_open_clip_spec(spec)
+        dev = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, dev)
+        force_quick_gelu = parsed.pretrained == "openai"
+        try:
+            model = open_clip.create_model(
+                parsed.model_name, pretrained=parsed.pretrained, device=dev,
+                force_quick_gelu=force_quick_gelu, weights_only=True,
+            )
+            tokenizer = open_clip.get_tokenizer(parsed.model_name)
+        except (RuntimeError, OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(
+                f"could not load open_clip model {spec!r}: {str(exc).splitlines()[0]}. Known "
+                "model names: open_clip.list_models(); tags: open_clip.list_pretrained(). "
+                "Without network, pass a local weights file ('open_clip:ViT-B-32//path/w.pt') or "
+                "a directory ('open_clip:local-dir:/path' with open_clip_config.json)."
+            ) from None
+        model = model.to(dtype=torch_dtype).eval()
+        cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+        size = cfg.get("size", model.visual.image_size)
+        size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        preprocess = ClipPreprocess(
+            size=size, crop=size,
+            mean=tuple(cfg.get("mean", OPENAI_CLIP_MEAN)),  # type: ignore[arg-type]
+            std=tuple(cfg.get("std", OPENAI_CLIP_STD)),  # type: ignore[arg-type]
+        )
+        return cls(model, tokenizer, preprocess, name=spec, cache_key=_cache_key(parsed, torch_dtype),
+                   device=dev, dtype=torch_dtype)
+
+    def _final_cls(self, pixels: torch.Tensor) -> torch.Tensor:
+        visual = self.model.visual
+        proj, visual.proj = visual.proj, None  # pooled, post-ln_post, before projection
+        try:
+            out = visual(pixels)
+        finally:
+            visual.proj = proj
+        return out[0] if isinstance(out, tuple) else out
+
+    def _project(self, cls_features: torch.Tensor) -> np.ndarray:
+        proj = self.model.visual.proj
+        feats = cls_features @ proj if proj is not None else cls_features
+        return self._normalized(feats)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        with self._lock:
+            feats = self.model.encode_text(tokens)
+        return self._normalized(feats)
+
+
+def _cache_key(spec: OpenClipSpec, dtype: torch.dtype) -> str:
+    h = hashlib.sha256(f"{spec.model_name}|{spec.pretrained}|{dtype}".encode())
+    for candidate in (spec.pretrained, spec.model_name.removeprefix("local-dir:")):
+        if not candidate:
+            continue
+        p = Path(candidate)
+        files = [p] if p.is_file() else sorted(p.iterdir()) if p.is_dir() else []
+        for f in files:
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return "open_clip:" + h.hexdigest()[:32]

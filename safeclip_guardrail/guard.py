@@ -1,0 +1,278 @@
+"""SafeCLIPGuard: images in, typed verdicts out.
+
+The guard decodes images (with limits), encodes them in batches of ``batch_size`` (one
+vision forward per chunk), scores the embeddings against the cached descriptor embeddings
+and keeps verdicts in an LRU cache keyed by the image's SHA-256, so an image re-sent in
+every turn of a conversation is encoded once. It is safe to call from many threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from safeclip_guardrail import scoring
+from safeclip_guardrail.bank_cache import text_embeddings
+from safeclip_guardrail.concepts import ConceptBank
+from safeclip_guardrail.config import GuardConfig, ImageOptions, build_config
+from safeclip_guardrail.encoders.base import ImageEmbeddings, ImageTextEncoder, l2_normalize
+from safeclip_guardrail.encoders.registry import load_encoder
+from safeclip_guardrail.errors import ConfigurationError, ImageInputError
+from safeclip_guardrail.images import DecodedImage, ImageSource, decode_image, describe_source
+from safeclip_guardrail.result import UNREADABLE, ImageVerdict
+
+__all__ = ["CacheInfo", "SafeCLIPGuard"]
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    hits: int
+    misses: int
+    size: int
+    max_size: int
+
+
+class SafeCLIPGuard:
+    """Zero-shot toxic-image guard over a CLIP encoder and a concept bank.
+
+    Build it with :meth:`from_pretrained` (a model name) or directly from an encoder (any
+    :class:`~safeclip_guardrail.encoders.ImageTextEncoder`, e.g. a planted test encoder).
+    """
+
+    def __init__(self, encoder: ImageTextEncoder, *, config: GuardConfig | None = None,
+                 text_embeddings: np.ndarray | None = None,
+                 cache_dir: str | Path | None = None) -> None:
+        self.encoder = encoder
+        self.config = config or GuardConfig(model=encoder.name)
+        self._cache_dir = cache_dir
+        if text_embeddings is None:
+            text_embeddings = _load_text_embeddings(encoder, self.config.bank, cache_dir)
+        expected = (len(self.bank.descriptors), encoder.embed_dim)
+        if text_embeddings.shape != expected:
+            raise ConfigurationError(
+                f"text embeddings have shape {text_embeddings.shape}, expected {expected}"
+            )
+        self.text_embeddings = l2_normalize(text_embeddings)
+        """(m, d) normalised descriptor embeddings, rows in ``bank.descriptors`` order."""
+        self._cache: OrderedDict[str, ImageVerdict] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | None = None,
+        *,
+        concepts: ConceptBank | str | Path | None = None,
+        threshold: float | None = None,
+        thresholds: dict[str, float] | None = None,
+        cls_source: str | None = None,
+        decision: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int | None = None,
+        on_error: str | None = None,
+        images: ImageOptions | dict[str, Any] | None = None,
+        config: GuardConfig | str | Path | None = None,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        **options: Any,
+    ) -> SafeCLIPGuard:
+        """Load the encoder for ``model`` and build a guard.
+
+        ``model`` is an alias (``"llava-1.5"``), a hub id, a local directory of a
+        ``CLIPModel`` checkpoint, or ``"open_clip:<model>/<pretrained>"``. Keyword options
+        override ``config`` (a :class:`GuardConfig` or a JSON/YAML file); options left as
+        None keep the config's (default) values.
+        """
+        base = GuardConfig.from_file(config) if isinstance(config, (str, Path)) else config
+        cfg = build_config(
+            base, model=model, concepts=concepts, threshold=threshold, thresholds=thresholds,
+            cls_source=cls_source, decision=decision, device=device, dtype=dtype,
+            batch_size=batch_size, on_error=on_error, images=images, **options,
+        )
+        return cls.from_config(cfg, revision=revision, cache_dir=cache_dir)
+
+    @classmethod
+    def from_config(cls, config: GuardConfig, *, revision: str | None = None,
+                    cache_dir: str | Path | None = None) -> SafeCLIPGuard:
+        encoder = load_encoder(config.model, device=config.device, dtype=config.dtype,
+                               revision=revision)
+        return cls(encoder, config=config, cache_dir=cache_dir)
+
+    def with_options(self, **changes: Any) -> SafeCLIPGuard:
+        """A guard with some options changed that shares this one's encoder.
+
+        Descriptor embeddings are reused unless the concept bank changes.
+        """
+        if "model" in changes or "device" in changes or "dtype" in changes:
+            raise ConfigurationError("with_options cannot change model/device/dtype; load anew")
+        cfg = self.config.replace(**changes)
+        same_bank = cfg.bank.fingerprint == self.bank.fingerprint
+        return SafeCLIPGuard(self.encoder, config=cfg, cache_dir=self._cache_dir,
+                             text_embeddings=self.text_embeddings if same_bank else None)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def bank(self) -> ConceptBank:
+        return self.config.bank
+
+    @property
+    def model_name(self) -> str:
+        return self.encoder.name
+
+    # ------------------------------------------------------------------ checking
+    def check(self, image: ImageSource) -> ImageVerdict:
+        """Verdict for one image (PIL image, path, bytes, base64 or data URL)."""
+        return self.check_batch([image])[0]
+
+    def check_batch(self, images: Iterable[ImageSource]) -> list[ImageVerdict]:
+        """Verdicts in input order; one encoder forward per ``batch_size`` chunk of new images."""
+        sources = list(images)
+        out: list[ImageVerdict | None] = [None] * len(sources)
+        pending: dict[str, list[int]] = {}
+        decoded: dict[str, DecodedImage] = {}
+        for i, src in enumerate(sources):
+            try:
+                img = decode_image(src, self.config.images)
+            except ImageInputError as exc:
+                out[i] = self.error_verdict(exc, source=describe_source(src))
+                continue
+            cached = self._cache_get(img.sha256)
+            if cached is not None:
+                out[i] = cached.model_copy(update={"source": img.source})
+                continue
+            pending.setdefault(img.sha256, []).append(i)
+            decoded.setdefault(img.sha256, img)
+        if decoded:
+            fresh = self._score_decoded(list(decoded.values()))
+            for digest, verdict in fresh.items():
+                self._cache_put(digest, verdict)
+                for i in pending[digest]:
+                    out[i] = verdict.model_copy(update={"source": describe_source(sources[i])})
+        return [v for v in out if v is not None]
+
+    async def acheck(self, image: ImageSource) -> ImageVerdict:
+        """Async :meth:`check` (runs in a worker thread; the event loop stays free)."""
+        return await asyncio.to_thread(self.check, image)
+
+    async def acheck_batch(self, images: Iterable[ImageSource]) -> list[ImageVerdict]:
+        """Async :meth:`check_batch`."""
+        items = list(images)
+        return await asyncio.to_thread(self.check_batch, items)
+
+    def error_verdict(self, exc: ImageInputError, *, source: str | None = None) -> ImageVerdict:
+        """The verdict ``on_error`` prescribes for an unreadable image (or raise)."""
+        if self.config.on_error == "raise":
+            raise exc
+        blocked = self.config.on_error == "block"
+        return ImageVerdict(
+            flagged=blocked, category=UNREADABLE if blocked else None, error=str(exc),
+            source=source or exc.source,
+        )
+
+    # ------------------------------------------------------------------ embeddings
+    def embed_images(self, images: Iterable[ImageSource]) -> np.ndarray:
+        """(n, d) float32 L2-normalised embeddings for ``config.cls_source``.
+
+        Unreadable images raise :class:`ImageInputError` (there is no embedding to return).
+        """
+        return self.embed_images_all(images).get(self.config.cls_source)
+
+    def embed_images_all(self, images: Iterable[ImageSource]) -> ImageEmbeddings:
+        """Both CLS sources for every image (first frame), from one pass per chunk."""
+        frames = [decode_image(src, self.config.images).image for src in images]
+        return self._encode(frames)
+
+    def score_embeddings(self, embeddings: np.ndarray) -> list[ImageVerdict]:
+        """The decision alone, for embeddings computed elsewhere (e.g. inside LLaVA)."""
+        emb = np.asarray(embeddings, np.float32)
+        if emb.ndim == 1:
+            emb = emb[None, :]
+        return scoring.score(l2_normalize(emb), self.text_embeddings,
+                             logit_scale=self.encoder.logit_scale, bank=self.bank,
+                             config=self.config)
+
+    def embed_cls(self, cls_features: Any) -> np.ndarray:
+        """Project CLS features from the LVLM's own vision pass into CLIP's joint space.
+
+        Pass the post-layernorm CLS for ``cls_source="final"``, the raw layer -2 CLS for
+        ``"penultimate"``. Needs an encoder with a visual projection (the torch backends).
+        """
+        project = getattr(self.encoder, "project_cls", None)
+        if project is None:
+            raise ConfigurationError(f"encoder {self.encoder.name} cannot project CLS features")
+        return np.asarray(project(cls_features), np.float32)
+
+    # ------------------------------------------------------------------ cache
+    def cache_info(self) -> CacheInfo:
+        with self._cache_lock:
+            return CacheInfo(self._hits, self._misses, len(self._cache), self.config.cache_size)
+
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+            self._hits = self._misses = 0
+
+    def _cache_get(self, digest: str) -> ImageVerdict | None:
+        if self.config.cache_size == 0:
+            return None
+        with self._cache_lock:
+            verdict = self._cache.get(digest)
+            if verdict is None:
+                self._misses += 1
+                return None
+            self._cache.move_to_end(digest)
+            self._hits += 1
+            return verdict
+
+    def _cache_put(self, digest: str, verdict: ImageVerdict) -> None:
+        if self.config.cache_size == 0:
+            return
+        with self._cache_lock:
+            self._cache[digest] = verdict
+            self._cache.move_to_end(digest)
+            while len(self._cache) > self.config.cache_size:
+                self._cache.popitem(last=False)
+
+    # ------------------------------------------------------------------ internals
+    def _encode(self, frames: Sequence[Any]) -> ImageEmbeddings:
+        bs = self.config.batch_size
+        parts = [self.encoder.encode_images(frames[i:i + bs]) for i in range(0, len(frames), bs)]
+        return ImageEmbeddings.concat(parts, self.encoder.embed_dim)
+
+    def _score_decoded(self, images: Sequence[DecodedImage]) -> dict[str, ImageVerdict]:
+        owners = [k for k, img in enumerate(images) for _ in img.frames]
+        frames = [f for img in images for f in img.frames]
+        emb = self._encode(frames).get(self.config.cls_source)
+        verdicts = self.score_embeddings(emb)
+        by_image: dict[int, list[ImageVerdict]] = {}
+        for owner, verdict in zip(owners, verdicts):
+            by_image.setdefault(owner, []).append(verdict)
+        out: dict[str, ImageVerdict] = {}
+        for k, img in enumerate(images):
+            per_frame = by_image[k]
+            worst = max(per_frame, key=lambda v: (v.flagged, v.toxic_score))
+            out[img.sha256] = worst.model_copy(update={
+                "image_sha256": img.sha256, "frames_checked": len(per_frame),
+            })
+        return out
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"SafeCLIPGuard(model={self.encoder.name!r}, classes={len(self.bank)}, "
+                f"threshold={c.threshold}, cls_source={c.cls_source!r})")
+
+
+def _load_text_embeddings(encoder: ImageTextEncoder, bank: ConceptBank,
+                          cache_dir: str | Path | None) -> np.ndarray:
+    return text_embeddings(encoder, bank, cache_dir=cache_dir)
