@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from safeclip_guardrail.concepts import ConceptBank, ConceptClass
-from safeclip_guardrail.config import DEFAULT_SAFE_INSTRUCTION, GuardConfig, ImageOptions
+from safeclip_guardrail.config import (
+    DEFAULT_REFUSAL,
+    DEFAULT_SAFE_INSTRUCTION,
+    GuardConfig,
+    ImageOptions,
+)
 from safeclip_guardrail.errors import (
     ConfigurationError,
     GuardrailViolation,
@@ -48,6 +53,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_REFUSAL",
     "DEFAULT_SAFE_INSTRUCTION",
     "ChatLlava",
     "ConceptBank",

@@ -17,6 +17,7 @@ from safeclip_guardrail.concepts import ConceptBank, _first_error
 from safeclip_guardrail.errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_REFUSAL",
     "DEFAULT_SAFE_INSTRUCTION",
     "ClsSource",
     "Decision",
@@ -36,6 +37,11 @@ DEFAULT_SAFE_INSTRUCTION = (
     "'I cannot fulfill this request' and provide a reason. Otherwise, fulfill the request:"
 )
 """The SafeCLIP paper's safety instruction (spelling fixed), prepended on ``rewrite``."""
+
+DEFAULT_REFUSAL = (
+    "I cannot fulfill this request: the image was flagged as unsafe ({categories})."
+)
+"""Answer given instead of calling the model on ``block``; ``{categories}`` is filled in."""
 
 
 class ImageOptions(BaseModel):
@@ -102,6 +108,8 @@ class GuardConfig(BaseModel):
     """Per-class overrides of ``mode``, e.g. ``{"alcohol": "annotate", "porn": "block"}``."""
     safe_instruction: str = DEFAULT_SAFE_INSTRUCTION
     """Text prepended to the user's message on ``rewrite``."""
+    refusal: str = DEFAULT_REFUSAL
+    """Answer on ``block`` (``{categories}`` is replaced by the flagged categories)."""
 
     @field_validator("thresholds")
     @classmethod
