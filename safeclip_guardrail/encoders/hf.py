@@ -130,16 +130,24 @@ def _cache_key(model_id: str, revision: str | None, model: Any, dtype: torch.dty
 
 def _load_help(model_id: str, exc: BaseException) -> str:
     path = Path(model_id)
-    looked = [f"a local directory {path.resolve()} ({'exists' if path.is_dir() else 'not found'})"]
-    if not path.is_absolute() and not model_id.startswith("."):
+    pathlike = path.is_absolute() or model_id.startswith(".") or path.exists() \
+        or model_id.count("/") != 1
+    if pathlike:
+        looked = f"the local directory {path.resolve()} ({'exists' if path.is_dir() else 'not found'})"
+    else:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in {"", "0"}
-        looked.append(
-            "the Hugging Face hub cache"
-            + (" (HF_HUB_OFFLINE is set, so nothing was downloaded)" if offline else "")
+        looked = "the Hugging Face hub and its local cache" + (
+            " (HF_HUB_OFFLINE is set, so nothing was downloaded)" if offline else "")
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if pathlike and not path.is_dir():
+        return (
+            f"could not load CLIP model {model_id!r}: the directory {path.resolve()} does not "
+            "exist. Pass a directory holding a CLIPModel checkpoint (config.json, "
+            "model.safetensors, tokenizer and preprocessor_config.json), a hub id such as "
+            "'openai/clip-vit-large-patch14-336', or an alias such as 'llava-1.5'."
         )
     return (
-        f"could not load CLIP model {model_id!r}: looked in {' and '.join(looked)}: "
-        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. To fix: on a machine "
-        f"with network access run `hf download {model_id} --local-dir DIR` (or "
+        f"could not load CLIP model {model_id!r}: looked in {looked}: {reason} To fix: on a "
+        f"machine with network access run `hf download {model_id} --local-dir DIR` (or "
         "`CLIPModel.from_pretrained(...).save_pretrained(DIR)`) and pass DIR as the model."
     )

@@ -1,0 +1,5 @@
+import sys
+
+from safeclip_guardrail.cli import main
+
+sys.exit(main())
