@@ -247,6 +247,9 @@ class SafeCLIPGuard:
     # ------------------------------------------------------------------ internals
     def _encode(self, frames: Sequence[Any]) -> ImageEmbeddings:
         bs = self.config.batch_size
+        encode_frames = getattr(self.encoder, "encode_frames", None)
+        if encode_frames is not None:  # torch encoders: pipelined chunks, OOM batch halving
+            return encode_frames(frames, batch_size=bs)  # type: ignore[no-any-return]
         parts = [self.encoder.encode_images(frames[i:i + bs]) for i in range(0, len(frames), bs)]
         return ImageEmbeddings.concat(parts, self.encoder.embed_dim)
 

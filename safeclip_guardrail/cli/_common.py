@@ -23,6 +23,7 @@ __all__ = [
     "guard_from_args",
     "iter_image_files",
     "progress",
+    "quiet_model_loading",
 ]
 
 EXIT_OK, EXIT_FLAGGED, EXIT_ERROR = 0, 1, 2
@@ -91,7 +92,19 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def guard_from_args(args: argparse.Namespace) -> Any:
     from safeclip_guardrail.guard import SafeCLIPGuard
 
-    return SafeCLIPGuard.from_config(config_from_args(args))
+    config = config_from_args(args)
+    quiet_model_loading()
+    return SafeCLIPGuard.from_config(config)
+
+
+def quiet_model_loading() -> None:
+    """transformers' own loading bars and info logs would interleave with our output."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a core dependency
+        return
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def iter_image_files(paths: Iterable[str]) -> Iterator[Path]:

@@ -2,8 +2,17 @@
 
 Resize the shortest side (bicubic), centre-crop, scale to [0, 1], normalise with the
 model's mean/std: the transform both Hugging Face's and open_clip's CLIP use for
-evaluation. Done with PIL + numpy so it runs anywhere; one code path for both backends
-keeps their embeddings comparable.
+evaluation. One code path for both backends keeps their embeddings comparable.
+
+Two implementations of the same transform:
+
+- CPU (:meth:`ClipPreprocess.__call__`): PIL + numpy. The bicubic resize computes only the
+  pixels the centre crop keeps (``resize(box=...)``), which is the same filter at the same
+  scale as resizing the whole image and then cropping, for about 3/4 of the work on a 4:3
+  photo.
+- Device (:meth:`ClipPreprocess.on_device`, the GPU path): uint8 pixels are copied through
+  pinned memory with non-blocking copies and resized / cropped / normalised on the device
+  (antialiased bicubic, the PIL filter), so the CPU only decodes.
 """
 
 from __future__ import annotations
@@ -30,19 +39,27 @@ class ClipPreprocess:
     mean: tuple[float, float, float] = OPENAI_CLIP_MEAN
     std: tuple[float, float, float] = OPENAI_CLIP_STD
 
+    def resized_shape(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) after the shortest-side resize (never below the crop)."""
+        scale = self.size / min(width, height)
+        return max(self.crop, round(width * scale)), max(self.crop, round(height * scale))
+
     def to_uint8(self, image: Image.Image) -> np.ndarray:
         """(crop, crop, 3) uint8 array of one RGB image."""
+        if image.mode == "RGB" and getattr(image, "format", None) == "JPEG":
+            image.draft("RGB", (self.size, self.size))  # no-op unless not yet decoded
         img = image if image.mode == "RGB" else image.convert("RGB")
-        if hasattr(img, "draft") and img.format == "JPEG":
-            img.draft("RGB", (self.size, self.size))
         w, h = img.size
-        scale = self.size / min(w, h)
-        nw, nh = max(self.crop, round(w * scale)), max(self.crop, round(h * scale))
-        if (nw, nh) != (w, h):
-            img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+        nw, nh = self.resized_shape(w, h)
         left = (nw - self.crop) // 2
         top = (nh - self.crop) // 2
-        img = img.crop((left, top, left + self.crop, top + self.crop))
+        if (nw, nh) == (w, h):
+            img = img.crop((left, top, left + self.crop, top + self.crop))
+        else:
+            # Resample only the crop window: same filter and scale as resize-then-crop.
+            sx, sy = w / nw, h / nh
+            box = (left * sx, top * sy, (left + self.crop) * sx, (top + self.crop) * sy)
+            img = img.resize((self.crop, self.crop), Image.Resampling.BICUBIC, box=box)
         return np.asarray(img, dtype=np.uint8)
 
     def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -56,3 +73,38 @@ class ClipPreprocess:
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return x.sub_(mean).div_(std)
+
+    # ------------------------------------------------------------------ device path
+    def on_device(self, images: Sequence[Image.Image], device: torch.device | str,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(n, 3, crop, crop) normalised pixels computed on ``device`` from uint8 uploads.
+
+        Each image travels as uint8 (a quarter of the float32 bytes) through pinned host
+        memory with a non-blocking copy; resize, crop and normalisation run on the device.
+        Works on any device (the CPU too, which is how it is tested without a GPU).
+        """
+        dev = torch.device(device)
+        pin = dev.type == "cuda"
+        crops = []
+        for image in images:
+            img = image if image.mode == "RGB" else image.convert("RGB")
+            host = torch.from_numpy(np.array(img, dtype=np.uint8))
+            if pin:
+                host = host.pin_memory()
+            pixels = host.to(dev, non_blocking=True)
+            crops.append(self._resize_crop(pixels))
+        return self.normalize(torch.stack(crops)).to(dtype)
+
+    def _resize_crop(self, hwc_uint8: torch.Tensor) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (crop, crop, 3) uint8, on the tensor's device."""
+        h, w = int(hwc_uint8.shape[0]), int(hwc_uint8.shape[1])
+        nw, nh = self.resized_shape(w, h)
+        x = hwc_uint8.permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+        if (nw, nh) != (w, h):
+            x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bicubic",
+                                                align_corners=False, antialias=True)
+            x = x.round_().clamp_(0.0, 255.0)  # PIL rounds to uint8 after resampling
+        left = (nw - self.crop) // 2
+        top = (nh - self.crop) // 2
+        x = x[0, :, top:top + self.crop, left:left + self.crop]
+        return x.permute(1, 2, 0).to(torch.uint8)

@@ -1,0 +1,80 @@
+"""Ingestion-pipeline transform that keeps flagged images out of an index.
+
+Put it before the embedding step of an ``IngestionPipeline`` (or call it on nodes before
+``VectorStoreIndex(nodes)``): a flagged image node never gets embedded or stored, so no
+retriever can return it later. Checking at ingestion costs one guard pass per image once,
+instead of once per query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.schema import BaseNode, TransformComponent
+
+from safeclip_guardrail import ConfigurationError, ImageVerdict, SafeCLIPGuard
+from safeclip_guardrail_llamaindex._nodes import acheck_nodes, check_nodes
+
+__all__ = ["SafeCLIPImageFilter"]
+
+logger = logging.getLogger(__name__)
+
+OnFlagged = Callable[[BaseNode, ImageVerdict], None]
+
+
+class SafeCLIPImageFilter(TransformComponent):
+    """Drop nodes whose image the guard flags; pass every other node through.
+
+    ``on_flagged(node, verdict)`` is called for each dropped node (e.g. to log it or move
+    the file to quarantine); by default a warning is logged with the node id and category.
+    """
+
+    guard_fingerprint: str = Field(
+        default="", description="Model and options of the guard; part of the pipeline cache key."
+    )
+    _guard: SafeCLIPGuard = PrivateAttr()
+    _on_flagged: OnFlagged | None = PrivateAttr(default=None)
+
+    def __init__(self, guard: SafeCLIPGuard, *, on_flagged: OnFlagged | None = None,
+                 **kwargs: Any) -> None:
+        if not isinstance(guard, SafeCLIPGuard):
+            raise ConfigurationError(
+                f"SafeCLIPImageFilter needs a SafeCLIPGuard, got {type(guard).__name__}; "
+                "build one with SafeCLIPGuard.from_pretrained(...)"
+            )
+        super().__init__(guard_fingerprint=_fingerprint(guard), **kwargs)
+        self._guard = guard
+        self._on_flagged = on_flagged
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SafeCLIPImageFilter"
+
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        return self._keep(nodes, check_nodes(self._guard, nodes))
+
+    async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        return self._keep(nodes, await acheck_nodes(self._guard, nodes))
+
+    def _keep(self, nodes: Sequence[BaseNode],
+              verdicts: Sequence[ImageVerdict | None]) -> list[BaseNode]:
+        kept: list[BaseNode] = []
+        for node, verdict in zip(nodes, verdicts, strict=True):
+            if verdict is None or not verdict.flagged:
+                kept.append(node)
+            elif self._on_flagged is not None:
+                self._on_flagged(node, verdict)
+            else:
+                logger.warning("SafeCLIP kept node %s out of the index: flagged as %s",
+                               node.node_id, verdict.category)
+        return kept
+
+
+def _fingerprint(guard: SafeCLIPGuard) -> str:
+    cfg = guard.config.model_dump_json(exclude={"concepts"})
+    raw = f"{guard.model_name}|{guard.bank.fingerprint}|{cfg}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]

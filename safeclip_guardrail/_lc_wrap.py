@@ -1,0 +1,166 @@
+"""A chat model behind a SafeCLIPGuardrail (private; built by ``SafeCLIPGuardrail.wrap``).
+
+A blocked input is answered with the refusal ``AIMessage`` and the model is never called;
+anything else reaches the model as the guardrail left it (rewritten, redacted, annotated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from pydantic import ConfigDict
+
+from safeclip_guardrail.runnable import GuardedOutput, SafeCLIPGuardrail
+
+__all__ = ["GuardedModel"]
+
+
+class GuardedModel(RunnableSerializable[Any, Any]):
+    """``model`` that only runs on inputs the guardrail lets through."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    guardrail: SafeCLIPGuardrail
+    """Decides, and rewrites/redacts/annotates what reaches the model."""
+    model: Runnable[Any, Any]
+    """The chat model (or any Runnable taking messages) to protect."""
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return False
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        return name or self.name or f"SafeCLIPGuarded[{self.model.get_name()}]"
+
+    # ------------------------------------------------------------------ invoke
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self._call_with_config(self._invoke, input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> Any:
+        return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
+
+    def _invoke(self, input: Any, run_manager: CallbackManagerForChainRun,
+                config: RunnableConfig) -> Any:
+        guarded = _ok(self.guardrail.guard_inputs([input], [config], [run_manager])[0])
+        if guarded.outcome.blocked:
+            return _refusal(guarded)
+        return self.model.invoke(_model_input(guarded), config)
+
+    async def _ainvoke(self, input: Any, run_manager: AsyncCallbackManagerForChainRun,
+                       config: RunnableConfig) -> Any:
+        results = await self.guardrail.aguard_inputs([input], [config], [run_manager])
+        guarded = _ok(results[0])
+        if guarded.outcome.blocked:
+            return _refusal(guarded)
+        return await self.model.ainvoke(_model_input(guarded), config)
+
+    # ------------------------------------------------------------------ batch
+    def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None,
+              *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        if not inputs:
+            return []
+        return self._batch_with_config(self._batch, inputs, config,
+                                       return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(self, inputs: list[Any],
+                     config: RunnableConfig | list[RunnableConfig] | None = None,
+                     *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        if not inputs:
+            return []
+        return await self._abatch_with_config(self._abatch, inputs, config,
+                                              return_exceptions=return_exceptions, **kwargs)
+
+    def _batch(self, inputs: list[Any], run_manager: list[CallbackManagerForChainRun],
+               config: list[RunnableConfig]) -> list[Any]:
+        guarded = self.guardrail.guard_inputs(inputs, config, run_manager)
+        todo = [i for i, g in enumerate(guarded) if _passes(g)]
+        answers = self.model.batch([_model_input(_ok(guarded[i])) for i in todo],
+                                   [config[i] for i in todo], return_exceptions=True) \
+            if todo else []
+        return _merge(guarded, todo, answers)
+
+    async def _abatch(self, inputs: list[Any], run_manager: list[AsyncCallbackManagerForChainRun],
+                      config: list[RunnableConfig]) -> list[Any]:
+        guarded = await self.guardrail.aguard_inputs(inputs, config, run_manager)
+        todo = [i for i, g in enumerate(guarded) if _passes(g)]
+        answers = await self.model.abatch([_model_input(_ok(guarded[i])) for i in todo],
+                                          [config[i] for i in todo], return_exceptions=True) \
+            if todo else []
+        return _merge(guarded, todo, answers)
+
+    # ------------------------------------------------------------------ stream
+    def stream(self, input: Any, config: RunnableConfig | None = None,
+               **kwargs: Any) -> Iterator[Any]:
+        yield from self._transform_stream_with_config(iter([input]), self._stream, config,
+                                                      **kwargs)
+
+    async def astream(self, input: Any, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> AsyncIterator[Any]:
+        async def once() -> AsyncIterator[Any]:
+            yield input
+
+        async for chunk in self._atransform_stream_with_config(once(), self._astream, config,
+                                                               **kwargs):
+            yield chunk
+
+    def _stream(self, inputs: Iterator[Any], run_manager: CallbackManagerForChainRun,
+                config: RunnableConfig) -> Iterator[Any]:
+        guarded = _ok(self.guardrail.guard_inputs([next(inputs)], [config], [run_manager])[0])
+        if guarded.outcome.blocked:
+            yield _refusal_chunk(guarded)
+            return
+        yield from self.model.stream(_model_input(guarded), config)
+
+    async def _astream(self, inputs: AsyncIterator[Any],
+                       run_manager: AsyncCallbackManagerForChainRun,
+                       config: RunnableConfig) -> AsyncIterator[Any]:
+        first = await inputs.__anext__()
+        results = await self.guardrail.aguard_inputs([first], [config], [run_manager])
+        guarded = _ok(results[0])
+        if guarded.outcome.blocked:
+            yield _refusal_chunk(guarded)
+            return
+        async for chunk in self.model.astream(_model_input(guarded), config):
+            yield chunk
+
+
+def _ok(result: GuardedOutput | Exception) -> GuardedOutput:
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _passes(result: GuardedOutput | Exception) -> bool:
+    return isinstance(result, GuardedOutput) and not result.outcome.blocked
+
+
+def _model_input(guarded: GuardedOutput) -> Any:
+    """The guarded output, or the messages of a dict input (chat models take no dicts)."""
+    if isinstance(guarded.output, Mapping):
+        return guarded.outcome.messages
+    return guarded.output
+
+
+def _refusal(guarded: GuardedOutput) -> AIMessage:
+    assert guarded.outcome.refusal is not None
+    return guarded.outcome.refusal
+
+
+def _refusal_chunk(guarded: GuardedOutput) -> AIMessageChunk:
+    refusal = _refusal(guarded)
+    return AIMessageChunk(content=refusal.content, response_metadata=refusal.response_metadata,
+                          chunk_position="last")
+
+
+def _merge(guarded: list[GuardedOutput | Exception], todo: list[int],
+           answers: list[Any]) -> list[Any]:
+    out: list[Any] = [g if isinstance(g, Exception) or not g.outcome.blocked else _refusal(g)
+                      for g in guarded]
+    for i, answer in zip(todo, answers, strict=True):
+        out[i] = answer
+    return out

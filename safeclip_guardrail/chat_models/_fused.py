@@ -1,0 +1,159 @@
+"""The fused guard: score LLaVA's own vision pass, then generate from the same output.
+
+LLaVA-1.5 trained with CLIP's tower frozen, so its tower *is* CLIP ViT-L/14-336. Its
+``get_image_features`` runs every layer (and post-layernorm) but keeps only layer -2 patch
+tokens; the CLS the guard needs is in the same output. So per image the tower runs once:
+
+1. ``enc = model.model.get_image_features(pixel_values, return_dict=True)``
+2. CLS: ``final`` = ``post_layernorm(enc.last_hidden_state[:, 0])`` (``enc.pooler_output``
+   is overwritten with the projected patches in transformers 5.x), ``penultimate`` =
+   ``enc.hidden_states[-2][:, 0]``
+3. ``guard.embed_cls(cls)`` (CLIP's visual projection) -> ``guard.score_embeddings``
+4. on pass: ``model.generate(..., mm_encoder_outputs={"image": enc})`` - no second pass.
+
+Only CLIP's visual projection and text tower are loaded besides LLaVA (``guard="auto"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from safeclip_guardrail.chat_models._loading import LoadedLlava
+from safeclip_guardrail.config import GuardConfig
+from safeclip_guardrail.encoders.registry import MODEL_ALIASES
+from safeclip_guardrail.errors import ConfigurationError
+from safeclip_guardrail.guard import SafeCLIPGuard
+from safeclip_guardrail.result import ImageVerdict
+
+__all__ = ["auto_guard", "can_fuse", "encode_images", "image_cls", "keep_images",
+           "score_fused"]
+
+
+def auto_guard(loaded: LoadedLlava, *, guard_model: str | None, config: GuardConfig | None,
+               device: str | None, dtype: str | None) -> SafeCLIPGuard:
+    """The guard for ``guard="auto"``: the tower's CLIP without its vision tower.
+
+    The CLIP checkpoint is, in order: ``guard_model`` (hub id, alias or local directory,
+    e.g. a tiny CLIP in tests); ``config.model`` when set to something other than the
+    default; the registry's CLIP for this LLaVA id (``llava-hf/llava-1.5-7b-hf`` ->
+    ``openai/clip-vit-large-patch14-336``); or that same CLIP when the tower has its exact
+    shape (ViT-L/14 at 336 px), which covers local copies of LLaVA-1.5 / NeXT.
+    """
+    from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
+
+    default_model = GuardConfig().model
+    clip_id = guard_model
+    if clip_id is None and config is not None and config.model != default_model:
+        clip_id = config.model
+    if clip_id is None:
+        clip_id = MODEL_ALIASES.get(loaded.model_id.strip().lower())
+    if clip_id is None and _is_vit_l14_336(loaded.model.config.vision_config):
+        clip_id = MODEL_ALIASES[default_model]
+    if clip_id is None:
+        raise ConfigurationError(
+            f"guard='auto' does not know which CLIP the tower of {loaded.model_id!r} is; pass "
+            "guard_model='openai/clip-vit-large-patch14-336' (LLaVA-1.5 / NeXT) or a local "
+            "CLIP directory"
+        )
+    clip_id = MODEL_ALIASES.get(clip_id.strip().lower(), clip_id)
+    base = config or GuardConfig()
+    cfg = base.replace(model=clip_id, device=device or base.device, dtype=dtype or base.dtype)
+    encoder = TransformersCLIPEncoder.from_pretrained(clip_id, device=cfg.device, dtype=cfg.dtype,
+                                                      load_vision=False)
+    guard = SafeCLIPGuard(encoder, config=cfg)
+    if not can_fuse(guard, loaded):
+        raise ConfigurationError(
+            f"the CLIP {clip_id!r} does not fit the vision tower of {loaded.model_id!r} "
+            f"(projection input {encoder.model.visual_projection.in_features}, tower width "
+            f"{loaded.model.config.vision_config.hidden_size}); pass the tower's own CLIP"
+        )
+    return guard
+
+
+def _is_vit_l14_336(vision_config: Any) -> bool:
+    return (getattr(vision_config, "model_type", "") == "clip_vision_model"
+            and vision_config.hidden_size == 1024 and vision_config.patch_size == 14
+            and vision_config.image_size == 336 and vision_config.num_hidden_layers == 24)
+
+
+def can_fuse(guard: SafeCLIPGuard, loaded: LoadedLlava) -> bool:
+    """True when the guard can project this LLaVA's CLS (a CLIP projection of the right width)."""
+    model = getattr(guard.encoder, "model", None)
+    projection = getattr(model, "visual_projection", None)
+    if projection is None or not hasattr(guard.encoder, "project_cls"):
+        return False
+    width = int(loaded.model.config.vision_config.hidden_size)
+    return int(projection.in_features) == width
+
+
+def _post_layernorm(tower: Any) -> Any:
+    ln = getattr(tower, "post_layernorm", None)
+    if ln is None:  # transformers <= 5.5 wrapped the tower in .vision_model
+        ln = tower.vision_model.post_layernorm
+    return ln
+
+
+def encode_images(loaded: LoadedLlava, inputs: dict[str, Any]) -> Any:
+    """One tower pass over the prompt's images, in the form ``generate`` accepts back."""
+    cfg = loaded.model.config
+    kwargs: dict[str, Any] = {
+        "pixel_values": inputs["pixel_values"].to(loaded.device, loaded.dtype),
+        "vision_feature_layer": cfg.vision_feature_layer,
+        "vision_feature_select_strategy": cfg.vision_feature_select_strategy,
+        "return_dict": True,
+    }
+    if "image_sizes" in inputs:
+        kwargs["image_sizes"] = inputs["image_sizes"]
+    return loaded.model.model.get_image_features(**kwargs)
+
+
+def _first_tile_rows(loaded: LoadedLlava, inputs: dict[str, Any], n_images: int) -> list[int]:
+    """Row of each image's CLS in the tower output (LLaVA-NeXT: the whole-image base tile)."""
+    if loaded.model_type != "llava_next":
+        return list(range(n_images))
+    from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+    cfg = loaded.model.config
+    rows, offset = [], 0
+    for size in inputs["image_sizes"]:
+        rows.append(offset)
+        offset += image_size_to_num_patches(image_size=size,
+                                            grid_pinpoints=cfg.image_grid_pinpoints,
+                                            patch_size=cfg.vision_config.image_size)
+    return rows
+
+
+def image_cls(loaded: LoadedLlava, enc: Any, inputs: dict[str, Any], *, n_images: int,
+              source: str) -> torch.Tensor:
+    """(n_images, hidden) CLS features of ``source`` (``final`` / ``penultimate``)."""
+    rows = _first_tile_rows(loaded, inputs, n_images)
+    if source == "final":
+        ln = _post_layernorm(loaded.vision_tower)
+        return ln(enc.last_hidden_state[rows, 0])  # type: ignore[no-any-return]
+    hidden = getattr(enc, "hidden_states", None)
+    if not hidden or hidden[-2] is None:
+        raise ConfigurationError(
+            "this transformers version did not return the tower's hidden states; use "
+            "cls_source='final'"
+        )
+    return hidden[-2][rows, 0]  # type: ignore[no-any-return]
+
+
+@torch.inference_mode()
+def score_fused(guard: SafeCLIPGuard, cls: torch.Tensor,
+                slots: Sequence[Any]) -> list[ImageVerdict]:
+    """Verdicts for CLS features from LLaVA's pass, with each image's hash and source."""
+    verdicts = guard.score_embeddings(guard.embed_cls(cls))
+    return [v.model_copy(update={"image_sha256": s.decoded.sha256, "source": s.source})
+            for v, s in zip(verdicts, slots)]
+
+
+def keep_images(enc: Any, keep: Sequence[int]) -> Any:
+    """An encoder output holding only the kept images' features (redacted images leave)."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    features = list(enc.pooler_output)
+    return BaseModelOutputWithPooling(pooler_output=[features[i] for i in keep])

@@ -1,0 +1,274 @@
+"""SafeCLIPGuardrail: the SafeCLIP guard as a LangChain Runnable over messages.
+
+Put it in front of any vision-language chat model::
+
+    guardrail = SafeCLIPGuardrail.from_pretrained("llava-1.5", mode="rewrite")
+    chain = prompt | guardrail | llm            # rewrite / annotate / redact
+    safe_llm = guardrail.wrap(llm)              # block: refuse without calling the model
+
+Input and output have the same shape: a ``str``, a message, a list of messages, a
+``PromptValue`` or a dict with ``"messages"``. ``batch``/``abatch`` check the images of
+all inputs in one guard batch. Every decision is emitted as the custom event
+``safeclip_verdict`` and added to the run's metadata (key ``safeclip``), so it shows up
+in ``astream_events`` and in LangSmith traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    CallbackManagerForChainRun,
+    adispatch_custom_event,
+    dispatch_custom_event,
+)
+from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
+from langchain_core.prompt_values import ChatPromptValue, PromptValue
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from safeclip_guardrail.config import GuardConfig, Mode, OnError, build_config
+from safeclip_guardrail.errors import SafeCLIPError
+from safeclip_guardrail.guard import SafeCLIPGuard
+from safeclip_guardrail.intervention import (
+    METADATA_KEY,
+    GuardOutcome,
+    aoutcomes_or_errors,
+    outcomes_or_errors,
+)
+
+__all__ = ["VERDICT_EVENT", "GuardedOutput", "SafeCLIPGuardrail"]
+
+VERDICT_EVENT = "safeclip_verdict"
+"""Name of the custom event dispatched for every guarded input."""
+
+
+@dataclass(frozen=True)
+class GuardedOutput:
+    """What the guardrail made of one input: the output (input's shape) and the outcome."""
+
+    output: Any
+    outcome: GuardOutcome
+
+
+@dataclass(frozen=True)
+class _Shaped:
+    messages: list[BaseMessage]
+    rebuild: Callable[[list[BaseMessage]], Any]
+
+
+class SafeCLIPGuardrail(RunnableSerializable[Any, Any]):
+    """Checks every image of the conversation and applies the configured intervention.
+
+    Build it from a guard (``SafeCLIPGuardrail(guard=guard, mode="redact")``) or with
+    :meth:`from_pretrained`. The options below override the guard's config for this
+    guardrail only; None keeps the guard's value.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    guard: SafeCLIPGuard = Field(exclude=True)
+    """The engine; several guardrails can share one (and its verdict cache)."""
+    mode: Mode | None = None
+    """``rewrite`` (default), ``annotate``, ``redact``, ``block`` or ``raise``."""
+    policy: dict[str, Mode] | None = None
+    """Per-class overrides of ``mode``, e.g. ``{"alcohol": "annotate", "porn": "block"}``."""
+    safe_instruction: str | None = None
+    """Text prepended to the user's message on ``rewrite``."""
+    refusal: str | None = None
+    """Answer on ``block``; ``{categories}`` is replaced by the flagged categories."""
+    on_error: OnError | None = None
+    """Unreadable or unknown image blocks: ``block`` (fail closed), ``raise``, ``allow``."""
+    check_tool_messages: bool = False
+    """Also check images returned by tools (``ToolMessage``), not only human messages."""
+
+    _config: GuardConfig = PrivateAttr()
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        # Outside pydantic validation so a bad policy raises ConfigurationError as is.
+        self._config = build_config(
+            self.guard.config, mode=self.mode, policy=self.policy,
+            safe_instruction=self.safe_instruction, refusal=self.refusal, on_error=self.on_error,
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls, model: str | None = None, *, mode: Mode | None = None,
+        policy: dict[str, Mode] | None = None, safe_instruction: str | None = None,
+        refusal: str | None = None, check_tool_messages: bool = False,
+        config: GuardConfig | str | Path | None = None, **guard_options: Any,
+    ) -> SafeCLIPGuardrail:
+        """Load a guard (same arguments as ``SafeCLIPGuard.from_pretrained``) and wrap it."""
+        guard = SafeCLIPGuard.from_pretrained(
+            model, config=config, mode=mode, policy=policy, safe_instruction=safe_instruction,
+            refusal=refusal, **guard_options,
+        )
+        return cls(guard=guard, check_tool_messages=check_tool_messages)
+
+    @property
+    def config(self) -> GuardConfig:
+        """The configuration in force (the guard's, with this guardrail's overrides)."""
+        return self._config
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return False  # holds a loaded model
+
+    # ------------------------------------------------------------------ Runnable API
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self._call_with_config(self._invoke, input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> Any:
+        return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
+
+    def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None,
+              *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        if not inputs:
+            return []
+        return self._batch_with_config(self._batch, inputs, config,
+                                       return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(self, inputs: list[Any],
+                     config: RunnableConfig | list[RunnableConfig] | None = None,
+                     *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        if not inputs:
+            return []
+        return await self._abatch_with_config(self._abatch, inputs, config,
+                                              return_exceptions=return_exceptions, **kwargs)
+
+    def wrap(self, model: Runnable[Any, Any]) -> Runnable[Any, Any]:
+        """``model`` behind this guardrail; a blocked request gets the refusal instead.
+
+        The returned Runnable guards its input, answers a refusal ``AIMessage`` without
+        calling ``model`` when the input is blocked, and otherwise calls ``model`` with the
+        guarded messages (invoke, ainvoke, batch, abatch, stream, astream).
+        """
+        from safeclip_guardrail._lc_wrap import GuardedModel
+
+        return GuardedModel(guardrail=self, model=model)
+
+    # ------------------------------------------------------------------ internals
+    def _invoke(self, input: Any, run_manager: CallbackManagerForChainRun,
+                config: RunnableConfig) -> Any:
+        return _unwrap(self.guard_inputs([input], [config], [run_manager])[0]).output
+
+    async def _ainvoke(self, input: Any, run_manager: AsyncCallbackManagerForChainRun,
+                       config: RunnableConfig) -> Any:
+        results = await self.aguard_inputs([input], [config], [run_manager])
+        return _unwrap(results[0]).output
+
+    def _batch(self, inputs: list[Any], run_manager: list[CallbackManagerForChainRun],
+               config: list[RunnableConfig]) -> list[Any]:
+        return [r if isinstance(r, Exception) else r.output
+                for r in self.guard_inputs(inputs, config, run_manager)]
+
+    async def _abatch(self, inputs: list[Any], run_manager: list[AsyncCallbackManagerForChainRun],
+                      config: list[RunnableConfig]) -> list[Any]:
+        results = await self.aguard_inputs(inputs, config, run_manager)
+        return [r if isinstance(r, Exception) else r.output for r in results]
+
+    def guard_inputs(self, inputs: Sequence[Any], configs: Sequence[RunnableConfig],
+                     run_managers: Sequence[CallbackManagerForChainRun],
+                     ) -> list[GuardedOutput | Exception]:
+        """Guard many inputs with one guard batch, reporting each to its own run.
+
+        For Runnables built on this one (``wrap``); errors come back in place.
+        """
+        shaped = [_try_shape(x) for x in inputs]
+        convs = [s.messages for s in shaped if isinstance(s, _Shaped)]
+        outcomes = outcomes_or_errors(self.guard, convs, config=self._config,
+                                      check_tool_messages=self.check_tool_messages)
+        out = _assemble(shaped, outcomes)
+        for result, cfg, rm in zip(out, configs, run_managers, strict=True):
+            if isinstance(result, GuardedOutput):
+                data = _event_data(result.outcome)
+                dispatch_custom_event(VERDICT_EVENT, data, config=cfg)
+                _record_metadata(rm, data)
+        return out
+
+    async def aguard_inputs(self, inputs: Sequence[Any], configs: Sequence[RunnableConfig],
+                            run_managers: Sequence[AsyncCallbackManagerForChainRun],
+                            ) -> list[GuardedOutput | Exception]:
+        """Async :meth:`guard_inputs`."""
+        shaped = [_try_shape(x) for x in inputs]
+        convs = [s.messages for s in shaped if isinstance(s, _Shaped)]
+        outcomes = await aoutcomes_or_errors(self.guard, convs, config=self._config,
+                                             check_tool_messages=self.check_tool_messages)
+        out = _assemble(shaped, outcomes)
+        for result, cfg, rm in zip(out, configs, run_managers, strict=True):
+            if isinstance(result, GuardedOutput):
+                data = _event_data(result.outcome)
+                await adispatch_custom_event(VERDICT_EVENT, data, config=cfg)
+                _record_metadata(rm, data)
+        return out
+
+
+# ---------------------------------------------------------------------- helpers
+def _unwrap(result: GuardedOutput | Exception) -> GuardedOutput:
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _assemble(shaped: list[_Shaped | Exception],
+              outcomes: list[GuardOutcome | SafeCLIPError]) -> list[GuardedOutput | Exception]:
+    """Put outcomes (one per readable input) back in place, in each input's shape."""
+    results = iter(outcomes)
+    out: list[GuardedOutput | Exception] = []
+    for s in shaped:
+        if isinstance(s, Exception):
+            out.append(s)
+            continue
+        r = next(results)
+        out.append(r if isinstance(r, Exception) else GuardedOutput(s.rebuild(r.messages), r))
+    return out
+
+
+def _try_shape(value: Any) -> _Shaped | Exception:
+    try:
+        return _shape(value)
+    except (TypeError, ValueError) as exc:
+        return exc
+
+
+def _shape(value: Any) -> _Shaped:
+    """The messages inside ``value`` and how to put guarded messages back in its shape."""
+    if isinstance(value, str):
+        return _Shaped([HumanMessage(value)], lambda _ms: value)
+    if isinstance(value, BaseMessage):
+        return _Shaped([value], lambda ms: ms[0])
+    if isinstance(value, ChatPromptValue):
+        return _Shaped(list(value.messages), lambda ms: ChatPromptValue(messages=ms))
+    if isinstance(value, PromptValue):  # a StringPromptValue holds text only
+        return _Shaped(value.to_messages(), lambda _ms: value)
+    if isinstance(value, Mapping) and "messages" in value:
+        msgs = convert_to_messages(value["messages"])
+        return _Shaped(msgs, lambda ms: {**value, "messages": ms})
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        return _Shaped(convert_to_messages(value), lambda ms: ms)
+    raise TypeError(
+        f"SafeCLIPGuardrail cannot read an input of type {type(value).__name__}; pass a str, "
+        "a message, a list of messages, a PromptValue or a dict with a 'messages' key"
+    )
+
+
+def _event_data(outcome: GuardOutcome) -> dict[str, Any]:
+    r = outcome.result
+    return {"action": r.action, "blocked": outcome.blocked, "flagged": r.flagged,
+            "categories": r.categories, "result": r.model_dump(mode="json")}
+
+
+def _record_metadata(run_manager: Any, data: dict[str, Any]) -> None:
+    """Add the verdict to the run's metadata in every tracer that holds the run."""
+    run_id = str(run_manager.run_id)
+    for handler in getattr(run_manager, "handlers", []):
+        run_map = getattr(handler, "run_map", None)
+        run = run_map.get(run_id) if isinstance(run_map, dict) else None
+        if run is not None and hasattr(run, "add_metadata"):
+            run.add_metadata({METADATA_KEY: data})
