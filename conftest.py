@@ -8,12 +8,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from safeclip_guardrail import ConceptBank, SafeCLIPGuard  # noqa: E402
-from safeclip_guardrail.testing import PlantedEncoder, build_tiny_clip  # noqa: E402
+from safeclip_guardrail import ConceptBank, SafeCLIPGuard
+from safeclip_guardrail.testing import PlantedEncoder, build_tiny_clip
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from safeclip_guardrail.errors import ImageInputError
 
-__all__ = ["BlockKind", "NON_IMAGE_BLOCK_TYPES", "classify_block", "image_source_from_block"]
+__all__ = ["NON_IMAGE_BLOCK_TYPES", "BlockKind", "classify_block", "image_source_from_block"]
 
 BlockKind = Literal["text", "image", "other", "unknown"]
 
@@ -96,7 +96,7 @@ def image_source_from_block(block: Mapping[str, Any]) -> str:
         if not isinstance(url, str) or not url:
             raise ImageInputError("image block has an empty or missing url")
         return url
-    if source_type == "id" or "file_id" in block or "id" in block and source_type is not None:
+    if source_type == "id" or "file_id" in block or ("id" in block and source_type is not None):
         return _file_id_error(block.get("file_id") or block.get("id"))
     keys = ", ".join(sorted(k for k in block if k != "type"))
     raise ImageInputError(

@@ -126,7 +126,7 @@ class ConceptBank(BaseModel):
                 data = yaml.safe_load(text)
             else:
                 data = json.loads(text)
-        except Exception as exc:  # noqa: BLE001 - parser errors vary by format
+        except Exception as exc:
             raise ConfigurationError(f"cannot parse concept bank {p}: {exc}") from None
         bank = cls.from_dict(data)
         return bank if bank.source else bank.model_copy(update={"source": str(p)})

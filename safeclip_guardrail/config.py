@@ -175,7 +175,7 @@ class GuardConfig(BaseModel):
                 data = yaml.safe_load(text)
             else:
                 data = json.loads(text)
-        except Exception as exc:  # noqa: BLE001 - parser errors vary by format
+        except Exception as exc:
             raise ConfigurationError(f"cannot parse config {p}: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigurationError(f"config {p} must contain a mapping of options")

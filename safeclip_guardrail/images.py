@@ -200,7 +200,7 @@ def _from_bytes(data: bytes, opts: ImageOptions, desc: str) -> DecodedImage:
         ) from None
     except Image.DecompressionBombError:
         raise ImageInputError(f"image {desc} declares too many pixels", source=desc) from None
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken headers
+    except Exception as exc:
         raise ImageInputError(f"cannot open image {desc}: {exc}", source=desc) from None
     _check_pixels(img, opts, desc)
     return DecodedImage(frames=_frames(img, opts, desc), sha256=digest, source=desc)
@@ -249,7 +249,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     img.load()
     try:
         img = ImageOps.exif_transpose(img) or img
-    except Exception:  # noqa: BLE001, S110 - broken EXIF must not make a readable image unreadable
+    except Exception:
         pass
     mode = img.mode
     if mode == "RGB":

@@ -23,7 +23,7 @@ from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr
 
 from safeclip_guardrail.chat_models import _fused
 from safeclip_guardrail.chat_models._loading import LoadedLlava, load_llava
@@ -100,14 +100,15 @@ class ChatLlava(BaseChatModel):
     _fused: bool = PrivateAttr(default=False)
 
     # ------------------------------------------------------------------ construction
-    @model_validator(mode="after")
-    def _load(self) -> ChatLlava:
+    def __init__(self, **kwargs: Any) -> None:
+        # Loading happens after validation, outside pydantic validators, so load errors reach
+        # the caller as ModelLoadError / ConfigurationError rather than a ValidationError.
+        super().__init__(**kwargs)
         self._loaded = load_llava(self.model, device=self.device, dtype=self.dtype,
                                   revision=self.revision)
         self._guard = self._resolve_guard()
         self._fused = bool(self._guard is not None and self.fuse_guard
                            and _fused.can_fuse(self._guard, self._loaded))
-        return self
 
     @classmethod
     def from_pretrained(cls, model_id_or_dir: str, *, device: str | None = None,

@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("safeclip: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI's contract is one line, never a traceback
+    except Exception as exc:
         if os.environ.get("SAFECLIP_DEBUG"):
             raise
         return fail(exc)

@@ -53,14 +53,15 @@ class TransformersCLIPEncoder(TorchClipEncoder):
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         try:
-            model = CLIPModel.from_pretrained(model_id, revision=revision, dtype=torch_dtype)
-            tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
-        except (OSError, ValueError, EnvironmentError) as exc:
+            kwargs: dict[str, Any] = {"revision": revision} if revision else {}
+            model = CLIPModel.from_pretrained(model_id, dtype=torch_dtype, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(model_id, **kwargs)
+        except (OSError, ValueError) as exc:
             raise ModelLoadError(_load_help(model_id, exc)) from None
         if not load_vision:
             del model.vision_model
             model.vision_model = None
-        model.to(dev).eval()
+        model = model.to(dev).eval()  # type: ignore[arg-type]
         preprocess = _preprocess_from(model_id, revision, model.config)
         return cls(model, tokenizer, preprocess, name=model_id,
                    cache_key=_cache_key(model_id, revision, model, torch_dtype),
@@ -73,7 +74,8 @@ class TransformersCLIPEncoder(TorchClipEncoder):
                 f"{self.name} was loaded without its vision tower (load_vision=False); it "
                 "can only project CLS features computed elsewhere"
             )
-        return self.vision(pixel_values=pixels).pooler_output
+        pooled: torch.Tensor = self.vision(pixel_values=pixels).pooler_output
+        return pooled
 
     def _project(self, cls_features: torch.Tensor) -> np.ndarray:
         return self._normalized(self.model.visual_projection(cls_features))
@@ -94,7 +96,7 @@ def _preprocess_from(model_id: str, revision: str | None, config: Any) -> ClipPr
     size, crop = image_size, image_size
     mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
     try:
-        from transformers.utils import cached_file
+        from transformers.utils import cached_file  # type: ignore[attr-defined]
 
         path = cached_file(model_id, "preprocessor_config.json", revision=revision,
                            _raise_exceptions_for_missing_entries=False)

@@ -106,7 +106,8 @@ class OpenClipEncoder(TorchClipEncoder):
             out = visual(pixels)
         finally:
             visual.proj = proj
-        return out[0] if isinstance(out, tuple) else out
+        pooled: torch.Tensor = out[0] if isinstance(out, tuple) else out
+        return pooled
 
     def _project(self, cls_features: torch.Tensor) -> np.ndarray:
         proj = self.model.visual.proj

@@ -59,7 +59,7 @@ def _tiny_tokenizer(n_merges: int = 2000) -> Any:
     vocab_list = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges]
     vocab_list += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)  # type: ignore[arg-type]
 
 
 def tiny_clip_config(vocab_size: int, eos_token_id: int, bos_token_id: int) -> Any:
@@ -142,8 +142,8 @@ def _save_open_clip(hf_model: Any, out: Path, *, seed: int) -> None:
 
     from safeclip_guardrail.encoders.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-    v = _VISION
-    model_cfg = {
+    v: dict[str, Any] = dict(_VISION)
+    model_cfg: dict[str, Any] = {
         "embed_dim": _PROJ,
         "quick_gelu": True,
         "vision_cfg": {"image_size": v["image_size"], "layers": v["num_hidden_layers"],

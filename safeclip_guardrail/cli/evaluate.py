@@ -1,0 +1,176 @@
+"""``safeclip eval DATA``: the paper's metrics on your images, with a report and plots.
+
+DATA is a folder with one subfolder per class of the concept bank (``gun/``, ``neutral/``...)
+or a CSV/JSONL manifest (``path,label[,query]``). Without ``--out`` the report's tables are
+printed; with it, ``report.json``, ``report.md`` and PNG plots are written there. Exit 0
+when the evaluation ran (whatever the numbers), 2 on usage or input errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from safeclip_guardrail.cli._common import (
+    EXIT_OK,
+    CliError,
+    add_guard_options,
+    config_from_args,
+)
+
+__all__ = ["load_chat_model", "register"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval", help="measure defense success / false positives on a labelled dataset",
+        description="Evaluate the guard on a labelled dataset: a folder with one subfolder per "
+                    "class of the concept bank, or a CSV/JSONL manifest with path,label[,query]. "
+                    "Every image is encoded once; ablations and the threshold sweep reuse the "
+                    "embeddings.",
+    )
+    p.add_argument("data", metavar="DATA", help="class-folder dataset or .csv/.jsonl manifest")
+    p.add_argument("--out", "-o", metavar="DIR",
+                   help="write report.json, report.md and PNG plots here (default: print tables)")
+    p.add_argument("--label-map", action="append", metavar="FOLDER=CLASS",
+                   help="map a folder/label name onto a bank class (repeatable), "
+                        "e.g. insulting_gesture=gesture")
+    p.add_argument("--hod", action="store_true",
+                   help="map the HOD benchmark's folder names (insulting_gesture -> gesture, "
+                        "benign/safe -> neutral)")
+    p.add_argument("--sweep", action="store_true",
+                   help="also sweep one global threshold over 0.05..0.95 (DSR vs FPR)")
+    p.add_argument("--no-ablations", action="store_true",
+                   help="skip the K (descriptors per class) and cls_source ablations")
+    p.add_argument("--no-plots", action="store_true", help="with --out: write no PNG plots")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    e = p.add_argument_group("end-to-end evaluation (--e2e)")
+    e.add_argument("--e2e", action="store_true",
+                   help="send every image with a query to a chat model, with and without the "
+                        "guard, and measure refusals and latency overhead")
+    e.add_argument("--chat-model", metavar="SPEC",
+                   help="llava:<LLaVA dir or hub id> (local ChatLlava), or provider:model for "
+                        "langchain's init_chat_model (e.g. openai:gpt-4o)")
+    e.add_argument("--chat-model-factory", metavar="MODULE:ATTR",
+                   help="import a LangChain chat model (or a function/class returning one)")
+    e.add_argument("--queries", metavar="FILE",
+                   help="queries, one per line, cycled over images without a manifest query")
+    e.add_argument("--refusal-pattern", action="append", metavar="REGEX",
+                   help="regex marking a refusal (repeatable; replaces the defaults)")
+    e.add_argument("--no-baseline", action="store_true",
+                   help="do not also call the model without the guard (no overhead figure)")
+    add_guard_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from safeclip_guardrail.eval import datasets as ds
+    from safeclip_guardrail.eval.e2e import DEFAULT_QUERIES, DEFAULT_REFUSAL_PATTERNS
+    from safeclip_guardrail.guard import SafeCLIPGuard
+
+    config = config_from_args(args)
+    label_map = {**(ds.HOD_LABEL_MAP if args.hod else {}), **ds.parse_label_map(args.label_map)}
+    dataset = ds.load_dataset(args.data, bank=config.bank, label_map=label_map)
+    queries = _read_queries(args.queries) if args.queries else DEFAULT_QUERIES
+    patterns = args.refusal_pattern or DEFAULT_REFUSAL_PATTERNS
+    if args.e2e and not (args.chat_model or args.chat_model_factory):
+        raise CliError("--e2e needs a chat model: --chat-model llava:<dir> or provider:model, "
+                       "or --chat-model-factory module:attr")
+    if (args.chat_model or args.chat_model_factory) and not args.e2e:
+        raise CliError("--chat-model is only used with --e2e; add --e2e")
+    if args.out and not args.no_plots:
+        from safeclip_guardrail.eval.plots import pyplot
+
+        pyplot()  # fail now, not after the whole evaluation, when matplotlib is missing
+    if args.e2e:
+        from safeclip_guardrail.eval.e2e import compile_patterns
+
+        compile_patterns(patterns)
+    guard = SafeCLIPGuard.from_config(config)
+    chat = load_chat_model(args.chat_model, args.chat_model_factory) if args.e2e else None
+
+    from safeclip_guardrail.eval import evaluate, write_report
+    from safeclip_guardrail.eval.report import render_markdown
+
+    report = evaluate(guard, dataset, sweep=args.sweep, ablations=not args.no_ablations,
+                      chat_model=chat, queries=queries, refusal_patterns=patterns,
+                      e2e_baseline=not args.no_baseline, show_progress=not args.no_progress)
+    out = sys.stdout
+    if args.out:
+        files = write_report(report, args.out, plots=not args.no_plots)
+        out.write(_summary(report) + "\n")
+        out.write(f"wrote {files.json_path}, {files.markdown_path}"
+                  + "".join(f", {p}" for p in files.plots.values()) + "\n")
+    else:
+        out.write(render_markdown(report))
+    if report.unreadable:
+        print(f"safeclip: warning: {len(report.unreadable)} file(s) could not be read and were "
+              "left out (listed in the report)", file=sys.stderr)
+    return EXIT_OK
+
+
+def load_chat_model(spec: str | None, factory: str | None) -> Any:
+    """A LangChain chat model from ``--chat-model`` or ``--chat-model-factory``."""
+    if factory:
+        module_name, _, attr = factory.partition(":")
+        if not module_name or not attr:
+            raise CliError(f"--chat-model-factory must be MODULE:ATTR, got {factory!r}")
+        try:
+            obj = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise CliError(f"cannot import {factory}: {exc}") from None
+        return _instantiate(obj, factory)
+    assert spec is not None
+    if spec.startswith("llava:"):
+        from safeclip_guardrail.chat_models import ChatLlava
+
+        return ChatLlava.from_pretrained(spec.removeprefix("llava:"))
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError:
+        raise CliError(f"--chat-model {spec} needs the 'langchain' package "
+                       "(pip install langchain plus the provider's package)") from None
+    return init_chat_model(spec)
+
+
+def _instantiate(obj: Any, name: str) -> Any:
+    from langchain_core.language_models import BaseChatModel
+
+    if isinstance(obj, BaseChatModel):
+        return obj
+    if callable(obj):
+        made = obj()
+        if isinstance(made, BaseChatModel):
+            return made
+    raise CliError(f"{name} is not a LangChain chat model or a factory returning one")
+
+
+def _read_queries(path: str) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"queries file not found: {p}")
+    lines = [x.strip() for x in p.read_text(encoding="utf-8").splitlines()]
+    queries = [x for x in lines if x and not x.startswith("#")]
+    if not queries:
+        raise CliError(f"queries file {p} has no queries (one per line)")
+    return queries
+
+
+def _summary(report: Any) -> str:
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    auc = "n/a" if report.roc_auc is None else f"{report.roc_auc:.3f}"
+    line = (f"{report.n_images} images ({report.n_toxic} toxic, {report.n_benign} benign): "
+            f"defense success {pct(report.defense_success_rate)}, false positives "
+            f"{pct(report.false_positive_rate)}, accuracy {pct(report.accuracy)}, AUC {auc}")
+    if report.e2e is not None:
+        e = report.e2e
+        over = "n/a" if e.overhead_pct is None else f"{e.overhead_pct:.1f}%"
+        line += (f"\nend to end ({e.chat_model}): defense success "
+                 f"{pct(e.defense_success_rate)}, false positives {pct(e.false_positive_rate)}, "
+                 f"overhead {over}")
+    return line
