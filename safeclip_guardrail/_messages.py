@@ -75,7 +75,7 @@ def _refs_for_item(index: int, item: Any) -> list[ImageRef]:
         return []
     if not isinstance(item, Mapping):
         return [ImageRef(index, None, ImageInputError(
-            f"content item {index} is a {type(item).__name__}, not a string or a content block "
+            f"content item {index} is of type {type(item).__name__}, not a string or a content block "
             "dict; it cannot be checked"))]
     try:
         blocks: list[Any] = list(HumanMessage(content=[dict(item)]).content_blocks)

@@ -66,14 +66,23 @@ def describe_source(source: object) -> str:
     return f"<{type(source).__name__}>"
 
 
-def decode_image(source: ImageSource, options: ImageOptions | None = None) -> DecodedImage:
-    """Decode ``source`` into RGB frames, enforcing the limits in ``options``."""
+def decode_image(source: ImageSource, options: ImageOptions | None = None, *,
+                 draft_size: int | None = None) -> DecodedImage:
+    """Decode ``source`` into RGB frames, enforcing the limits in ``options``.
+
+    ``draft_size``: a still JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, by libjpeg's
+    DCT scaling) as long as both sides stay >= ``draft_size``. Decoding a photo at half
+    scale costs a fraction of the full decode, and an encoder that resizes to
+    ``draft_size`` anyway sees nearly the same pixels. None (default) decodes at full size.
+    The pixel limits are checked on the declared size first, as always; the SHA-256 of
+    encoded input is that of its bytes, so verdict caching is unaffected.
+    """
     opts = options or _DEFAULT_OPTIONS
     desc = describe_source(source)
     if isinstance(source, Image.Image):
         return _from_pil(source, opts, desc)
     data = read_image_bytes(source, opts)
-    return _from_bytes(data, opts, desc)
+    return _from_bytes(data, opts, desc, draft_size=draft_size)
 
 
 def read_image_bytes(source: ImageSource, options: ImageOptions | None = None) -> bytes:
@@ -187,7 +196,8 @@ def _read_path(path: Path, opts: ImageOptions) -> bytes:
         raise ImageInputError(f"cannot read {path}: {exc.strerror or exc}", source=str(path)) from None
 
 
-def _from_bytes(data: bytes, opts: ImageOptions, desc: str) -> DecodedImage:
+def _from_bytes(data: bytes, opts: ImageOptions, desc: str, *,
+                draft_size: int | None = None) -> DecodedImage:
     digest = hashlib.sha256(data).hexdigest()
     try:
         with warnings.catch_warnings():
@@ -203,6 +213,8 @@ def _from_bytes(data: bytes, opts: ImageOptions, desc: str) -> DecodedImage:
     except Exception as exc:
         raise ImageInputError(f"cannot open image {desc}: {exc}", source=desc) from None
     _check_pixels(img, opts, desc)
+    if draft_size and draft_size > 0 and img.format in {"JPEG", "MPO"}:
+        img.draft(None, (draft_size, draft_size))  # takes effect in the decode below
     return DecodedImage(frames=_frames(img, opts, desc), sha256=digest, source=desc)
 
 

@@ -11,6 +11,9 @@ Input and output have the same shape: a ``str``, a message, a list of messages, 
 all inputs in one guard batch. Every decision is emitted as the custom event
 ``safeclip_verdict`` and added to the run's metadata (key ``safeclip``), so it shows up
 in ``astream_events`` and in LangSmith traces.
+
+Text guardrails combine with it through the decisions left on the messages
+(:func:`text_guardrail`, :func:`merge_guardrails`, :func:`guardrail_gate`; any block wins).
 """
 
 from __future__ import annotations
@@ -29,10 +32,20 @@ from langchain_core.callbacks import (
 from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.prompt_values import ChatPromptValue, PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 
+from safeclip_guardrail._lc_compose import (
+    CombinedOutcome,
+    GuardrailDecision,
+    combined_outcome,
+    guardrail_gate,
+    merge_guardrails,
+    text_guardrail,
+)
+from safeclip_guardrail._messages import guard_result_of
+from safeclip_guardrail.concepts import _first_error
 from safeclip_guardrail.config import GuardConfig, Mode, OnError, build_config
-from safeclip_guardrail.errors import SafeCLIPError
+from safeclip_guardrail.errors import ConfigurationError, SafeCLIPError
 from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.intervention import (
     METADATA_KEY,
@@ -41,7 +54,18 @@ from safeclip_guardrail.intervention import (
     outcomes_or_errors,
 )
 
-__all__ = ["VERDICT_EVENT", "GuardedOutput", "SafeCLIPGuardrail"]
+__all__ = [
+    "VERDICT_EVENT",
+    "CombinedOutcome",
+    "GuardedOutput",
+    "GuardrailDecision",
+    "SafeCLIPGuardrail",
+    "combined_outcome",
+    "guard_result_of",
+    "guardrail_gate",
+    "merge_guardrails",
+    "text_guardrail",
+]
 
 VERDICT_EVENT = "safeclip_verdict"
 """Name of the custom event dispatched for every guarded input."""
@@ -89,7 +113,11 @@ class SafeCLIPGuardrail(RunnableSerializable[Any, Any]):
     _config: GuardConfig = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
-        super().__init__(**data)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid SafeCLIPGuardrail option: {_first_error(exc)}") \
+                from None
         # Outside pydantic validation so a bad policy raises ConfigurationError as is.
         self._config = build_config(
             self.guard.config, mode=self.mode, policy=self.policy,

@@ -253,3 +253,15 @@ async def test_async_twins(planted: PlantedEncoder, planted_guard: SafeCLIPGuard
 def test_non_messages_are_a_clear_error(planted_guard: SafeCLIPGuard) -> None:
     with pytest.raises(TypeError, match="convert_to_messages"):
         guard_messages(planted_guard, [{"role": "user", "content": "hi"}])  # type: ignore[list-item]
+
+
+def test_user_chat_messages_and_odd_content_items(planted: PlantedEncoder,
+                                                  planted_guard: SafeCLIPGuard) -> None:
+    from langchain_core.messages import ChatMessage
+
+    user = ChatMessage(role="user", content=[openai_image(b64(planted, "gun"))])
+    assert guard_messages(planted_guard, [user]).result.categories == ["gun"]
+    odd = HumanMessage(content=["hello", {"type": "text", "text": "hi"}])
+    odd.content.append(42)  # type: ignore[union-attr, arg-type]  # bypasses validation
+    out = guard_messages(planted_guard, [odd])
+    assert out.blocked and "is of type int" in (out.result.verdicts[0].error or "")

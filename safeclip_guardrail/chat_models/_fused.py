@@ -96,6 +96,7 @@ def _post_layernorm(tower: Any) -> Any:
     return ln
 
 
+@torch.inference_mode()
 def encode_images(loaded: LoadedLlava, inputs: dict[str, Any]) -> Any:
     """One tower pass over the prompt's images, in the form ``generate`` accepts back."""
     cfg = loaded.model.config
@@ -126,6 +127,7 @@ def _first_tile_rows(loaded: LoadedLlava, inputs: dict[str, Any], n_images: int)
     return rows
 
 
+@torch.inference_mode()
 def image_cls(loaded: LoadedLlava, enc: Any, inputs: dict[str, Any], *, n_images: int,
               source: str) -> torch.Tensor:
     """(n_images, hidden) CLS features of ``source`` (``final`` / ``penultimate``)."""
@@ -156,4 +158,5 @@ def keep_images(enc: Any, keep: Sequence[int]) -> Any:
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     features = list(enc.pooler_output)
-    return BaseModelOutputWithPooling(pooler_output=[features[i] for i in keep])
+    return BaseModelOutputWithPooling(
+        pooler_output=[features[i] for i in keep])  # type: ignore[arg-type]

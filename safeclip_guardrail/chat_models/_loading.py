@@ -20,7 +20,7 @@ import torch
 from safeclip_guardrail.encoders._torch import resolve_device, resolve_dtype
 from safeclip_guardrail.errors import ConfigurationError, ModelLoadError
 
-__all__ = ["LoadedLlava", "load_llava"]
+__all__ = ["LoadedLlava", "load_llava", "register_loaded"]
 
 _CLASSES = {
     "llava": "LlavaForConditionalGeneration",
@@ -78,6 +78,21 @@ def load_llava(model_id: str, *, device: str | None = None, dtype: str | None = 
         loaded = _load(str(model_id), dev, torch_dtype, revision)
         _CACHE[key] = loaded
         return loaded
+
+
+def register_loaded(model: Any, processor: Any, *, name: str) -> LoadedLlava:
+    """Make an already loaded model available under ``name`` (see ``ChatLlava.from_model``)."""
+    model_type = str(getattr(model.config, "model_type", ""))
+    if model_type not in _CLASSES:
+        raise ConfigurationError(
+            f"from_model needs a LLaVA-1.5 or LLaVA-NeXT model, got model_type {model_type!r}")
+    param = next(model.parameters())
+    loaded = LoadedLlava(model=model.eval(), processor=processor, model_id=name,
+                         model_type=model_type, device=param.device, dtype=param.dtype,
+                         lock=threading.Lock())
+    with _CACHE_LOCK:
+        _CACHE[(name, str(param.device), str(param.dtype), None)] = loaded
+    return loaded
 
 
 def _load(model_id: str, dev: torch.device, torch_dtype: torch.dtype,

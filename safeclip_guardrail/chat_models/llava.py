@@ -124,6 +124,22 @@ class ChatLlava(BaseChatModel):
         fields["generation_kwargs"] = {**fields["generation_kwargs"], **extra}
         return cls(model=str(model_id_or_dir), device=device, dtype=dtype, guard=guard, **fields)
 
+    @classmethod
+    def from_model(cls, model: Any, processor: Any, *, name: str = "llava-in-memory",
+                   guard: SafeCLIPGuard | str | None = None, **options: Any) -> ChatLlava:
+        """Wrap a LLaVA model you already loaded (quantised, sharded, built in memory).
+
+        ``name`` is how the model is reported (``response_metadata["model_name"]``, traces);
+        ``options`` are the same as for :meth:`from_pretrained`.
+        """
+        from safeclip_guardrail.chat_models._loading import register_loaded
+
+        loaded = register_loaded(model, processor, name=name)
+        dtype = str(loaded.dtype).removeprefix("torch.")
+        llm = cls.from_pretrained(name, device=str(loaded.device), dtype=dtype, guard=guard,
+                                  **options)
+        return llm
+
     def _resolve_guard(self) -> SafeCLIPGuard | None:
         g = self.guard
         if g is None:
@@ -320,7 +336,7 @@ class ChatLlava(BaseChatModel):
         text = str(self._loaded.tokenizer.decode(new, skip_special_tokens=True))
         text, hit = cut_at_stop(text, stops)
         finish = "length" if (len(new) >= gen["max_new_tokens"] and not hit) else "stop"
-        n_in, n_out = prepared.prompt_tokens, int(len(new))
+        n_in, n_out = prepared.prompt_tokens, len(new)
         message = AIMessage(
             content=text, response_metadata=self._metadata(decision, finish),
             usage_metadata=UsageMetadata(input_tokens=n_in, output_tokens=n_out,
@@ -352,9 +368,9 @@ class ChatLlava(BaseChatModel):
             try:
                 with torch.inference_mode():
                     self.hf_model.generate(**prepared.inputs, **gen, streamer=streamer)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            except BaseException as exc:
                 errors.append(exc)
-                streamer.end()
+                streamer.end()  # type: ignore[no-untyped-call]
 
         thread = threading.Thread(target=run, name="chat-llava-generate", daemon=True)
         thread.start()

@@ -36,6 +36,8 @@ def register(sub: Any) -> None:
                         "evenly over them)")
     p.add_argument("--margin", type=float, default=None, metavar="M",
                    help="distance above the highest benign score that must pass (default 1e-4)")
+    p.add_argument("--min-threshold", type=float, default=None, metavar="T",
+                   help="never go below this threshold (default: the lowest meaningful one)")
     p.add_argument("--benign-class", metavar="CLASS",
                    help="label for a plain folder (default: the bank's first benign class)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     guard = SafeCLIPGuard.from_config(config)
     result = calibrate(guard, dataset, target_fpr=args.target_fpr, per_class=args.per_class,
                        margin=DEFAULT_MARGIN if args.margin is None else args.margin,
+                       min_threshold=args.min_threshold,
                        show_progress=not args.no_progress)
     written = result.apply(config).to_file(out)
     if result.per_class:

@@ -142,7 +142,11 @@ def _instantiate(obj: Any, name: str) -> Any:
     if isinstance(obj, BaseChatModel):
         return obj
     if callable(obj):
-        made = obj()
+        try:
+            made = obj()
+        except TypeError as exc:  # e.g. a function that needs arguments
+            raise CliError(f"{name} is not a LangChain chat model, and calling it without "
+                           f"arguments failed: {exc}") from None
         if isinstance(made, BaseChatModel):
             return made
     raise CliError(f"{name} is not a LangChain chat model or a factory returning one")

@@ -2,10 +2,11 @@
 
 On CPUs with AMX-BF16 or AVX512-BF16 (Sapphire Rapids and later Xeons, Zen 4+), oneDNN runs
 bf16 matrix products natively and a CLIP vision tower whose weights are *cast* to bf16 runs
-2-4x faster than in fp32 (autocast is much slower than casting, it converts weights on
-every call). Elsewhere bf16 is emulated and slower than fp32, so it is chosen only where the
-hardware has it. The embeddings agree with fp32 to a cosine >= 0.999 (tests/test_fast_paths.py,
-benchmarks/bench_guard.py on the real architectures).
+2-4x faster than in fp32 (autocast is much slower than casting: it converts the weights on
+every call). Elsewhere bf16 is emulated and slower than fp32. bf16 is opt-in
+(``dtype="bfloat16"``): embeddings agree with fp32 to a cosine >= 0.9999, but class masses
+move by up to a few hundredths, so verdicts close to a threshold can differ
+(docs/performance.md, tests/test_fast_paths.py).
 """
 
 from __future__ import annotations

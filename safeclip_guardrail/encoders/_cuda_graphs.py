@@ -98,7 +98,8 @@ class CudaGraphRunner:
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        # thread_local: the preprocessing worker may launch kernels while this thread captures
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             static_out = self.forward(static_in)
         log.debug("captured a CUDA graph for batch bucket %d", bucket)
         return graph, static_in, static_out

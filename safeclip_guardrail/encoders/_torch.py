@@ -20,7 +20,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from safeclip_guardrail.encoders._cpu import configure_cpu_threads, cpu_has_native_bf16
+from safeclip_guardrail.encoders._cpu import (
+    available_cores,
+    configure_cpu_threads,
+    cpu_has_native_bf16,
+)
 from safeclip_guardrail.encoders._cuda_graphs import DEFAULT_BUCKETS, CudaGraphRunner
 from safeclip_guardrail.encoders.base import ForwardCounter, ImageEmbeddings, l2_normalize
 from safeclip_guardrail.encoders.preprocess import ClipPreprocess
@@ -47,17 +51,21 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
-    """``None`` -> the fastest precision that keeps the embeddings (cosine >= 0.999 vs fp32).
+    """``None`` -> float16 on GPU (CLIP ships fp16 weights), float32 on CPU.
 
-    GPU: float16 (CLIP ships fp16 weights; tensor cores). CPU: bfloat16 where the CPU has
-    native bf16 matrix units (AMX-BF16 / AVX512-BF16, see :mod:`._cpu`), float32 elsewhere.
-    Pass ``dtype="float32"`` for the exact reference (or set ``SAFECLIP_CPU_BF16=0``).
+    bf16 is not the CPU default even where the CPU runs it natively (AMX / AVX512-BF16,
+    2-4x faster): its 8-bit mantissa keeps embeddings at cosine >= 0.9999 but moves class
+    masses by up to ~0.04 after CLIP's x100 logit scale, so verdicts near a threshold can
+    differ from float32. Ask for it with ``dtype="bfloat16"`` (see docs/performance.md);
+    requesting it on a CPU without native bf16 logs a warning, as it is then slower.
     """
     if dtype is None:
-        if device.type == "cuda":
-            return torch.float16
-        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
-    return _DTYPES[dtype]
+        return torch.float16 if device.type == "cuda" else torch.float32
+    chosen = _DTYPES[dtype]
+    if device.type == "cpu" and chosen == torch.bfloat16 and not cpu_has_native_bf16():
+        log.warning("dtype='bfloat16' on a CPU without AMX-BF16/AVX512-BF16 is emulated and "
+                    "slower than float32; use dtype='float32' here")
+    return chosen
 
 
 class TorchClipEncoder:
@@ -87,6 +95,7 @@ class TorchClipEncoder:
         """Largest batch per forward; lowered automatically after a CUDA out-of-memory error."""
         self._graphs: CudaGraphRunner | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._resizers: ThreadPoolExecutor | None = None
         self._runtime_ready = False
 
     def _install_hook(self, block: torch.nn.Module, *, batch_first: bool = True) -> None:
@@ -155,10 +164,17 @@ class TorchClipEncoder:
         return ImageEmbeddings.concat(parts, self.embed_dim)
 
     def prepare(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Normalised pixels for ``images``: on the GPU from uint8 uploads, else PIL on the CPU."""
+        """Normalised pixels for ``images``: on the GPU from uint8 uploads, else PIL on the CPU.
+
+        On the CPU the images of a batch are resized in parallel, one thread per core (PIL
+        releases the GIL while resampling); the result is the same as one by one.
+        """
         if self.device.type == "cuda":
             return self.preprocess.on_device(images, self.device, self.dtype)
-        return self.preprocess(images)
+        if len(images) < 2 or available_cores() < 2:
+            return self.preprocess(images)
+        arrays = list(self._resize_pool().map(self.preprocess.to_uint8, images))
+        return self.preprocess.normalize(torch.from_numpy(np.stack(arrays)))
 
     def _worker(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -166,6 +182,13 @@ class TorchClipEncoder:
                 self._pool = ThreadPoolExecutor(max_workers=1,
                                                 thread_name_prefix="safeclip-preprocess")
             return self._pool
+
+    def _resize_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._resizers is None:
+                self._resizers = ThreadPoolExecutor(max_workers=available_cores(),
+                                                    thread_name_prefix="safeclip-resize")
+            return self._resizers
 
     def _encode_halving(self, pixels: torch.Tensor) -> ImageEmbeddings:
         """Encode; on CUDA out-of-memory, split the batch in halves (down to 1) and retry."""

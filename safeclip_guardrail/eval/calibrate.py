@@ -79,6 +79,7 @@ class CalibrationResult(BaseModel):
 
 def calibrate(guard: SafeCLIPGuard, dataset: EvalDataset, *, target_fpr: float,
               per_class: bool = False, margin: float = DEFAULT_MARGIN,
+              min_threshold: float | None = None,
               show_progress: bool = True) -> CalibrationResult:
     """Embed the benign images of ``dataset`` once and calibrate ``guard``'s thresholds.
 
@@ -98,7 +99,8 @@ def calibrate(guard: SafeCLIPGuard, dataset: EvalDataset, *, target_fpr: float,
     masses = class_masses_for(emb, guard.text_embeddings,
                               logit_scale=guard.encoder.logit_scale, bank=bank)
     result = calibrate_thresholds(masses, bank=bank, config=guard.config,
-                                  target_fpr=target_fpr, per_class=per_class, margin=margin)
+                                  target_fpr=target_fpr, per_class=per_class, margin=margin,
+                                  min_threshold=min_threshold)
     return result.model_copy(update={"unreadable": list(embedded.unreadable)})
 
 
@@ -119,9 +121,15 @@ def flag_scores(masses: np.ndarray, *, bank: ConceptBank, decision: Decision) ->
 
 def calibrate_thresholds(masses: np.ndarray, *, bank: ConceptBank, config: GuardConfig,
                          target_fpr: float, per_class: bool = False,
-                         margin: float = DEFAULT_MARGIN) -> CalibrationResult:
+                         margin: float = DEFAULT_MARGIN,
+                         min_threshold: float | None = None) -> CalibrationResult:
     """The lowest thresholds whose false-positive rate on ``masses`` (benign images) is
-    at most ``target_fpr``; raises :class:`CalibrationError` when no threshold below 1 can."""
+    at most ``target_fpr``; raises :class:`CalibrationError` when no threshold below 1 can.
+
+    A threshold no benign image constrains falls to the lowest meaningful value (1/C for
+    ``decision="top"``: the top class always has at least that mass) or to
+    ``min_threshold`` when given; the result's ``notes`` say which classes that happened to.
+    """
     if not 0.0 <= target_fpr < 1.0:
         raise ConfigurationError(f"target false-positive rate must be in [0, 1), got {target_fpr}")
     if not 0.0 <= margin < 0.1:
@@ -133,7 +141,10 @@ def calibrate_thresholds(masses: np.ndarray, *, bank: ConceptBank, config: Guard
     toxic_idx = [j for j, name in enumerate(names) if bank.is_toxic(name)]
     scores = flag_scores(masses, bank=bank, decision=config.decision)
     budget = math.floor(target_fpr * n + 1e-9)
+    if min_threshold is not None and not 0.0 < min_threshold < 1.0:
+        raise ConfigurationError(f"min_threshold must be in (0, 1), got {min_threshold}")
     floor = 1.0 / len(names) if config.decision == "top" else 1e-3
+    floor = max(floor, min_threshold or 0.0)
     notes: list[str] = []
     if per_class:
         shares = _split_budget(budget, scores, toxic_idx)
@@ -150,9 +161,13 @@ def calibrate_thresholds(masses: np.ndarray, *, bank: ConceptBank, config: Guard
     cut = np.array([thresholds.get(name, threshold) for name in names])
     flagged, deciding = flags_for(masses, bank=bank, thresholds=cut, decision=config.decision)
     by_class = {names[j]: int((flagged & (deciding == j)).sum()) for j in toxic_idx}
-    if not np.isfinite(scores).any():
-        notes.append("no benign image could flag under this decision rule; the lowest "
-                     "meaningful threshold was used")
+    at_floor = [k for k, v in (thresholds or {"all classes": threshold}).items() if v == floor]
+    if at_floor:
+        notes.append(
+            f"the threshold of {', '.join(at_floor)} is the lowest allowed ({floor:.4g}): no "
+            "benign image constrains it. Check detection on toxic images with 'safeclip eval', "
+            "or set a floor with --min-threshold"
+        )
     return CalibrationResult(
         target_fpr=target_fpr, n_images=n, allowed_false_positives=budget, per_class=per_class,
         threshold=float(threshold), thresholds={k: float(v) for k, v in thresholds.items()},

@@ -45,20 +45,29 @@ def plot_roc(roc: RocCurve, auc: float | None, path: Path, *,
 
 
 def plot_sweep(points: list[SweepPoint], path: Path, *, current: float | None = None) -> Path:
-    """DSR and FPR against the global threshold."""
+    """Left: DSR and FPR against the global threshold. Right: the trade-off, DSR vs FPR."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, (ax, tr) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     ts = [p.threshold for p in points]
-    ax.plot(ts, [_nan(p.defense_success_rate) for p in points], marker="o",
-            color="tab:green", label="defense success rate")
-    ax.plot(ts, [_nan(p.false_positive_rate) for p in points], marker="s",
-            color="tab:red", label="false positive rate")
+    dsr = [_nan(p.defense_success_rate) for p in points]
+    fpr = [_nan(p.false_positive_rate) for p in points]
+    ax.plot(ts, dsr, marker="o", color="tab:green", label="defense success rate")
+    ax.plot(ts, fpr, marker="s", color="tab:red", label="false positive rate")
     if current is not None:
         ax.axvline(current, color="0.4", linestyle=":", label=f"threshold {current:g}")
     ax.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="threshold (class mass)", ylabel="rate",
            title="Threshold sweep")
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
+    tr.plot(fpr, dsr, marker="o", color="tab:blue")
+    for p, x, y in zip(points, fpr, dsr, strict=True):
+        if current is not None and abs(p.threshold - current) < 1e-12:
+            tr.scatter([x], [y], color="tab:red", zorder=3, s=60, label=f"threshold {current:g}")
+    tr.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="false positive rate",
+           ylabel="defense success rate", title="Defense success vs false positives")
+    tr.grid(alpha=0.3)
+    if current is not None:
+        tr.legend(loc="lower right")
     return _save(fig, path)
 
 

@@ -11,7 +11,7 @@ fused guard inside ``ChatLlava`` can then be compared with the standalone guard.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -38,10 +38,10 @@ _CORPUS = [
     "I cannot fulfill this request: the image was flagged as unsafe.",
     "Hello! How are you today? I am fine, thank you. 0123456789 (yes) [no] {maybe}",
 ]
-_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
+_VISION: dict[str, Any] = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
            "num_attention_heads": 4, "image_size": 32, "patch_size": 8,
            "hidden_act": "quick_gelu"}
-_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+_TEXT: dict[str, Any] = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 1024}
 
 
@@ -86,12 +86,13 @@ def _copy_clip_tower(model: Any, clip_dir: Path) -> None:
 
 
 def build_tiny_llava(path: str | Path, *, clip_dir: str | Path | None = None,
-                     seed: int = 0) -> Path:
+                     seed: int = 0, kind: Literal["llava", "llava_next"] = "llava") -> Path:
     """Save a tiny real LLaVA-1.5-style checkpoint into ``path`` and return the directory.
 
     Seeded, so the same arguments give the same weights. Generation defaults are greedy.
     ``clip_dir``: a directory from :func:`build_tiny_clip` (transformers backend) whose
-    vision tower becomes LLaVA's tower.
+    vision tower becomes LLaVA's tower. ``kind="llava_next"`` builds a LLaVA-NeXT (any-
+    resolution tiles: a whole-image base tile plus up to 2x2 tiles of 32 px).
     """
     from transformers import (
         CLIPImageProcessorPil,
@@ -100,6 +101,9 @@ def build_tiny_llava(path: str | Path, *, clip_dir: str | Path | None = None,
         LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextProcessor,
         LlavaProcessor,
     )
 
@@ -109,23 +113,45 @@ def build_tiny_llava(path: str | Path, *, clip_dir: str | Path | None = None,
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _SPECIALS}
     text = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=ids["<s>"],
                        eos_token_id=ids["</s>"], pad_token_id=ids["<pad>"], **_TEXT)
-    config = LlavaConfig(vision_config=CLIPVisionConfig(**_VISION), text_config=text,
-                         image_token_id=ids["<image>"], vision_feature_layer=-2,
-                         vision_feature_select_strategy="default", projector_hidden_act="gelu")
+    options: dict[str, Any] = {"image_token_id": ids["<image>"], "vision_feature_layer": -2,
+                               "vision_feature_select_strategy": "default",
+                               "projector_hidden_act": "gelu"}
+    size = int(_VISION["image_size"])
+    grid = [[size, 2 * size], [2 * size, size], [2 * size, 2 * size]]
+    vision = CLIPVisionConfig(**_VISION)
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
+    model: Any
+    if kind == "llava_next":
+        model = LlavaNextForConditionalGeneration(LlavaNextConfig(
+            vision_config=vision, text_config=text, image_grid_pinpoints=grid, **options))
+    else:
+        model = LlavaForConditionalGeneration(
+            LlavaConfig(vision_config=vision, text_config=text, **options))
+    model.eval()
     if clip_dir is not None:
         _copy_clip_tower(model, Path(clip_dir))
-    model.generation_config = GenerationConfig(
+    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
         do_sample=False, bos_token_id=ids["<s>"], eos_token_id=ids["</s>"],
         pad_token_id=ids["<pad>"], max_new_tokens=32,
     )
     model.save_pretrained(out, safe_serialization=True)
-    size = int(_VISION["image_size"])
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(size={"shortest_edge": size},
-                                              crop_size={"height": size, "width": size}),
-        tokenizer=tokenizer, patch_size=int(_VISION["patch_size"]),
+    square = {"height": size, "width": size}
+    image_processor: Any
+    processor_cls: Any
+    if kind == "llava_next":
+        from transformers.models.llava_next.image_processing_pil_llava_next import (
+            LlavaNextImageProcessorPil,
+        )
+
+        image_processor = LlavaNextImageProcessorPil(
+            size={"shortest_edge": size}, crop_size=square, image_grid_pinpoints=grid)
+        processor_cls = LlavaNextProcessor
+    else:
+        image_processor = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size=square)
+        processor_cls = LlavaProcessor
+    processor = processor_cls(
+        image_processor=image_processor, tokenizer=tokenizer,
+        patch_size=int(_VISION["patch_size"]),
         vision_feature_select_strategy="default", chat_template=LLAVA_15_CHAT_TEMPLATE,
         num_additional_image_tokens=1,
     )

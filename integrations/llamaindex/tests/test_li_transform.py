@@ -66,3 +66,17 @@ def test_cache_key_changes_with_guard_options(planted_guard):
     b = SafeCLIPImageFilter(planted_guard.with_options(threshold=0.9)).to_dict()
     assert a and a != b["guard_fingerprint"]
     assert a == SafeCLIPImageFilter(planted_guard).guard_fingerprint
+
+
+def test_pipeline_cache_keys_on_text_so_disable_it_for_images(planted, planted_guard):
+    cat = Node(id_="cat", image_resource=MediaResource(data=planted.plant_bytes("neutral")),
+               text_resource=MediaResource(text="same caption"))
+    gun = Node(id_="gun", image_resource=MediaResource(data=planted.plant_bytes("gun")),
+               text_resource=MediaResource(text="same caption"))
+    cached = IngestionPipeline(transformations=[SafeCLIPImageFilter(planted_guard)])
+    assert cached.run(nodes=[gun]) == []
+    assert cached.run(nodes=[cat]) == []  # LlamaIndex's cache answers for the text: documented
+    uncached = IngestionPipeline(transformations=[SafeCLIPImageFilter(planted_guard)],
+                                 disable_cache=True)
+    assert uncached.run(nodes=[gun]) == []
+    assert [n.node_id for n in uncached.run(nodes=[cat])] == ["cat"]

@@ -9,8 +9,6 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage, convert_to_openai_messages
 from nemoguardrails import LLMRails, RailsConfig
 from nemoguardrails.integrations.langchain.llm_adapter import LangChainLLMAdapter
-
-from safeclip_guardrail import ConfigurationError, SafeCLIPGuard
 from safeclip_guardrail_nemo import (
     ACTION_NAME,
     SafeCLIPImageRail,
@@ -18,6 +16,8 @@ from safeclip_guardrail_nemo import (
     example_rails_config,
     register_safeclip,
 )
+
+from safeclip_guardrail import ConfigurationError, SafeCLIPGuard
 
 ANSWER = "a helpful answer"
 
