@@ -112,6 +112,16 @@ def run_batch(guard: Any, ref: Any | None, jpegs: list[bytes], batch: int, iters
         "whole_path_draft_decode": summary(draft, batch),
         "whole_path_draft_decode_over_raw_encoder": _paired_ratio(draft, raw),
     }
+    full = enc.encode_pixels(pixels[0]).final
+    drafted = enc.encode_images([decode_image(j, draft_size=size).image for j in chunks[0]]).final
+    vf, vd = guard.score_embeddings(full), guard.score_embeddings(drafted)
+    out["draft_decode_equivalence"] = {
+        "min_cosine_vs_full_decode": round(float(_cosines(full, drafted).min()), 6),
+        "max_abs_score_diff": round(max(abs(a.scores[c] - b.scores[c])
+                                        for a, b in zip(vd, vf) for c in b.scores), 6),
+        "verdicts_identical": all((a.flagged, a.top_category) == (b.flagged, b.top_category)
+                                  for a, b in zip(vd, vf)),
+    }
     if ref is not None:
         ref.encoder.encode_pixels(pixels[0][:1])
         ref_raw, fast_raw = [], []

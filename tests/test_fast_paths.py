@@ -143,6 +143,32 @@ def test_pipelined_chunks_equal_one_by_one(model_dir: Path) -> None:
                                atol=1e-5)
 
 
+def test_next_chunk_is_prepared_while_the_tower_runs(tiny_clip_dir: Path) -> None:
+    guard = _guard(tiny_clip_dir, batch_size=2)
+    enc: Any = guard.encoder
+    second_ready = threading.Event()
+    prepared: list[int] = []
+    real_prepare, real_forward = enc.prepare, enc._vision_forward
+
+    def prepare(images: Sequence[Image.Image]) -> torch.Tensor:
+        out = real_prepare(images)
+        prepared.append(len(images))
+        if len(prepared) == 2:
+            second_ready.set()
+        return out  # type: ignore[no-any-return]
+
+    waited: list[bool] = []
+
+    def forward(pixels: torch.Tensor) -> Any:
+        if not waited:  # the first forward holds the encoder lock until chunk 2 is ready
+            waited.append(second_ready.wait(timeout=30))
+        return real_forward(pixels)
+
+    enc.prepare, enc._vision_forward = prepare, forward
+    guard.embed_images_all(PHOTOS[:4])
+    assert waited == [True] and prepared == [2, 2]
+
+
 def test_parallel_resize_equals_sequential(tiny_clip_dir: Path) -> None:
     enc = _guard(tiny_clip_dir).encoder
     frames = [decode_image(p).image for p in PHOTOS[:6]]

@@ -96,6 +96,7 @@ class TorchClipEncoder:
         self._graphs: CudaGraphRunner | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._resizers: ThreadPoolExecutor | None = None
+        self._pools_lock = threading.Lock()
         self._runtime_ready = False
 
     def _install_hook(self, block: torch.nn.Module, *, batch_first: bool = True) -> None:
@@ -177,14 +178,15 @@ class TorchClipEncoder:
         return self.preprocess.normalize(torch.from_numpy(np.stack(arrays)))
 
     def _worker(self) -> ThreadPoolExecutor:
-        with self._lock:
+        with self._pools_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=1,
                                                 thread_name_prefix="safeclip-preprocess")
             return self._pool
 
     def _resize_pool(self) -> ThreadPoolExecutor:
-        with self._lock:
+        # not self._lock: the forward holds that one while the worker prepares the next chunk
+        with self._pools_lock:
             if self._resizers is None:
                 self._resizers = ThreadPoolExecutor(max_workers=available_cores(),
                                                     thread_name_prefix="safeclip-resize")
@@ -210,6 +212,7 @@ class TorchClipEncoder:
     @torch.inference_mode()
     def encode_pixels(self, pixel_values: torch.Tensor) -> ImageEmbeddings:
         """One vision forward over normalised ``(n, 3, H, W)`` pixels."""
+        self._ensure_runtime()
         with self._lock:
             x = pixel_values.to(self.device, dtype=self.dtype, non_blocking=True)
             runner = self._graphs
