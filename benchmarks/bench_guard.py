@@ -10,14 +10,14 @@ The model is the real architecture with random weights, built offline once into
 
 - ``raw_encoder``: ``encoder.encode_pixels(pixels)`` on pixels prepared beforehand: the
   vision forward, the projection and normalisation, nothing else.
-- ``whole_path``: ``guard.check_batch(jpeg_bytes)``: hash, decode, preprocess, encode, score,
-  verdicts, i.e. what a user calls.
+- ``whole_path``: ``guard.check_batch(jpeg_bytes)``: hash, decode (large JPEGs in draft
+  mode, the default ``ImageOptions.jpeg_draft``), preprocess, encode, score, verdicts, i.e.
+  what a user calls.
 - ``whole_path_over_raw_encoder``: median over iterations of whole-path time / raw time,
   each pair timed back to back in one run (robust to a noisy machine; absolute times are
   not). ``..._totals`` is total / total.
-- ``whole_path_draft_decode``: the same path with JPEGs decoded in draft mode
-  (``decode_image(..., draft_size=preprocess.size)``), what ``check_batch`` does once it
-  passes ``draft_size`` (see docs/performance.md).
+- ``whole_path_full_decode``: the same path with ``ImageOptions(jpeg_draft=False)``: every
+  JPEG pixel decoded, then resized (see docs/performance.md).
 - ``fp32_reference``: a float32 guard on the same device and images: its raw encoder speed
   (so bf16/fp16 is compared with fp32 in the same run), the cosine between the two
   embeddings of every image and whether the verdicts agree.
@@ -79,38 +79,37 @@ def _paired_ratio(num: list[float], den: list[float]) -> float:
 
 def run_batch(guard: Any, ref: Any | None, jpegs: list[bytes], batch: int, iters: int,
               ref_iters: int) -> dict[str, Any]:
+    from safeclip_guardrail import ImageOptions
     from safeclip_guardrail.images import decode_image
 
     enc = guard.encoder
     chunks = [jpegs[i * batch:(i + 1) * batch] for i in range(iters + 1)]
     pixels = [enc.prepare([decode_image(j).image for j in c]) for c in chunks]
     size = enc.preprocess.size
-
-    def draft_path(c: list[bytes]) -> Any:
-        decoded = [decode_image(j, guard.config.images, draft_size=size) for j in c]
-        return guard._score_decoded(decoded)
+    full_guard = guard.with_options(
+        images=ImageOptions(**{**guard.config.images.model_dump(), "jpeg_draft": False}))
 
     # warm-up (first calls allocate, pick kernels, capture graphs)
     enc.encode_pixels(pixels[0])
     guard.check_batch(chunks[0])
-    draft_path(chunks[0])
-    raw, whole, draft = [], [], []
+    full_guard.check_batch(chunks[0])
+    raw, whole, full_decode = [], [], []
     for k in range(1, iters + 1):
         order = [("raw", lambda k=k: enc.encode_pixels(pixels[k])),
                  ("whole", lambda k=k: guard.check_batch(chunks[k])),
-                 ("draft", lambda k=k: draft_path(chunks[k]))]
+                 ("full", lambda k=k: full_guard.check_batch(chunks[k]))]
         if k % 2 == 0:
             order.reverse()
         for name, fn in order:
-            {"raw": raw, "whole": whole, "draft": draft}[name].append(timed(fn))
+            {"raw": raw, "whole": whole, "full": full_decode}[name].append(timed(fn))
     out: dict[str, Any] = {
         "batch": batch, "iterations": iters,
         "raw_encoder": summary(raw, batch),
         "whole_path": summary(whole, batch),
         "whole_path_over_raw_encoder": _paired_ratio(whole, raw),
         "whole_path_over_raw_encoder_totals": round(sum(whole) / sum(raw), 4),
-        "whole_path_draft_decode": summary(draft, batch),
-        "whole_path_draft_decode_over_raw_encoder": _paired_ratio(draft, raw),
+        "whole_path_full_decode": summary(full_decode, batch),
+        "whole_path_full_decode_over_raw_encoder": _paired_ratio(full_decode, raw),
     }
     full = enc.encode_pixels(pixels[0]).final
     drafted = enc.encode_images([decode_image(j, draft_size=size).image for j in chunks[0]]).final

@@ -14,12 +14,13 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict
 
+from safeclip_guardrail._lc_batch import OneBatchRunnable
 from safeclip_guardrail.runnable import GuardedOutput, SafeCLIPGuardrail
 
 __all__ = ["GuardedModel"]
 
 
-class GuardedModel(RunnableSerializable[Any, Any]):
+class GuardedModel(OneBatchRunnable, RunnableSerializable[Any, Any]):
     """``model`` that only runs on inputs the guardrail lets through."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -60,21 +61,6 @@ class GuardedModel(RunnableSerializable[Any, Any]):
         return await self.model.ainvoke(_model_input(guarded), config)
 
     # ------------------------------------------------------------------ batch
-    def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None,
-              *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
-        if not inputs:
-            return []
-        return self._batch_with_config(self._batch, inputs, config,
-                                       return_exceptions=return_exceptions, **kwargs)
-
-    async def abatch(self, inputs: list[Any],
-                     config: RunnableConfig | list[RunnableConfig] | None = None,
-                     *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
-        if not inputs:
-            return []
-        return await self._abatch_with_config(self._abatch, inputs, config,
-                                              return_exceptions=return_exceptions, **kwargs)
-
     def _batch(self, inputs: list[Any], run_manager: list[CallbackManagerForChainRun],
                config: list[RunnableConfig]) -> list[Any]:
         guarded = self.guardrail.guard_inputs(inputs, config, run_manager)

@@ -143,7 +143,7 @@ class SafeCLIPGuard:
         decoded: dict[str, DecodedImage] = {}
         for i, src in enumerate(sources):
             try:
-                img = decode_image(src, self.config.images)
+                img = self._decode(src)
             except ImageInputError as exc:
                 out[i] = self.error_verdict(exc, source=describe_source(src))
                 continue
@@ -190,7 +190,7 @@ class SafeCLIPGuard:
 
     def embed_images_all(self, images: Iterable[ImageSource]) -> ImageEmbeddings:
         """Both CLS sources for every image (first frame), from one pass per chunk."""
-        frames = [decode_image(src, self.config.images).image for src in images]
+        frames = [self._decode(src).image for src in images]
         return self._encode(frames)
 
     def score_embeddings(self, embeddings: np.ndarray) -> list[ImageVerdict]:
@@ -245,6 +245,13 @@ class SafeCLIPGuard:
                 self._cache.popitem(last=False)
 
     # ------------------------------------------------------------------ internals
+    def _decode(self, source: ImageSource) -> DecodedImage:
+        """Decode with the configured limits; big JPEGs in draft mode at the encoder's size."""
+        opts = self.config.images
+        size = getattr(getattr(self.encoder, "preprocess", None), "size", None)
+        draft = int(size) if opts.jpeg_draft and isinstance(size, int) else None
+        return decode_image(source, opts, draft_size=draft)
+
     def _encode(self, frames: Sequence[Any]) -> ImageEmbeddings:
         bs = self.config.batch_size
         encode_frames = getattr(self.encoder, "encode_frames", None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import os
@@ -30,7 +31,7 @@ from safeclip_guardrail.errors import ImageInputError
 
 __all__ = ["DecodedImage", "ImageSource", "decode_image", "describe_source", "read_image_bytes"]
 
-ImageSource = Union[Image.Image, str, bytes, bytearray, memoryview, os.PathLike]  # noqa: UP007
+ImageSource = Union[Image.Image, str, bytes, bytearray, memoryview, "os.PathLike[str]"]
 """Anything :func:`decode_image` accepts."""
 
 _DEFAULT_OPTIONS = ImageOptions()
@@ -259,10 +260,9 @@ def _frames(img: Image.Image, opts: ImageOptions, desc: str) -> tuple[Image.Imag
 def to_rgb(img: Image.Image) -> Image.Image:
     """Fully decode one frame into 8-bit RGB: EXIF orientation, alpha over white, 16-bit scaled."""
     img.load()
-    try:
+    # broken EXIF must not make an otherwise readable image unreadable
+    with contextlib.suppress(Exception):
         img = ImageOps.exif_transpose(img) or img
-    except Exception:
-        pass
     mode = img.mode
     if mode == "RGB":
         return img.copy()

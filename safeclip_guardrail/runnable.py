@@ -34,6 +34,7 @@ from langchain_core.prompt_values import ChatPromptValue, PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 
+from safeclip_guardrail._lc_batch import OneBatchRunnable
 from safeclip_guardrail._lc_compose import (
     CombinedOutcome,
     GuardrailDecision,
@@ -85,7 +86,7 @@ class _Shaped:
     rebuild: Callable[[list[BaseMessage]], Any]
 
 
-class SafeCLIPGuardrail(RunnableSerializable[Any, Any]):
+class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
     """Checks every image of the conversation and applies the configured intervention.
 
     Build it from a guard (``SafeCLIPGuardrail(guard=guard, mode="redact")``) or with
@@ -154,21 +155,6 @@ class SafeCLIPGuardrail(RunnableSerializable[Any, Any]):
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None,
                       **kwargs: Any) -> Any:
         return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
-
-    def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None,
-              *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
-        if not inputs:
-            return []
-        return self._batch_with_config(self._batch, inputs, config,
-                                       return_exceptions=return_exceptions, **kwargs)
-
-    async def abatch(self, inputs: list[Any],
-                     config: RunnableConfig | list[RunnableConfig] | None = None,
-                     *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
-        if not inputs:
-            return []
-        return await self._abatch_with_config(self._abatch, inputs, config,
-                                              return_exceptions=return_exceptions, **kwargs)
 
     def wrap(self, model: Runnable[Any, Any]) -> Runnable[Any, Any]:
         """``model`` behind this guardrail; a blocked request gets the refusal instead.

@@ -217,3 +217,19 @@ def test_repr_and_config_file(tmp_path: Path, tiny_clip_dir: Path) -> None:
     override = SafeCLIPGuard.from_pretrained(config=cfg_path, threshold=0.5)
     assert override.config.threshold == 0.5
     assert "SafeCLIPGuard(" in repr(guard)
+
+
+def test_guard_decodes_big_jpegs_in_draft_mode_unless_disabled(tiny_clip_dir: Path) -> None:
+    from safeclip_guardrail.images import decode_image
+
+    photo = encode(noise(160, 120, seed=7).resize((320, 240)), "JPEG", quality=95)
+    guard = SafeCLIPGuard.from_pretrained(str(tiny_clip_dir), device="cpu", dtype="float32")
+    full_guard = guard.with_options(images=ImageOptions(jpeg_draft=False))
+    full = decode_image(photo).image
+    draft = decode_image(photo, draft_size=32).image
+    assert draft.size == (80, 60)  # 1/4 scale keeps both sides >= the tiny model's 32 px
+    np.testing.assert_allclose(guard.embed_images([photo]),
+                               guard.encoder.encode_images([draft]).final, atol=1e-6)
+    np.testing.assert_allclose(full_guard.embed_images([photo]),
+                               guard.encoder.encode_images([full]).final, atol=1e-6)
+    assert guard.check(photo).image_sha256 == full_guard.check(photo).image_sha256

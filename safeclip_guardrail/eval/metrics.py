@@ -93,8 +93,11 @@ class GuardMetrics(_Model):
     n_toxic: int
     n_benign: int
     defense_success_rate: float | None
+    """Share of toxic-labelled images flagged."""
     false_positive_rate: float | None
+    """Share of benign-labelled images flagged."""
     accuracy: float | None
+    """Zero-shot category accuracy (top class == label)."""
     roc_auc: float | None
     per_class: dict[str, ClassMetrics]
     confusion: ConfusionMatrix

@@ -17,7 +17,7 @@ from safeclip_guardrail.config import ClsSource, Decision, GuardConfig
 from safeclip_guardrail.eval.ablation import AblationRow
 from safeclip_guardrail.eval.datasets import UnreadableFile
 from safeclip_guardrail.eval.e2e import E2EMetrics
-from safeclip_guardrail.eval.metrics import ClassMetrics, ConfusionMatrix, RocCurve, SweepPoint
+from safeclip_guardrail.eval.metrics import GuardMetrics, SweepPoint
 from safeclip_guardrail.result import ImageVerdict
 
 __all__ = [
@@ -56,8 +56,11 @@ class DatasetInfo(BaseModel):
     label_map: dict[str, str] = Field(default_factory=dict)
 
 
-class EvalReport(BaseModel):
-    """Everything ``safeclip eval`` measured (the schema of ``report.json``)."""
+class EvalReport(GuardMetrics):
+    """Everything ``safeclip eval`` measured (the schema of ``report.json``).
+
+    The guard-level numbers (:class:`GuardMetrics`) sit at the top level of the JSON.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -71,19 +74,6 @@ class EvalReport(BaseModel):
     thresholds: dict[str, float]
     cls_source: ClsSource
     decision: Decision
-    n_images: int
-    n_toxic: int
-    n_benign: int
-    defense_success_rate: float | None
-    """Share of toxic-labelled images flagged."""
-    false_positive_rate: float | None
-    """Share of benign-labelled images flagged."""
-    accuracy: float | None
-    """Zero-shot category accuracy (top class == label)."""
-    roc_auc: float | None
-    per_class: dict[str, ClassMetrics]
-    confusion: ConfusionMatrix
-    roc: RocCurve
     sweep: list[SweepPoint] | None = None
     ablations: list[AblationRow] = Field(default_factory=list)
     e2e: E2EMetrics | None = None

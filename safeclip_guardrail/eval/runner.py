@@ -82,12 +82,8 @@ def report_from_embeddings(guard: SafeCLIPGuard, dataset: EvalDataset,
         label_counts=dataset.label_counts, label_map=dict(dataset.label_map),
     )
     return EvalReport(
-        model=guard.model_name, library_versions=library_versions(), config=cfg, dataset=info,
-        threshold=cfg.threshold, thresholds=dict(cfg.thresholds), cls_source=cfg.cls_source,
-        decision=cfg.decision, n_images=metrics.n_images, n_toxic=metrics.n_toxic,
-        n_benign=metrics.n_benign, defense_success_rate=metrics.defense_success_rate,
-        false_positive_rate=metrics.false_positive_rate, accuracy=metrics.accuracy,
-        roc_auc=metrics.roc_auc, per_class=metrics.per_class, confusion=metrics.confusion,
-        roc=metrics.roc, sweep=sweep_points, ablations=rows, e2e=e2e, images=images,
-        unreadable=list(embedded.unreadable),
+        **dict(metrics), model=guard.model_name, library_versions=library_versions(),
+        config=cfg, dataset=info, threshold=cfg.threshold, thresholds=dict(cfg.thresholds),
+        cls_source=cfg.cls_source, decision=cfg.decision, sweep=sweep_points, ablations=rows,
+        e2e=e2e, images=images, unreadable=list(embedded.unreadable),
     )
