@@ -8,7 +8,7 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
-#     "transformers>=5.18" "langchain-core>=1.0" pytest-socket pytest-asyncio
+#     "transformers>=5.18" "langchain-core>=1.0" "pydantic>=2.7" pytest-socket pytest-asyncio
 # then run with carry [".whl"]:  bash benchmarks/device_run.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
