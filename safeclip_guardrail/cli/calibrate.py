@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from safeclip_guardrail.cli._common import EXIT_OK, CliError, add_guard_options, config_from_args
+from safeclip_guardrail.cli._common import (
+    EXIT_OK,
+    CliError,
+    add_guard_options,
+    config_from_args,
+    quiet_model_loading,
+)
 
 __all__ = ["register"]
 
@@ -63,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
                        f"({', '.join(bank.benign_classes)})")
     data = Path(args.data)
     dataset = ds.load_dataset(data, bank=bank, all_label=label if data.is_dir() else None)
+    quiet_model_loading()
     guard = SafeCLIPGuard.from_config(config)
     result = calibrate(guard, dataset, target_fpr=args.target_fpr, per_class=args.per_class,
                        margin=DEFAULT_MARGIN if args.margin is None else args.margin,

@@ -19,6 +19,7 @@ from safeclip_guardrail.cli._common import (
     CliError,
     add_guard_options,
     config_from_args,
+    quiet_model_loading,
 )
 
 __all__ = ["load_chat_model", "register"]
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         from safeclip_guardrail.eval.e2e import compile_patterns
 
         compile_patterns(patterns)
+    quiet_model_loading()
     guard = SafeCLIPGuard.from_config(config)
     chat = load_chat_model(args.chat_model, args.chat_model_factory) if args.e2e else None
 
