@@ -97,9 +97,6 @@ def _ref_for_block(index: int, block: Any) -> ImageRef | None:
             return None
         block = {**block, "type": "image"}  # an image sent as a file is still an image
     kind = classify_block(block)
-    if kind == "other" and isinstance(block, Mapping) and block.get("type") == "non_standard":
-        inner = block.get("value")
-        kind = classify_block(inner) if isinstance(inner, Mapping) else "unknown"
     if kind in ("text", "other"):
         return None
     if kind == "unknown":

@@ -48,9 +48,9 @@ def classify_block(block: Any) -> BlockKind:
         return "text"
     if t in _IMAGE_TYPES:
         return "image"
-    if t == "non_standard" and isinstance(block.get("value"), Mapping):
-        inner = block["value"]
-        return "image" if inner.get("type") in _IMAGE_TYPES else "other"
+    if t == "non_standard":  # a provider block LangChain did not recognise: judge what it wraps
+        inner = block.get("value")
+        return classify_block(inner) if isinstance(inner, Mapping) else "unknown"
     if t in NON_IMAGE_BLOCK_TYPES:
         return "other"
     return "unknown"

@@ -52,4 +52,9 @@ def test_classify() -> None:
     assert classify_block({"type": "text", "text": "x"}) == "text"
     assert classify_block({"type": "audio", "base64": "x"}) == "other"
     assert classify_block({"type": "hologram"}) == "unknown"
+    # a provider block LangChain wrapped as non_standard is judged by what it wraps
+    assert classify_block({"type": "non_standard", "value": {"type": "hologram"}}) == "unknown"
+    assert classify_block({"type": "non_standard", "value": "opaque"}) == "unknown"
+    assert classify_block({"type": "non_standard", "value": {"type": "citation"}}) == "other"
+    assert classify_block({"type": "non_standard", "value": {"type": "text", "text": "x"}}) == "text"
     assert classify_block(42) == "unknown"

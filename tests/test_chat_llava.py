@@ -399,6 +399,9 @@ def test_unsupported_blocks_and_remote_urls(llm: ChatLlava) -> None:
     with pytest.raises(ImageInputError):  # URLs are not fetched unless allowed
         llm.invoke([HumanMessage(content=[{"type": "image_url", "image_url": {
             "url": "https://example.com/cat.png"}}])])
+    with pytest.raises(ConfigurationError, match="non_standard"):  # never dropped silently
+        llm.invoke([HumanMessage(content=[{"type": "non_standard",
+                                           "value": {"type": "hologram", "data": "AAAA"}}])])
 
 
 def test_load_errors_say_where_and_how(tmp_path: Path, tiny_clip_dir: Path,
