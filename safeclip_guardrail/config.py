@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,6 +156,10 @@ class GuardConfig(BaseModel):
 
     def threshold_for(self, category: str) -> float:
         return self.thresholds.get(category, self.threshold)
+
+    def refusal_for(self, categories: Sequence[str], *, fallback: str = "unsafe") -> str:
+        """``refusal`` with ``{categories}`` filled in (``fallback`` when there are none)."""
+        return self.refusal.replace("{categories}", ", ".join(categories) or fallback)
 
     def mode_for(self, category: str | None) -> Mode:
         if category is None:

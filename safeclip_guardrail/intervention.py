@@ -280,7 +280,7 @@ def _intervene(message: BaseMessage,
 
 
 def _refusal(result: GuardResult, config: GuardConfig) -> AIMessage:
-    text = config.refusal.replace("{categories}", ", ".join(result.categories) or "unsafe")
+    text = config.refusal_for(result.categories)
     return AIMessage(content=text,
                      response_metadata={METADATA_KEY: result.model_dump(mode="json")})
 

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 
 from safeclip_guardrail.chat_models._prompt import Conversation
 from safeclip_guardrail.config import GuardConfig, Mode
+from safeclip_guardrail.intervention import strongest_action
 from safeclip_guardrail.result import UNREADABLE, GuardResult, ImageVerdict
 
 __all__ = ["Decision", "decide", "refusal_text"]
 
-_SEVERITY: dict[str, int] = {"pass": -1, "annotate": 0, "rewrite": 1, "redact": 2, "block": 3,
-                             "raise": 4}
 UNREADABLE_PLACEHOLDER = "[image could not be read]"
 
 
@@ -53,13 +52,13 @@ def decide(conv: Conversation, verdicts: Mapping[int, ImageVerdict],
             placeholders[i] = UNREADABLE_PLACEHOLDER
             if verdict is not None and verdict.flagged and config is not None:
                 mode: Mode | str = config.mode if config.mode in ("block", "raise") else "redact"
-                action = _stricter(action, mode)
+                action = strongest_action([action, mode])
             continue
         if verdict is None or not verdict.flagged or config is None:
             keep.add(i)
             continue
         mode = config.mode_for(verdict.category)
-        action = _stricter(action, mode)
+        action = strongest_action([action, mode])
         if mode == "redact":
             placeholders[i] = f"[image removed: flagged as {verdict.category or 'unsafe'}]"
             continue
@@ -72,11 +71,6 @@ def decide(conv: Conversation, verdicts: Mapping[int, ImageVerdict],
                     instructions=instructions)
 
 
-def _stricter(current: str, mode: str) -> str:
-    return mode if _SEVERITY[mode] > _SEVERITY[current] else current
-
-
 def refusal_text(config: GuardConfig, result: GuardResult) -> str:
-    cats = ", ".join(c for c in result.categories) or UNREADABLE
-    return config.refusal.replace("{categories}", cats)
+    return config.refusal_for(result.categories, fallback=UNREADABLE)
 

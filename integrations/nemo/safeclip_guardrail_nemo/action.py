@@ -104,7 +104,7 @@ class SafeCLIPImageRail:
         detail = first.error if first.error else f"{first.scores.get(first.category or '', 0):.2f}"
         reason = (f"image {i + 1} of {len(verdicts)} flagged as {first.category} ({detail})"
                   + (f"; {len(flagged) - 1} more flagged" if len(flagged) > 1 else ""))
-        refusal = self.guard.config.refusal.replace("{categories}", ", ".join(categories))
+        refusal = self.guard.config.refusal_for(categories, fallback="")
         return ImageRailDecision(allowed=False, reason=reason, refusal=refusal,
                                  categories=categories, images=len(verdicts),
                                  verdicts=list(verdicts))
