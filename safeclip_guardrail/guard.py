@@ -143,7 +143,7 @@ class SafeCLIPGuard:
         decoded: dict[str, DecodedImage] = {}
         for i, src in enumerate(sources):
             try:
-                img = self._decode(src)
+                img = self.decode(src)
             except ImageInputError as exc:
                 out[i] = self.error_verdict(exc, source=describe_source(src))
                 continue
@@ -190,8 +190,11 @@ class SafeCLIPGuard:
 
     def embed_images_all(self, images: Iterable[ImageSource]) -> ImageEmbeddings:
         """Both CLS sources for every image (first frame), from one pass per chunk."""
-        frames = [self._decode(src).image for src in images]
-        return self._encode(frames)
+        return self.embed_decoded([self.decode(src) for src in images])
+
+    def embed_decoded(self, images: Sequence[DecodedImage]) -> ImageEmbeddings:
+        """Both CLS sources for images already read with :meth:`decode` (first frame each)."""
+        return self._encode([img.image for img in images])
 
     def score_embeddings(self, embeddings: np.ndarray) -> list[ImageVerdict]:
         """The decision alone, for embeddings computed elsewhere (e.g. inside LLaVA)."""
@@ -245,8 +248,9 @@ class SafeCLIPGuard:
                 self._cache.popitem(last=False)
 
     # ------------------------------------------------------------------ internals
-    def _decode(self, source: ImageSource) -> DecodedImage:
-        """Decode with the configured limits; big JPEGs in draft mode at the encoder's size."""
+    def decode(self, source: ImageSource) -> DecodedImage:
+        """Read an image exactly as the guard does: the configured limits, big JPEGs in draft
+        mode at the encoder's input size. Raises :class:`ImageInputError`."""
         opts = self.config.images
         size = getattr(getattr(self.encoder, "preprocess", None), "size", None)
         draft = int(size) if opts.jpeg_draft and isinstance(size, int) else None

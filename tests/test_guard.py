@@ -233,3 +233,22 @@ def test_guard_decodes_big_jpegs_in_draft_mode_unless_disabled(tiny_clip_dir: Pa
     np.testing.assert_allclose(full_guard.embed_images([photo]),
                                guard.encoder.encode_images([full]).final, atol=1e-6)
     assert guard.check(photo).image_sha256 == full_guard.check(photo).image_sha256
+
+
+def test_evaluation_reads_images_exactly_as_the_guard(tiny_clip_dir: Path, tmp_path: Path) -> None:
+    """Metrics and calibrated thresholds must describe what check() sees at run time,
+    draft-decoded JPEGs included."""
+    from safeclip_guardrail.eval.datasets import load_dataset
+    from safeclip_guardrail.eval.embed import embed_dataset
+
+    for cls, seed in (("neutral", 1), ("gun", 2)):
+        (tmp_path / cls).mkdir()
+        photo = noise(160, 120, seed=seed).resize((320, 240))
+        (tmp_path / cls / "photo.jpg").write_bytes(encode(photo, "JPEG", quality=95))
+    guard = SafeCLIPGuard.from_pretrained(str(tiny_clip_dir), device="cpu", dtype="float32")
+    data = embed_dataset(guard, load_dataset(tmp_path, bank=guard.bank), show_progress=False)
+    paths = [s.path for s in data.samples]
+    direct = guard.embed_images_all(paths)
+    np.testing.assert_allclose(data.embeddings.final, direct.final, atol=1e-6)
+    np.testing.assert_allclose(data.embeddings.penultimate, direct.penultimate, atol=1e-6)
+    assert list(data.sha256) == [guard.check(p).image_sha256 for p in paths]

@@ -17,7 +17,7 @@ import numpy as np
 from safeclip_guardrail.encoders.base import ImageEmbeddings
 from safeclip_guardrail.errors import ImageInputError
 from safeclip_guardrail.eval.datasets import EvalDataset, Sample, UnreadableFile
-from safeclip_guardrail.images import DecodedImage, decode_image
+from safeclip_guardrail.images import DecodedImage
 
 if TYPE_CHECKING:
     from safeclip_guardrail.guard import SafeCLIPGuard
@@ -52,7 +52,7 @@ def embed_dataset(guard: SafeCLIPGuard, dataset: EvalDataset, *,
         decoded: list[DecodedImage] = []
         for sample in items[start:start + batch]:
             try:
-                img = decode_image(sample.path, guard.config.images)
+                img = guard.decode(sample.path)  # as the guard reads it at run time
             except ImageInputError as exc:
                 unreadable.append(UnreadableFile(path=str(sample.path), label=sample.label,
                                                  error=str(exc)))
@@ -61,7 +61,7 @@ def embed_dataset(guard: SafeCLIPGuard, dataset: EvalDataset, *,
             samples.append(sample)
             hashes.append(img.sha256)
         if decoded:
-            parts.append(guard.embed_images_all([d.image for d in decoded]))
+            parts.append(guard.embed_decoded(decoded))
         bar.update(min(batch, len(items) - start))
     bar.close()
     emb = ImageEmbeddings.concat(parts, guard.encoder.embed_dim)
