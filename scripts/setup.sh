@@ -11,7 +11,7 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -c constraints.txt \
     "torch==2.14.1" "torchvision==0.29.1" \
     -e ".[all,dev]" \
-    -e integrations/langchain -e integrations/llamaindex -e integrations/nemo
+    -e integrations/langchain -e integrations/llamaindex -e integrations/nemo -e integrations/litellm
 .venv/bin/python -c "import torch, torchvision, transformers, open_clip, safeclip_guardrail; \
 print('ok: torch', torch.__version__, 'torchvision', torchvision.__version__, \
 'transformers', transformers.__version__)"

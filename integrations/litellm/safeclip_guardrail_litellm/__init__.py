@@ -1,0 +1,3 @@
+"""SafeCLIP as a LiteLLM proxy guardrail (native lifecycle hooks)."""
+
+__all__: list[str] = []
