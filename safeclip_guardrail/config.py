@@ -111,7 +111,9 @@ class GuardConfig(BaseModel):
     mode: Mode = "rewrite"
     """What a guardrail does with a flagged image (see ``intervention``)."""
     policy: dict[str, Mode] = Field(default_factory=dict)
-    """Per-class overrides of ``mode``, e.g. ``{"alcohol": "annotate", "porn": "block"}``."""
+    """Per-class overrides of ``mode``, e.g. ``{"alcohol": "annotate", "porn": "block"}``;
+    the key ``"unreadable"`` sets what an image that could not be judged does (default: the
+    strongest of ``block`` and ``mode``)."""
     safe_instruction: str = DEFAULT_SAFE_INSTRUCTION
     """Text prepended to the user's message on ``rewrite``."""
     refusal: str = DEFAULT_REFUSAL
@@ -140,7 +142,8 @@ class GuardConfig(BaseModel):
     def _known_classes(self) -> GuardConfig:
         names = set(self.bank.class_names)
         for field, keys in (("thresholds", self.thresholds), ("policy", self.policy)):
-            unknown = sorted(set(keys) - names)
+            # policy may also say what an unreadable image does ("unreadable": "redact")
+            unknown = sorted(set(keys) - names - ({"unreadable"} if field == "policy" else set()))
             if unknown:
                 raise ValueError(
                     f"{field} names classes that are not in the concept bank: "
