@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from safeclip_guardrail.chat_models import ChatLlava
 from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
 from safeclip_guardrail.intervention import guard_messages
 from safeclip_guardrail.testing import PlantedEncoder, build_tiny_llava
+from tests._pathwatch import PathWatch
 
 PLANTED = PlantedEncoder(ConceptBank.default())
 FLAG = PLANTED.plant("gun", size=(32, 32))
@@ -159,43 +158,6 @@ class TowerRecorder:
 
     def close(self) -> None:
         self._handle.remove()
-
-
-class PathWatch:
-    """Audit hook (``open``...) plus a recorder on ``os.stat``: was ``needle`` ever touched?"""
-
-    hits: list[str] = []
-    needle: str | None = None
-    _installed = False
-
-    @classmethod
-    def arm(cls, needle: str, monkeypatch: pytest.MonkeyPatch) -> None:
-        if not cls._installed:
-            sys.addaudithook(cls._audit)
-            cls._installed = True
-        cls.needle, cls.hits = needle, []
-        real_stat = os.stat
-
-        def stat(path: Any, *args: Any, **kwargs: Any) -> Any:
-            cls._seen("os.stat", path)
-            return real_stat(path, *args, **kwargs)
-
-        monkeypatch.setattr(os, "stat", stat)
-
-    @classmethod
-    def _audit(cls, event: str, args: tuple[Any, ...]) -> None:
-        if event in ("open", "os.listdir", "os.scandir") and args:
-            cls._seen(event, args[0])
-
-    @classmethod
-    def _seen(cls, event: str, path: Any) -> None:
-        if cls.needle is not None and cls.needle in str(path):
-            cls.hits.append(f"{event} {path}")
-
-    @classmethod
-    def disarm(cls) -> list[str]:
-        cls.needle = None
-        return cls.hits
 
 
 def _run(llm: ChatLlava, msgs: list[BaseMessage]) -> tuple[AIMessage, TowerRecorder]:
