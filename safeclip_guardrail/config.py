@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from safeclip_guardrail._validation import ValidatedModel
 from safeclip_guardrail.concepts import ConceptBank, _first_error
 from safeclip_guardrail.errors import ConfigurationError
 
@@ -45,7 +46,7 @@ DEFAULT_REFUSAL = (
 """Answer given instead of calling the model on ``block``; ``{categories}`` is filled in."""
 
 
-class ImageOptions(BaseModel):
+class ImageOptions(ValidatedModel):
     """Limits and options for reading images; the defaults fail closed."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -78,7 +79,7 @@ class ImageOptions(BaseModel):
         return self
 
 
-class GuardConfig(BaseModel):
+class GuardConfig(ValidatedModel):
     """Every option of a guard and of the guardrails built on it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
