@@ -262,3 +262,15 @@ def test_the_model_downstream_never_receives_a_flagged_image(action: str, tmp_pa
     for u in urls:
         verdict = judge.check(decode_image(u).image)
         assert not verdict.flagged and verdict.error is None
+
+
+def test_the_path_watch_itself_sees_a_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watch used above can fail: reading or probing the file is recorded."""
+    secret = _file(tmp_path, OK, "watched.png")
+    PathWatch.arm(secret.name, monkeypatch)
+    try:
+        assert secret.exists()
+        secret.read_bytes()
+    finally:
+        hits = PathWatch.disarm()
+    assert any(h.startswith("os.stat") for h in hits) and any(h.startswith("open") for h in hits)
