@@ -39,6 +39,7 @@ from safeclip_guardrail.chat_models import ChatLlava
 from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
 from safeclip_guardrail.intervention import guard_messages
 from safeclip_guardrail.testing import PlantedEncoder, build_tiny_llava
+from tests._fakehttp import serve_image
 from tests._pathwatch import PathWatch
 
 PLANTED = PlantedEncoder(ConceptBank.default())
@@ -345,3 +346,21 @@ def test_fused_guard_same_placements(llava_dir: Path, tiny_clip_dir: Path) -> No
         # one image (the benign one) reaches generation, as the reused tower output
         features = seen[0]["mm_encoder_outputs"]["image"].pooler_output
         assert len(features) == 1 and "pixel_values" not in seen[0]
+
+
+# ---------------------------------------------------------------------- allowed URLs
+@pytest.mark.parametrize("img", ["ok", "flag"])
+def test_an_allowed_url_is_fetched_once_and_llava_sees_those_bytes(
+        base: ChatLlava, monkeypatch: pytest.MonkeyPatch, img: str) -> None:
+    picture = OK if img == "ok" else FLAG
+    requests = serve_image(monkeypatch, _png(picture))
+    guard = _planted_guard(mode="block", images={"allow_urls": True,
+                                                 "allowed_hosts": ["images.example.com"]})
+    llm = _with_guard(base, guard)
+    msg, rec = _run(llm, [HumanMessage(_ask({"type": "image_url", "image_url": {
+        "url": "http://images.example.com/photo.png"}}))])
+    assert len(requests) == 1  # judged on the fetched bytes; never fetched a second time
+    if img == "ok":
+        assert msg.response_metadata["safeclip"]["action"] == "pass" and rec.saw(OK)
+    else:
+        assert msg.response_metadata["finish_reason"] == "guardrail" and not rec.rows

@@ -34,6 +34,7 @@ from safeclip_guardrail.images import decode_image
 from safeclip_guardrail.intervention import guard_messages
 from safeclip_guardrail.policy import UNREADABLE_PLACEHOLDER
 from safeclip_guardrail.testing import PlantedEncoder
+from tests._fakehttp import serve_image
 from tests._pathwatch import PathWatch
 
 PLANTED = PlantedEncoder(ConceptBank.default())
@@ -274,3 +275,15 @@ def test_the_path_watch_itself_sees_a_read(tmp_path: Path, monkeypatch: pytest.M
     finally:
         hits = PathWatch.disarm()
     assert any(h.startswith("os.stat") for h in hits) and any(h.startswith("open") for h in hits)
+
+
+def test_an_allowed_url_is_passed_on_as_the_fetched_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    requests = serve_image(monkeypatch, _png(OK))
+    guard = _guard(images={"allow_urls": True, "allowed_hosts": ["images.example.com"]})
+    doc = Document("x", metadata={"image_url": "http://images.example.com/a.png"})
+    (out,) = SafeCLIPDocumentGuard(guard=guard).invoke([doc])
+    assert len(requests) == 1
+    assert out.metadata["image_url"] == _url(OK)  # inline: the provider never fetches again
+    requests.clear()
+    flagged = serve_image(monkeypatch, _png(FLAG))
+    assert SafeCLIPDocumentGuard(guard=guard).invoke([doc]) == [] and len(flagged) == 1
