@@ -193,6 +193,8 @@ class _Walker:
 
     def block(self, path: Path, block: Mapping[str, Any]) -> None:
         t = block.get("type")
+        if not isinstance(t, str):  # unhashable or odd types: the extraction layer's call
+            t = repr(t)
         if t in TEXT_TYPES:
             text = block.get("text")
             if isinstance(text, str):
