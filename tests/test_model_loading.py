@@ -160,13 +160,22 @@ _SOCKET_WARNING = "ignore:A test tried to use socket:UserWarning"
 
 
 @pytest.mark.filterwarnings(_SOCKET_WARNING)
+@pytest.mark.parametrize("failure", ["sockets_blocked", "dns_failure"])
 def test_hub_id_without_network_fails_at_once_without_retries(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sockets are disabled (pytest-socket) and HF_HUB_OFFLINE is *not* set: the case where
-    huggingface_hub used to retry with backoff for ~30 s. The bound is on attempts."""
+        failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_HUB_OFFLINE is *not* set and there is no network: the case where huggingface_hub
+    retried with backoff for ~30 s. Sockets are disabled (pytest-socket); ``dns_failure``
+    also makes the transport fail the way a machine without DNS does (httpx.ConnectError,
+    the error huggingface_hub retries on). The bound is on attempts, not on time."""
     import httpx
     from huggingface_hub import constants
     from huggingface_hub.utils import _http
+
+    if failure == "dns_failure":
+        def no_dns(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("[Errno -2] Name or service not known", request=request)
+
+        monkeypatch.setattr(httpx.HTTPTransport, "handle_request", no_dns)
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
