@@ -35,7 +35,7 @@ def tensors_fingerprint(tensors: Iterable[tuple[str, torch.Tensor]], *extra: str
         t = t.contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
         if t.numel():
-            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
     for part in extra:
         h.update(b"\x00")
         h.update(part.encode("utf-8"))

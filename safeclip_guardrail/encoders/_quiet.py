@@ -54,7 +54,7 @@ def _user_wants_bars() -> bool:
 
 
 def _enter() -> None:
-    from huggingface_hub.utils import are_progress_bars_disabled
+    from huggingface_hub.utils.tqdm import are_progress_bars_disabled
     from transformers.utils import logging as hf_logging
 
     hf_logging.get_verbosity()  # configures transformers' root logger if not done yet
@@ -70,7 +70,7 @@ def _enter() -> None:
 
 
 def _exit() -> None:
-    from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub.utils.tqdm import disable_progress_bars
     from transformers.utils import logging as hf_logging
 
     if _saved.level is not None:

@@ -131,9 +131,10 @@ def _load_checked(model_id: str, *, revision: str | None, torch_dtype: torch.dty
         return _load_recorded(model_id, str(target), torch_dtype=torch_dtype,
                               load_vision=load_vision)
     try:
-        model, info = CLIPModel.from_pretrained(
+        loaded: Any = CLIPModel.from_pretrained(
             model_id, config=config, dtype=torch_dtype, weights_only=True,
             output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+        model, info = loaded  # (model, {"missing_keys", "unexpected_keys", ...})
         tokenizer = AutoTokenizer.from_pretrained(model_id, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(_load_help(model_id, exc, access)) from None
