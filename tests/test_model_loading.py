@@ -67,6 +67,7 @@ def test_llava_that_records_its_clip_loads_that_clip(tiny_llava_dir: Path, tiny_
     cfg["mm_vision_tower"] = str(tiny_clip_dir)
     (llava / "config.json").write_text(json.dumps(cfg))
     via_llava, direct = _load(llava), _load(tiny_clip_dir)
+    assert via_llava.model_name == f"{tiny_clip_dir} (via {llava})"
     np.testing.assert_allclose(via_llava.embed_images(IMAGES), direct.embed_images(IMAGES),
                                atol=1e-6)
     np.testing.assert_array_equal(via_llava.text_embeddings, direct.text_embeddings)
@@ -75,6 +76,19 @@ def test_llava_that_records_its_clip_loads_that_clip(tiny_llava_dir: Path, tiny_
     (llava / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelLoadError, match=r"records its CLIP as .*gone.*does not exist"):
         _load(llava)
+
+
+def test_original_llava_config_is_recognised(tiny_clip_dir: Path, tmp_path: Path) -> None:
+    """liuhaotian-style repos: a model_type transformers does not know, the CLIP recorded."""
+    config = {"model_type": "llava_llama", "architectures": ["LlavaLlamaForCausalLM"],
+              "mm_vision_tower": str(tiny_clip_dir), "hidden_size": 4096}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    np.testing.assert_allclose(_load(tmp_path).embed_images(IMAGES),
+                               _load(tiny_clip_dir).embed_images(IMAGES), atol=1e-6)
+    del config["mm_vision_tower"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=r"is a LLaVA checkpoint .*'llava_llama'.*llava-1\.5"):
+        _load(tmp_path)
 
 
 def test_scan_with_a_llava_model_exits_two_with_one_line(

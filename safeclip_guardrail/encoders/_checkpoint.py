@@ -57,8 +57,8 @@ def refuse_non_clip(model_id: str, config: Any) -> None:
     archs = ", ".join(getattr(config, "architectures", None) or []) or "no architectures listed"
     if _is_llava(model_type):
         vision = getattr(config, "vision_config", None)
-        if vision is not None and _is_vit_l14_336(vision):
-            which = (f"its tower is CLIP ViT-L/14-336: pass model={LLAVA_CLIP_ALIAS!r} "
+        if vision is None or _is_vit_l14_336(vision):
+            which = (f"for LLaVA-1.5 / NeXT pass model={LLAVA_CLIP_ALIAS!r} "
                      "(= openai/clip-vit-large-patch14-336) or that CLIP's local directory")
         else:
             shape = (f"hidden {getattr(vision, 'hidden_size', '?')}, patch "

@@ -18,24 +18,44 @@ far below a text-tower pass over a bank, which a cache hit still never runs.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 __all__ = ["tensors_fingerprint"]
 
 
+def _digest(item: tuple[str, torch.Tensor]) -> bytes:
+    name, tensor = item
+    t = tensor.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    t = t.contiguous()
+    h = hashlib.sha256(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+    if t.numel():
+        h.update(t.reshape(-1).view(torch.uint8).numpy().data)  # hashlib releases the GIL
+    return h.digest()
+
+
 def tensors_fingerprint(tensors: Iterable[tuple[str, torch.Tensor]], *extra: str) -> str:
-    """SHA-256 (hex) of named tensors (name, dtype, shape, bytes), in name order, and ``extra``."""
+    """SHA-256 (hex) over named tensors (name, dtype, shape, bytes) in name order, and ``extra``.
+
+    Each tensor is hashed on its own, in a few threads (hashlib releases the GIL on large
+    buffers), and the per-tensor digests are hashed in name order: the result does not
+    depend on the thread count.
+    """
+    items = sorted(tensors, key=lambda item: item[0])
+    workers = max(1, min(4, os.cpu_count() or 1))
+    if workers > 1 and len(items) > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="safeclip-hash") as pool:
+            digests = list(pool.map(_digest, items))
+    else:
+        digests = [_digest(item) for item in items]
     h = hashlib.sha256()
-    for name, tensor in sorted(tensors, key=lambda item: item[0]):
-        t = tensor.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
-        t = t.contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    for digest in digests:
+        h.update(digest)
     for part in extra:
         h.update(b"\x00")
         h.update(part.encode("utf-8"))

@@ -78,7 +78,8 @@ class TransformersCLIPEncoder(TorchClipEncoder):
             model.vision_model = None
         cache_key = _cache_key(model, loaded.tokenizer, torch_dtype)  # on the CPU copy
         model = model.to(dev).eval()  # type: ignore[arg-type]
-        return cls(model, loaded.tokenizer, loaded.preprocess, name=model_id,
+        name = model_id if loaded.source == model_id else f"{loaded.source} (via {model_id})"
+        return cls(model, loaded.tokenizer, loaded.preprocess, name=name,
                    cache_key=cache_key, device=dev, dtype=torch_dtype)
 
     # ------------------------------------------------------------------ forward
@@ -110,6 +111,8 @@ class _Loaded:
     model: Any
     tokenizer: Any
     preprocess: ClipPreprocess
+    source: str
+    """The checkpoint actually loaded (a LLaVA's recorded CLIP when redirected)."""
 
 
 def _load_checked(model_id: str, *, revision: str | None, torch_dtype: torch.dtype,
@@ -123,7 +126,9 @@ def _load_checked(model_id: str, *, revision: str | None, torch_dtype: torch.dty
     try:
         config = AutoConfig.from_pretrained(model_id, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(_load_help(model_id, exc, access)) from None
+        config = _foreign_config(model_id, kwargs)  # e.g. original LLaVA's "llava_llama"
+        if config is None:
+            raise ModelLoadError(_load_help(model_id, exc, access)) from None
     if getattr(config, "model_type", None) != "clip":
         target = recorded_clip(config) if redirected_from is None else None
         if target is None:
@@ -141,7 +146,27 @@ def _load_checked(model_id: str, *, revision: str | None, torch_dtype: torch.dty
     check_load_report(model_id, info, load_vision=load_vision)
     preprocess = _preprocess_from(model_id, revision, model.config,
                                   local_files_only=access.local_files_only)
-    return _Loaded(model=model, tokenizer=tokenizer, preprocess=preprocess)
+    return _Loaded(model=model, tokenizer=tokenizer, preprocess=preprocess, source=model_id)
+
+
+def _foreign_config(model_id: str, kwargs: dict[str, Any]) -> Any:
+    """A config transformers cannot build (an unknown ``model_type``), read as plain data so
+    that it can still be recognised (original LLaVA repos: ``llava_llama``, with the CLIP
+    recorded in ``mm_vision_tower``); None when there is no readable config."""
+    from types import SimpleNamespace
+
+    from transformers import PretrainedConfig
+
+    try:
+        raw, _ = PretrainedConfig.get_config_dict(model_id, **kwargs)
+    except (OSError, ValueError, KeyError):
+        return None
+    if not isinstance(raw, dict) or raw.get("model_type") in (None, "clip"):
+        return None
+    vision = raw.get("vision_config")
+    fields = {k: v for k, v in raw.items() if isinstance(k, str) and k.isidentifier()}
+    fields["vision_config"] = SimpleNamespace(**vision) if isinstance(vision, dict) else None
+    return SimpleNamespace(**fields)
 
 
 def _load_recorded(llava_id: str, target: str, *, torch_dtype: torch.dtype,
