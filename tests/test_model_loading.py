@@ -301,3 +301,33 @@ def test_build_tiny_clip_is_the_same_without_open_clip(tmp_path: Path,
     ga, gb = _load(with_oc), _load(without)
     np.testing.assert_array_equal(ga.text_embeddings, gb.text_embeddings)
     np.testing.assert_array_equal(ga.embed_images(IMAGES), gb.embed_images(IMAGES))
+
+
+@pytest.mark.filterwarnings(_SOCKET_WARNING)
+def test_open_clip_tag_without_network_fails_at_once(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    import httpx
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _http
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    sends: list[str] = []
+    sleeps: list[float] = []
+    original_send = httpx.Client.send
+
+    def counting_send(self: httpx.Client, request: httpx.Request, **kw: object) -> httpx.Response:
+        sends.append(str(request.url))
+        return original_send(self, request, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx.Client, "send", counting_send)
+    monkeypatch.setattr(_http.time, "sleep", sleeps.append)
+    with pytest.raises(ModelLoadError) as info:
+        _load("open_clip:ViT-B-32/openai")
+    msg = str(info.value)
+    assert [u for u in sends if "clip" in u] == [
+        "https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/main/"
+        "open_clip_config.json"], sends
+    assert sleeps == []
+    assert "hf download timm/vit_base_patch32_clip_224.openai" in msg and "\n" not in msg

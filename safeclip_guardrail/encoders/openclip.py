@@ -18,6 +18,7 @@ import torch
 
 from safeclip_guardrail.encoders._checkpoint import summarize_keys
 from safeclip_guardrail.encoders._fingerprint import tensors_fingerprint
+from safeclip_guardrail.encoders._hub import probe_hub
 from safeclip_guardrail.encoders._torch import TorchClipEncoder, resolve_device, resolve_dtype
 from safeclip_guardrail.encoders.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ClipPreprocess
 from safeclip_guardrail.errors import ConfigurationError, ModelLoadError, require
@@ -75,6 +76,7 @@ class OpenClipEncoder(TorchClipEncoder):
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         force_quick_gelu = parsed.pretrained == "openai"
+        _fail_fast_offline(open_clip, spec, parsed)
         try:
             # require_pretrained: no weights file is an error, not a randomly initialised CLIP;
             # open_clip loads full checkpoints strictly, so a missing key raises as well.
@@ -119,6 +121,37 @@ class OpenClipEncoder(TorchClipEncoder):
         with self._lock:
             feats = self.model.encode_text(tokens)
         return self._normalized(feats)
+
+
+def _fail_fast_offline(open_clip: Any, spec: str, parsed: OpenClipSpec) -> None:
+    """A tag whose weights live on the hub, without network and not cached: fail now.
+
+    open_clip downloads tags through ``hf_hub_download``, which retries for ~30 s per file
+    without network; one probe (see :mod:`._hub`) and a look in the local cache decide first.
+    """
+    if not parsed.pretrained or parsed.model_name.startswith(("local-dir:", "hf-hub:")):
+        return
+    cfg = open_clip.get_pretrained_cfg(parsed.model_name, parsed.pretrained) or {}
+    hub = str(cfg.get("hf_hub") or "")
+    if not hub or "file" in cfg:
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, _, filename = hub.rpartition("/")  # "org/name/file.pt", or "org/name/": default file
+    access = probe_hub(repo, filename=filename or "open_clip_config.json")
+    if not access.local_files_only:
+        return
+    names = [filename] if filename else []
+    names += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    if any(isinstance(try_to_load_from_cache(repo, n), str) for n in names):
+        return
+    raise ModelLoadError(
+        f"could not load open_clip model {spec!r}: {access.reason}, and its weights ({repo} on "
+        "the Hugging Face hub) are not in the local cache. To fix: on a machine with network "
+        f"access run `hf download {repo} --local-dir DIR` and pass "
+        f"'open_clip:{parsed.model_name}//DIR/<weights file>' (or 'open_clip:local-dir:DIR'); "
+        "set HF_HUB_OFFLINE=1 to skip the network check"
+    )
 
 
 def _load_help(spec: str, exc: BaseException) -> str:
