@@ -331,3 +331,19 @@ def test_open_clip_tag_without_network_fails_at_once(monkeypatch: pytest.MonkeyP
         "open_clip_config.json"], sends
     assert sleeps == []
     assert "hf download timm/vit_base_patch32_clip_224.openai" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(("name", "payload"), [
+    ("model.safetensors", "half"), ("model.safetensors", b""),
+    ("tokenizer.json", b"{not json"), ("tokenizer_config.json", b"[1]"),
+    ("config.json", b"{bad"), ("preprocessor_config.json", b'{"size": "x"}'),
+])
+def test_corrupt_checkpoint_files_are_model_load_errors(
+        name: str, payload: bytes | str, tiny_clip_dir: Path, tmp_path: Path) -> None:
+    broken = _copy(tiny_clip_dir, tmp_path / "clip")
+    target = broken / name
+    data = target.read_bytes()[: target.stat().st_size // 2] if payload == "half" else payload
+    target.write_bytes(data)  # type: ignore[arg-type]
+    with pytest.raises(ModelLoadError) as info:
+        _load(broken)
+    assert str(broken) in str(info.value) and "\n" not in str(info.value)

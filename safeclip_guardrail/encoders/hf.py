@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from safeclip_guardrail.encoders._checkpoint import (
     check_load_report,
@@ -27,6 +28,12 @@ from safeclip_guardrail.errors import ModelLoadError
 __all__ = ["TransformersCLIPEncoder"]
 
 log = logging.getLogger(__name__)
+
+_LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, SafetensorError)
+"""What transformers, tokenizers and safetensors raise on missing or malformed checkpoint files
+(a truncated ``model.safetensors`` is a SafetensorError, a ``tokenizer_config.json`` of the
+wrong shape an AttributeError): all of it becomes a ModelLoadError."""
 
 
 class TransformersCLIPEncoder(TorchClipEncoder):
@@ -141,7 +148,7 @@ def _load_checked(model_id: str, *, revision: str | None, torch_dtype: torch.dty
             output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
         model, info = loaded  # (model, {"missing_keys", "unexpected_keys", ...})
         tokenizer = AutoTokenizer.from_pretrained(model_id, **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except _LOAD_ERRORS as exc:
         raise ModelLoadError(_load_help(model_id, exc, access)) from None
     check_load_report(model_id, info, load_vision=load_vision)
     preprocess = _preprocess_from(model_id, revision, model.config,
@@ -225,13 +232,21 @@ def _preprocess_from(model_id: str, revision: str | None, config: Any, *,
     except (OSError, ValueError):
         path = None
     if path:
-        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
-        s = cfg.get("size", size)
-        size = int(s.get("shortest_edge", size) if isinstance(s, dict) else s)
-        c = cfg.get("crop_size", crop)
-        crop = int(c.get("height", crop) if isinstance(c, dict) else c)
-        mean = tuple(cfg.get("image_mean", mean))  # type: ignore[assignment]
-        std = tuple(cfg.get("image_std", std))  # type: ignore[assignment]
+        try:
+            cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+            s = cfg.get("size", size)
+            size = int(s.get("shortest_edge", size) if isinstance(s, dict) else s)
+            c = cfg.get("crop_size", crop)
+            crop = int(c.get("height", crop) if isinstance(c, dict) else c)
+            mean = tuple(float(x) for x in cfg.get("image_mean", mean))  # type: ignore[assignment]
+            std = tuple(float(x) for x in cfg.get("image_std", std))  # type: ignore[assignment]
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise ModelLoadError(
+                f"could not load CLIP model {model_id!r}: its preprocessor_config.json ({path}) "
+                f"is not a valid image processor config ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); restore it from the "
+                "original checkpoint"
+            ) from None
     return ClipPreprocess(size=size, crop=crop, mean=mean, std=std)
 
 
