@@ -10,9 +10,10 @@ weights are swapped by ``tar``, ``rsync -a`` or a container layer, so such a key
 embeddings for a different model. A canary text embedding checked at load would cost a
 text-tower pass per start and still miss changes to tokens the canary does not use (a
 swapped embedding row of one descriptor word). Hashing the tensors is exact and costs one
-read of the text side in memory at ~1 GB/s with SHA-NI (ViT-L/14's text side, 123 M
-parameters: about 0.25 s in fp16, 0.45 s in fp32; see ``benchmarks/bench_cold_start.py``),
-far below a text-tower pass over a bank, which a cache hit still never runs.
+read of the text side in memory: SHA-256 runs at ~1.2 GB/s on an idle core with SHA-NI
+(ViT-L/14-336's text side in fp32, 494 MB: ~0.4 s; measured 1.3 s on a heavily loaded 2-core
+machine, 7 % of that warm start; see ``benchmarks/bench_cold_start.py``), far below a
+text-tower pass over a bank, which a cache hit never runs.
 """
 
 from __future__ import annotations
