@@ -266,3 +266,65 @@ def test_rag_documents_block_or_forward_only_judged_bytes(style: str, tmp_path: 
             except Exception as exc:
                 failures.append(f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
     assert not failures, "\n".join(failures)
+
+
+# ---------------------------------------------------------------------- fuzzing ChatLlava
+try:
+    import importlib
+
+    fuzz: Any = importlib.import_module("tests.test_trust_fuzz")
+except ImportError:  # the fuzzer lands with the matrix
+    fuzz = None
+
+if fuzz is not None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    _FUZZ_LLM: dict[str, Any] = {}
+
+    def _fuzz_llm() -> Any:
+        from safeclip_guardrail.chat_models import ChatLlava
+
+        if "llm" not in _FUZZ_LLM:
+            _FUZZ_LLM["llm"] = ChatLlava.from_pretrained(
+                _tiny_llava_dir(), device="cpu", dtype="float32", max_new_tokens=1)
+        return _FUZZ_LLM["llm"]
+
+    @settings(max_examples=max(50, fuzz.EXAMPLES // 2), deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                     HealthCheck.filter_too_much])
+    @given(conv=fuzz.conversation, mode=st.sampled_from(["block", "redact"]),
+           on_error=st.sampled_from(["block", "allow"]))
+    def test_chat_llava_fuzzed_conversations_send_only_judged_images(
+            conv: list[tuple[str, Any, dict[str, Any]]], mode: str, on_error: str) -> None:
+        """The fuzzer's conversations through ChatLlava: what LLaVA's processor receives is
+        judged and never flagged; nothing raises but a SafeCLIPError (ConfigurationError for
+        blocks LLaVA cannot show) or langchain-core's own refusal of a malformed block."""
+        from safeclip_guardrail import SafeCLIPError
+        from safeclip_guardrail.chat_models import ChatLlava
+
+        imgs = fuzz._ctx()
+        base = _fuzz_llm()
+        llm = ChatLlava.from_pretrained(base.model, device="cpu", dtype="float32",
+                                        max_new_tokens=1,
+                                        guard=imgs.guard.with_options(mode=mode, on_error=on_error))
+        received = Received()
+        processor_cls = type(llm.processor)
+        real_call = processor_cls.__call__
+
+        def record(self: Any, *args: Any, **kwargs: Any) -> Any:
+            for im in kwargs.get("images") or []:
+                received.frames.append(pixel_key(im))
+            return real_call(self, *args, **kwargs)
+
+        processor_cls.__call__ = record
+        try:
+            llm.invoke([fuzz._lc_message(r, c, x) for r, c, x in conv])
+        except SafeCLIPError:
+            pass
+        except (ValueError, TypeError) as exc:
+            if not _raised_in_langchain_core(exc):
+                raise
+        finally:
+            processor_cls.__call__ = real_call
+        assert_only_judged(received, imgs, "fuzz (chat_llava)")
