@@ -14,6 +14,7 @@ require("fastapi", package="fastapi", extra="serve", feature="the HTTP service")
 require("prometheus_client", package="prometheus-client", extra="serve", feature="the HTTP service")
 
 from safeclip_guardrail.serve.app import API_KEYS_ENV, create_app  # noqa: E402
+from safeclip_guardrail.serve.background import BackgroundServer  # noqa: E402
 from safeclip_guardrail.serve.batcher import (  # noqa: E402
     BatcherOverloaded,
     BatcherStopped,
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_CATEGORY_MAP",
     "STANDARD_CATEGORIES",
     "UNREADABLE_KEY",
+    "BackgroundServer",
     "BatcherOverloaded",
     "BatcherStopped",
     "CategoryMap",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,11 +23,13 @@ from safeclip_guardrail.extraction import ImagePart, MessageView, find_image_par
 from safeclip_guardrail.guard import Judgement
 from safeclip_guardrail.result import ImageVerdict
 from safeclip_guardrail.serve._errors import ServiceError
-from safeclip_guardrail.serve.batcher import MicroBatcher
+from safeclip_guardrail.serve.batcher import BatcherOverloaded, BatcherStopped, MicroBatcher
 from safeclip_guardrail.serve.metrics import ServiceMetrics
 from safeclip_guardrail.sources import EncodedImage
 
 __all__ = ["Judged", "Limits", "judge_groups", "judge_images"]
+
+log = logging.getLogger("safeclip_guardrail.serve")
 
 _PIL_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
 
@@ -117,6 +120,12 @@ async def _judge_parts(parts: Sequence[ImagePart], *, config: GuardConfig,
             raise ServiceError(504, f"the images were not judged within "
                                f"{limits.request_timeout_s:g} s; the service is overloaded, "
                                "retry later", type="timeout", code="timeout") from None
+        except (BatcherOverloaded, BatcherStopped, ServiceError):
+            raise
+        except Exception as exc:  # the encoder failed on this request's images alone
+            log.error("judging failed: %s: %s", type(exc).__name__, exc)
+            raise ServiceError(500, "the guard failed on an image of this request; see the "
+                               "server log", type="server_error", code="guard_error") from None
     it = iter(judgements)
     out: list[Judged] = []
     for part in parts:

@@ -74,6 +74,11 @@ class MicroBatcher:
     def running(self) -> bool:
         return bool(self._tasks)
 
+    @property
+    def pending(self) -> int:
+        """Images waiting for a batch (not counting the batch being judged)."""
+        return self._queue.qsize() if self._queue is not None else 0
+
     async def start(self) -> None:
         """Start the workers on the running event loop (the app's lifespan)."""
         if self._tasks:
