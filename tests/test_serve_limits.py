@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+from typing import ClassVar
 
 import httpx
 import numpy as np
@@ -145,7 +146,7 @@ def test_on_error_raise_answers_400_and_a_crashing_image_fails_alone():
     """In-process (ASGI transport): on_error=raise, and an encoder bug on one image."""
 
     class Crashy(PlantedEncoder):
-        poisoned: set[int] = set()
+        poisoned: ClassVar[set[int]] = set()
 
         def encode_images(self, images):
             if any(int(np.asarray(im).sum()) in self.poisoned for im in images):

@@ -75,8 +75,8 @@ class SafeCLIPLiteLLMGuardrail(CustomGuardrail):
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ LiteLLM hooks
-    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict,
-                                  call_type: str) -> dict | None:
+    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict[str, Any],
+                                  call_type: str) -> dict[str, Any] | None:
         if call_type not in _MESSAGE_CALLS or not self.should_run_guardrail(
                 data=data, event_type=GuardrailEventHooks.pre_call):
             return data
@@ -91,7 +91,7 @@ class SafeCLIPLiteLLMGuardrail(CustomGuardrail):
             data["messages"] = outcome.as_dicts(messages)
         return data
 
-    async def async_moderation_hook(self, data: dict, user_api_key_dict: Any,
+    async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: Any,
                                     call_type: str) -> None:
         if call_type not in _MESSAGE_CALLS or not self.should_run_guardrail(
                 data=data, event_type=GuardrailEventHooks.during_call):
@@ -148,7 +148,7 @@ class SafeCLIPLiteLLMGuardrail(CustomGuardrail):
             "error": text, "guardrail": self.guardrail_name, "categories": categories,
             "flagged_images": sum(v.flagged for v in outcome.result.verdicts)})
 
-    def _record(self, data: dict, outcome: GuardedConversation) -> None:
+    def _record(self, data: dict[str, Any], outcome: GuardedConversation) -> None:
         """Leave the result where LiteLLM's logging reads request metadata (no image data)."""
         meta = data.setdefault("metadata", {})
         if isinstance(meta, dict):

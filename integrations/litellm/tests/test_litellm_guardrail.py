@@ -11,10 +11,10 @@ import yaml
 from fastapi import HTTPException
 from litellm.proxy.types_utils.utils import get_instance_fn
 from litellm.types.guardrails import LitellmParams
+from safeclip_guardrail_litellm import SafeCLIPLiteLLMGuardrail
 
 from safeclip_guardrail import DEFAULT_SAFE_INSTRUCTION
 from safeclip_guardrail.serve import BackgroundServer, create_app
-from safeclip_guardrail_litellm import SafeCLIPLiteLLMGuardrail
 
 EXAMPLE = Path(__file__).parents[1] / "safeclip_guardrail_litellm" / "examples" / "config.yaml"
 
