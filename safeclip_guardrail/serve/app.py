@@ -103,6 +103,8 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
     app.state.categories = categories
 
     async def judge(request: Request, groups: list[list[MessageView]]) -> list[list[Judged]]:
+        if not batcher.running:  # hosts that do not run the app's lifespan
+            await batcher.start()
         out = await judge_groups(groups, config=served.config, batcher=batcher, limits=limits,
                                  metrics=metrics)
         request.state.images = sum(len(g) for g in out)
@@ -140,6 +142,8 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
         ctype = request.headers.get("content-type", "")
         forward = False
         if ctype.startswith("multipart/form-data"):
+            if not batcher.running:
+                await batcher.start()
             images = await _uploads(request, max_images)
             judged = await judge_images(images, config=served.config, batcher=batcher,
                                         limits=limits, metrics=metrics)

@@ -80,7 +80,7 @@ class SafeCLIPLiteLLMGuardrail(CustomGuardrail):
         if call_type not in _MESSAGE_CALLS or not self.should_run_guardrail(
                 data=data, event_type=GuardrailEventHooks.pre_call):
             return data
-        messages = data.get("messages")
+        key, messages = _conversation(data)
         if not messages:
             return data
         outcome = await self._judge(messages)
@@ -88,7 +88,7 @@ class SafeCLIPLiteLLMGuardrail(CustomGuardrail):
         if outcome.blocked:
             raise self._refusal(outcome)
         if any(outcome.changed):
-            data["messages"] = outcome.as_dicts(messages)
+            data[key] = outcome.as_dicts(messages)
         return data
 
     async def async_moderation_hook(self, data: dict[str, Any], user_api_key_dict: Any,
@@ -96,7 +96,7 @@ class SafeCLIPLiteLLMGuardrail(CustomGuardrail):
         if call_type not in _MESSAGE_CALLS or not self.should_run_guardrail(
                 data=data, event_type=GuardrailEventHooks.during_call):
             return
-        messages = data.get("messages")
+        _, messages = _conversation(data)
         if not messages:
             return
         outcome = await self._judge(messages)
@@ -168,3 +168,16 @@ def _secret(value: str | None) -> str | None:
                                      "not set; export it before starting the proxy")
         return found
     return value
+
+
+def _conversation(data: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """Where a request keeps its conversation: chat and Anthropic ``messages``, or the
+    Responses API's ``input`` items (each item read as a message; its other fields too)."""
+    messages = data.get("messages")
+    if isinstance(messages, list) and messages:
+        return "messages", messages
+    items = data.get("input")
+    if isinstance(items, list) and items:
+        return "input", [i if isinstance(i, dict) else {"role": "user", "content": i}
+                         for i in items]
+    return "messages", []

@@ -159,3 +159,16 @@ def test_litellm_generic_guardrail_api_against_the_live_service(guard, image_url
         assert out["texts"] == ["hi"]
         with pytest.raises(GuardrailRaisedException, match="gun"):
             asyncio.run(check([image_url("neutral"), image_url("gun")]))
+
+
+def test_responses_api_input_items_are_judged(guard, image_url):
+    rail = SafeCLIPLiteLLMGuardrail(guard=guard, guardrail_name="safeclip", event_hook="pre_call",
+                                    default_on=True)
+    data = {"model": "gpt-4o", "input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "what is it?"},
+        {"type": "input_image", "image_url": image_url("gun")}]}]}
+    with pytest.raises(HTTPException) as err:
+        asyncio.run(rail.async_pre_call_hook(None, None, data, "responses"))
+    assert err.value.detail["categories"] == ["gun"]
+    clean = {"model": "gpt-4o", "input": "just text"}
+    assert asyncio.run(rail.async_pre_call_hook(None, None, clean, "responses")) is clean
