@@ -176,3 +176,32 @@ def test_on_error_raise_answers_400_and_a_crashing_image_fails_alone():
     err = _error(bad, 500)
     assert "secret" not in bad.text and err["type"] == "server_error"
     assert _error(garbage, 400)["code"] == "unreadable_image"
+
+
+def test_request_timeout_504_and_full_queue_503():
+    """In-process: the encoder is held (gate) so the outcome does not depend on timing."""
+    enc, guard = planted_guard()
+    app = create_app(guard, request_timeout_s=0.2, max_queue=1, max_wait_ms=0)
+
+    async def run() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                enc.gate.clear()
+                try:
+                    slow = asyncio.create_task(
+                        c.post("/v1/guard", json={"images": [data_url(enc.plant_bytes("gun"))]}))
+                    while app.state.metrics.value("safeclip_batch_size_count") < 1:
+                        await asyncio.sleep(0.005)  # the first image is in the held forward
+                    full = await c.post("/v1/guard", json={"images": [
+                        data_url(enc.plant_bytes("gun")), data_url(enc.plant_bytes("gun"))]})
+                    timed_out = await slow
+                finally:
+                    enc.gate.set()
+                after = await c.post("/v1/guard", json={"images": [data_url(enc.plant_bytes("knife"))]})
+                return full, timed_out, after
+
+    full, timed_out, after = asyncio.run(run())
+    assert _error(full, 503)["code"] == "overloaded" and full.headers["retry-after"] == "1"
+    assert _error(timed_out, 504)["code"] == "timeout"
+    assert after.status_code == 200 and after.json()["result"]["categories"] == ["knife"]
