@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from safeclip_guardrail.errors import SafeCLIPError
+from safeclip_guardrail.errors import GuardRuntimeError
 
 __all__ = ["ServiceError", "error_body"]
 
 
-class ServiceError(SafeCLIPError):
+class ServiceError(GuardRuntimeError):
     """A request the service answers with an error status (400, 401, 408, 413, 415, 503, 504)."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from safeclip_guardrail.errors import SafeCLIPError
+from safeclip_guardrail.errors import ConfigurationError, GuardRuntimeError
 from safeclip_guardrail.guard import Judgement
 from safeclip_guardrail.sources import EncodedImage
 
@@ -32,11 +32,11 @@ __all__ = ["BatcherOverloaded", "BatcherStopped", "MicroBatcher"]
 JudgeFn = Callable[[list[EncodedImage]], list[Judgement]]
 
 
-class BatcherOverloaded(SafeCLIPError):
+class BatcherOverloaded(GuardRuntimeError):
     """The queue of images waiting for the encoder is full; retry later (HTTP 503)."""
 
 
-class BatcherStopped(SafeCLIPError):
+class BatcherStopped(GuardRuntimeError):
     """The batcher is not running (the app is starting or shutting down)."""
 
 
@@ -57,7 +57,7 @@ class MicroBatcher:
                  max_queue: int = 4096, workers: int = 1,
                  on_batch: Callable[[int], None] | None = None) -> None:
         if max_batch < 1 or workers < 1 or max_queue < 1 or max_wait_ms < 0:
-            raise SafeCLIPError(
+            raise ConfigurationError(
                 f"MicroBatcher needs max_batch >= 1, workers >= 1, max_queue >= 1 and "
                 f"max_wait_ms >= 0; got {max_batch}, {workers}, {max_queue}, {max_wait_ms}")
         self._judge = judge
@@ -158,7 +158,7 @@ class MicroBatcher:
             try:
                 results = await loop.run_in_executor(self._executor, self._judge, images)
                 if len(results) != len(batch):
-                    raise SafeCLIPError(f"judge returned {len(results)} results for "
+                    raise GuardRuntimeError(f"judge returned {len(results)} results for "
                                         f"{len(batch)} images")
             except asyncio.CancelledError:
                 raise

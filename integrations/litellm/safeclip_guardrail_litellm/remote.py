@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from safeclip_guardrail.config import GuardConfig
-from safeclip_guardrail.errors import ImageInputError, SafeCLIPError
+from safeclip_guardrail.errors import GuardRuntimeError, ImageInputError
 from safeclip_guardrail.guard import Judgement
 from safeclip_guardrail.result import ImageVerdict
 from safeclip_guardrail.sources import EncodedImage, from_data_url, to_data_url
@@ -23,7 +23,7 @@ from safeclip_guardrail.sources import EncodedImage, from_data_url, to_data_url
 __all__ = ["GuardServiceError", "RemoteGuard"]
 
 
-class GuardServiceError(SafeCLIPError):
+class GuardServiceError(GuardRuntimeError):
     """The guard service could not be reached or answered an error; nothing passes."""
 
 
