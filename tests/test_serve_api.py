@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -190,3 +191,17 @@ def test_concurrent_requests_share_forwards_and_agree_with_sequential(served):
     for name in ("safeclip_images_total", "safeclip_encoder_forwards_total",
                  'safeclip_flagged_total{category="gun"}', "safeclip_request_latency_seconds_bucket"):
         assert name in text
+
+
+def test_access_log_is_json_without_image_data(served, caplog):
+    enc, _, srv = served
+    url = data_url(enc.plant_bytes("neutral"))
+    with caplog.at_level("INFO", logger="safeclip_guardrail.serve.access"):
+        r = httpx.post(f"{srv.url}/v1/guard", json={"images": [url, url]},
+                       headers={"authorization": f"Bearer {KEY}"})
+    rid = r.headers["x-request-id"]
+    (line,) = [json.loads(rec.getMessage()) for rec in caplog.records
+               if rec.name == "safeclip_guardrail.serve.access" and rid in rec.getMessage()]
+    assert line["path"] == "/v1/guard" and line["status"] == 200 and line["images"] == 2
+    assert line["bytes_in"] > len(url)
+    assert url[30:60] not in caplog.text and "base64" not in caplog.text
