@@ -137,7 +137,7 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
         reason = policy.refusal_text(served.config, result.categories)
         return GenericGuardrailResponse(action="BLOCKED", blocked_reason=reason)
 
-    @app.post("/v1/guard", response_model=GuardResponse, response_model_exclude_none=True)
+    @app.post("/v1/guard", response_model=GuardResponse)
     async def guard_route(request: Request) -> GuardResponse:
         ctype = request.headers.get("content-type", "")
         forward = False
