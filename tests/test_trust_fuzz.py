@@ -130,18 +130,22 @@ def image_block(draw: st.DrawFn) -> dict[str, Any]:
     elif shape == "audio":  # inline bytes only: a URL there is audio for the provider
         block = {"type": "audio", "base64": _encode(draw(st.sampled_from(PAYLOADS)), "b64", None)}
     elif shape == "unknown":
-        block = {"type": draw(st.sampled_from(["picture", "img", None])), "data": s}
+        block = {"type": draw(st.sampled_from(["picture", "img", "IMAGE", None, ["image"], 3])),
+                 "data": s}
     else:  # text that is, as a whole, a data URL (any other text is just text)
         block = {"type": "text", "text": _encode(draw(st.sampled_from(PAYLOADS)), "data_url", mime)}
     if mime is not None and shape not in ("anthropic", "document"):
         block["mime_type"] = mime
-    if draw(st.integers(0, 5)) == 0:  # a second source in the same block
+    if shape != "audio" and draw(st.integers(0, 5)) == 0:  # a second source in the same block
         key = draw(st.sampled_from(["url", "base64", "data", "image_url", "source", "file_id"]))
         block[key] = draw(source)
     if draw(st.integers(0, 6)) == 0:
         block = {"type": "non_standard", "value": block}
     if draw(st.integers(0, 6)) == 0:
         block = {"type": "tool_result", "tool_use_id": "t1", "content": [block]}
+    elif draw(st.integers(0, 12)) == 0:  # a tool result whose content is one string
+        block = {"type": "tool_result", "tool_use_id": "t1",
+                 "content": _encode(draw(st.sampled_from(PAYLOADS)), "data_url", mime)}
     return block
 
 
@@ -151,6 +155,8 @@ item = st.one_of(st.builds(lambda t: {"type": "text", "text": t}, st.sampled_fro
 content = st.one_of(st.sampled_from(["hello", ""]), st.lists(item, min_size=0, max_size=4),
                     source.filter(lambda s: s.startswith("data:")))
 extras = st.one_of(st.just({}), st.builds(lambda s: {"images": [s]}, source),
+                   st.builds(lambda p: {"images": [_bytes(p)]}, st.sampled_from(PAYLOADS)),
+                   st.builds(lambda p: {"blob": _bytes(p)}, st.sampled_from(PAYLOADS)),
                    st.builds(lambda s: {"attachment": {"preview": s}},
                              source.filter(lambda s: s.startswith("data:"))))
 ROLES = ("user", "human", "assistant", "ai", "system", "developer", "tool", "function",

@@ -211,6 +211,14 @@ PLACEMENTS: list[Placement] = [
         "what is this?", additional_kwargs={"images": [b64(x)]})]),
     Placement("additional_kwargs_data_url", lambda i, x: [HumanMessage(
         "what is this?", additional_kwargs={"attachment": {"preview": durl(x)}})]),
+    Placement("additional_kwargs_raw_bytes", lambda i, x: [HumanMessage(
+        "what is this?", additional_kwargs={"images": [x]})]),
+    Placement("ollama_dict_raw_bytes", lambda i, x: [
+        {"role": "user", "content": "what is this?", "images": [x]}]),
+    Placement("tool_result_string_data_url", lambda i, x: [human(
+        {"type": "tool_result", "tool_use_id": "t1", "content": durl(x)})]),
+    Placement("non_string_block_type", lambda i, x: [human(
+        {"type": ["image"], "base64": b64(x)})], benign="block"),
     Placement("ollama_dict_images", lambda i, x: [
         {"role": "user", "content": "what is this?", "images": [b64(x)]}]),
     Placement("data_url_string_content", lambda i, x: [HumanMessage(content=durl(x))]),
@@ -455,7 +463,7 @@ def test_the_referee_sees_what_an_unguarded_model_gets(tmp_path: Path) -> None:
         model = RecordingChatModel()
         try:
             model.invoke(_lc(conv))
-        except ValueError:  # langchain-core itself refuses it (e.g. base64 without a MIME type)
+        except (ValueError, TypeError):  # langchain-core itself refuses it (no MIME, odd type)
             continue
         received = model.received()
         if pixel_key(frames_of(imgs.flagged)[0]) not in received.frames:  # type: ignore[index]
