@@ -13,7 +13,7 @@ blocked, the referee of tests/_trust.py decodes everything that would be forward
 - every forwarded frame was judged by the encoder;
 - nothing raises but a SafeCLIPError (none is expected under these configs).
 
-CI runs a few hundred conversations. ``SAFECLIP_FUZZ_EXAMPLES=3500`` (over 10,000
+CI runs a few hundred conversations. ``SAFECLIP_FUZZ_EXAMPLES=5500`` (over 10,000
 messages) runs the long profile; the number of generated messages is printed.
 """
 
