@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from safeclip_guardrail.config import GuardConfig
+from safeclip_guardrail.config import InterventionConfig
 from safeclip_guardrail.errors import EncoderOutputError, ImageInputError
 from safeclip_guardrail.result import UNREADABLE, ImageVerdict
 
@@ -58,7 +58,7 @@ def strongest_action(actions: Sequence[str]) -> Action:
     return best  # type: ignore[return-value]
 
 
-def error_verdict(exc: ImageInputError | EncoderOutputError, config: GuardConfig, *,
+def error_verdict(exc: ImageInputError | EncoderOutputError, config: InterventionConfig, *,
                   source: str | None = None) -> ImageVerdict:
     """``on_error`` applied to an image that could not be judged (raises on ``raise``)."""
     if config.on_error == "raise":
@@ -68,7 +68,7 @@ def error_verdict(exc: ImageInputError | EncoderOutputError, config: GuardConfig
                         error=str(exc), source=source or getattr(exc, "source", None))
 
 
-def action_for(verdict: ImageVerdict, config: GuardConfig) -> Action:
+def action_for(verdict: ImageVerdict, config: InterventionConfig) -> Action:
     """The action one verdict asks for under ``config``."""
     if not verdict.flagged:
         return "pass"
@@ -97,6 +97,6 @@ def placeholder_for(verdict: ImageVerdict) -> str:
     return REDACTED.format(category=verdict.category or UNREADABLE)
 
 
-def refusal_text(config: GuardConfig, categories: Sequence[str]) -> str:
+def refusal_text(config: InterventionConfig, categories: Sequence[str]) -> str:
     """The answer given instead of calling the model on ``block``."""
     return config.refusal_for(categories, fallback=UNREADABLE)
