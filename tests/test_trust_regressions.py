@@ -62,3 +62,24 @@ def test_image_data_nested_deeper_than_checked_in_extra_fields_fails_closed(
     outcome = guard_dict_messages(imgs.guard, [{"role": "user", "content": "x", "meta": deep}])
     assert outcome.blocked  # was: passed without a verdict
     assert outcome.result.verdicts[0].category == "unreadable"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "open in images.py (decoder branch): a PNG gAMA chunk is not treated as ambiguous, so the "
+    "original bytes are forwarded and a gamma-applying decoder (browsers, some provider "
+    "pipelines) sees other pixels than the guard judged; remove this xfail when fixed"))
+def test_png_gamma_chunk_is_forwarded_as_judged_pixels() -> None:
+    import io
+    import struct
+
+    from PIL import Image, PngImagePlugin
+
+    from safeclip_guardrail.config import ImageOptions
+    from safeclip_guardrail.images import decode_image, forward_image
+
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", struct.pack(">I", 5000))  # gamma 0.05: a decoder that applies it brightens
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (120, 10, 200)).save(buf, format="PNG", pnginfo=info)
+    data = buf.getvalue()
+    assert forward_image(decode_image(data, ImageOptions())).data != data
