@@ -1,32 +1,27 @@
-"""ChatLlava and the RAG document guard as rows of the trust matrix (tests/test_trust_matrix.py).
+"""ChatLlava and the RAG document guard as surfaces of the trust matrix (branch ``chat``).
 
-The matrix's placements, referee and checks are reused as they are, through its pluggable
-surface interface; this module only adds the two surfaces of branch ``chat``:
+Used by tests/test_trust_matrix.py (rows ``chat_llava`` and ``rag``) and
+tests/test_trust_fuzz.py; kept apart so the matrix file stays about the matrix.
 
 - ``chat_llava``: ChatLlava with the planted guard. LLaVA is the model, so the referee reads
   what LLaVA's processor receives (the PIL images it turns into ``pixel_values``, and the
   prompt text) and whether ``generate`` ran.
 - ``rag``: retriever | SafeCLIPDocumentGuard | the application's prompt builder | recording
-  model, over documents that carry the image in each metadata key and as page content.
-
-Skipped until the matrix (branch ``matrix``) is on the branch under test.
+  model, over documents that carry the image under each metadata key and as page content.
 """
 
 from __future__ import annotations
 
+import base64
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
 
-matrix = pytest.importorskip("tests.test_trust_matrix",
-                             reason="the trust matrix (tests/test_trust_matrix.py) is not here")
-
-from tests._trust import (  # noqa: E402
+from tests._trust import (
     Conversation,
     Images,
     Outcome,
@@ -34,20 +29,30 @@ from tests._trust import (  # noqa: E402
     RecordingChatModel,
     Runner,
     Surface,
-    assert_only_judged,
     frames_of,
-    make_images,
     pixel_key,
     scan,
 )
 
 STYLES = ("invoke", "ainvoke", "batch", "abatch", "stream", "astream")
 
+Call = Callable[[Any, Any, str], Any]
+"""``(runnable, input, style) -> output`` (the matrix's ``_call``)."""
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def durl(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{b64(data)}"
+
+
 # ---------------------------------------------------------------------- ChatLlava
 _TINY_LLAVA: dict[str, str] = {}
 
 
-def _tiny_llava_dir() -> str:
+def tiny_llava_dir() -> str:
     """One tiny real LLaVA per test process (built offline, a few seconds)."""
     if "dir" not in _TINY_LLAVA:
         from safeclip_guardrail.testing import build_tiny_llava
@@ -56,17 +61,17 @@ def _tiny_llava_dir() -> str:
     return _TINY_LLAVA["dir"]
 
 
-def _raised_in_langchain_core(exc: BaseException) -> bool:
+def raised_in_langchain_core(exc: BaseException) -> bool:
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     return tb is not None and "langchain_core" in tb.tb_frame.f_code.co_filename
 
 
-def _chat_llava(imgs: Images) -> Runner:
+def _chat_llava(imgs: Images, call: Call) -> Runner:
     from safeclip_guardrail.chat_models import ChatLlava
 
-    llm = ChatLlava.from_pretrained(_tiny_llava_dir(), device="cpu", dtype="float32",
+    llm = ChatLlava.from_pretrained(tiny_llava_dir(), device="cpu", dtype="float32",
                                     max_new_tokens=2, guard=imgs.guard.with_options(mode="block"))
 
     def run(conv: Conversation, style: str) -> Outcome:
@@ -87,7 +92,7 @@ def _chat_llava(imgs: Images) -> Runner:
         processor_cls.__call__ = record
         object.__setattr__(llm.hf_model, "generate", generate)
         try:
-            out = matrix._call(llm, matrix._lc(conv), style)
+            out = call(llm, convert_to_messages(conv), style)
         except (ValueError, TypeError) as exc:
             out = exc
         finally:
@@ -97,7 +102,7 @@ def _chat_llava(imgs: Images) -> Runner:
             # langchain-core's own BaseChatModel refuses some malformed blocks (base64
             # without a MIME type, a list as block type) before any chat model runs: the
             # request fails and nothing is sent
-            if not generated and _raised_in_langchain_core(out):
+            if not generated and raised_in_langchain_core(out):
                 return Outcome(True, received, False)
             raise out
         chunks = out if isinstance(out, list) else [out]
@@ -112,41 +117,13 @@ def _chat_llava_supports(conv: Conversation) -> bool:
     # chat model's _generate runs, keeping one source (the url of a two-source v0 block is
     # dropped): ChatLlava judges and sends that one image, and never sees the conflict.
     return not any(isinstance(b, dict) and b.get("source_type") and "url" in b
-                   for m in matrix._lc(conv) if isinstance(m.content, list) for b in m.content)
+                   for m in convert_to_messages(conv) if isinstance(m.content, list) for b in m.content)
 
 
-CHAT_LLAVA = Surface("chat_llava", STYLES, _chat_llava, supports=_chat_llava_supports)
-
-
-@pytest.mark.parametrize("style", STYLES)
-def test_chat_llava_every_placement_blocks_or_forwards_only_judged_bytes(
-        style: str, tmp_path: Path) -> None:
-    imgs = make_images(tmp_path)
-    failures = matrix._check(CHAT_LLAVA, CHAT_LLAVA.build(imgs), imgs, style)
-    assert not failures, "\n".join(failures)
-
-
-def test_chat_llava_no_path_inside_a_message_is_ever_opened(tmp_path: Path) -> None:
-    matrix.test_no_path_inside_a_message_is_ever_opened(CHAT_LLAVA, tmp_path)
-
-
-@pytest.mark.parametrize("on_error", ["block", "raise", "allow"])
-def test_chat_llava_unreadable_same_action_as_wrap(on_error: str, tmp_path: Path) -> None:
-    imgs = make_images(tmp_path)
-    imgs.guard = imgs.guard.with_options(on_error=on_error)
-    seen: dict[str, str] = {}
-    for surface in (CHAT_LLAVA, next(s for s in matrix.SURFACES if s.name == "wrap")):
-        try:
-            outcome = surface.build(imgs)(matrix._unreadable_conv(), "invoke")
-        except Exception as exc:
-            from safeclip_guardrail import SafeCLIPError
-
-            assert isinstance(exc, SafeCLIPError), repr(exc)
-            seen[surface.name] = "raise"
-            continue
-        assert outcome.received.frames == []  # never sent, whatever on_error says
-        seen[surface.name] = "block" if outcome.blocked else "allow"
-    assert set(seen.values()) == {on_error}, seen
+def chat_llava_surface(call: Call) -> Surface:
+    """The ``chat_llava`` row: every call style of a BaseChatModel."""
+    return Surface("chat_llava", STYLES, lambda imgs: _chat_llava(imgs, call),
+                   supports=_chat_llava_supports)
 
 
 # ---------------------------------------------------------------------- RAG documents
@@ -160,10 +137,8 @@ class DocPlacement:
     benign: str = "forward"
 
 
-def _doc_placements() -> list[DocPlacement]:
+def doc_placements() -> list[DocPlacement]:
     from langchain_core.documents import Document
-
-    b64, durl = matrix.b64, matrix.durl
 
     def trusted(i: Images, x: bytes) -> str:
         return i.path_of(x, f"doc_{pixel_key(frames_of(x)[0])[:8]}.png")  # type: ignore[index]
@@ -203,12 +178,12 @@ def _rag_prompt(documents: list[Any]) -> list[BaseMessage]:
     for d in documents:
         meta = d.metadata
         if "image_path" in meta:
-            blocks.append({"type": "image", "base64": matrix.b64(
+            blocks.append({"type": "image", "base64": b64(
                 Path(meta["image_path"]).read_bytes()), "mime_type": "image/png"})
         for key in ("image_base64", "image_url", "image"):
             value = meta.get(key)
             if isinstance(value, bytes):
-                value = matrix.b64(value)
+                value = b64(value)
             if isinstance(value, str):
                 url = value if value.startswith(("data:", "http", "/", "file:")) \
                     else f"data:image/png;base64,{value}"
@@ -220,7 +195,7 @@ def _rag_prompt(documents: list[Any]) -> list[BaseMessage]:
     return [HumanMessage(content=blocks)]
 
 
-def _rag_run(imgs: Images, doc: Any, style: str) -> Outcome:
+def rag_run(imgs: Images, doc: Any, style: str, call: Call) -> Outcome:
     from langchain_core.documents import Document
     from langchain_core.embeddings import DeterministicFakeEmbedding
     from langchain_core.runnables import RunnableLambda
@@ -239,92 +214,6 @@ def _rag_run(imgs: Images, doc: Any, style: str) -> Outcome:
     model = RecordingChatModel()
     chain = (store.as_retriever(search_kwargs={"k": 2}) | SafeCLIPDocumentGuard(guard=imgs.guard)
              | RunnableLambda(build) | model)
-    out = matrix._call(chain, "what is in the pictures?", style)
+    out = call(chain, "what is in the pictures?", style)
     assert not isinstance(out, Exception), repr(out)
     return Outcome(not passed[0], model.received(), bool(model.requests))
-
-
-@pytest.mark.parametrize("style", STYLES)
-def test_rag_documents_block_or_forward_only_judged_bytes(style: str, tmp_path: Path) -> None:
-    imgs = make_images(tmp_path)
-    failures = []
-    for placement in _doc_placements():
-        for variant, image in (("flagged", imgs.flagged), ("benign", imgs.benign)):
-            where = f"rag/{style}/{placement.name}/{variant}"
-            expect = placement.flagged if variant == "flagged" else placement.benign
-            try:
-                outcome = _rag_run(imgs, placement.build(imgs, image), style)
-                assert_only_judged(outcome.received, imgs, where)
-                if expect == "block":
-                    assert outcome.blocked, f"{where}: document kept"
-                elif expect == "forward":
-                    assert not outcome.blocked, f"{where}: document dropped"
-                    want = pixel_key(frames_of(image)[0])  # type: ignore[index]
-                    assert want in outcome.received.frames, f"{where}: image did not arrive"
-            except AssertionError as exc:
-                failures.append(str(exc).splitlines()[0][:300])
-            except Exception as exc:
-                failures.append(f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
-    assert not failures, "\n".join(failures)
-
-
-# ---------------------------------------------------------------------- fuzzing ChatLlava
-try:
-    import importlib
-
-    fuzz: Any = importlib.import_module("tests.test_trust_fuzz")
-except ImportError:  # the fuzzer lands with the matrix
-    fuzz = None
-
-if fuzz is not None:
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
-
-    _FUZZ_LLM: dict[str, Any] = {}
-
-    def _fuzz_llm() -> Any:
-        from safeclip_guardrail.chat_models import ChatLlava
-
-        if "llm" not in _FUZZ_LLM:
-            _FUZZ_LLM["llm"] = ChatLlava.from_pretrained(
-                _tiny_llava_dir(), device="cpu", dtype="float32", max_new_tokens=1)
-        return _FUZZ_LLM["llm"]
-
-    @settings(max_examples=max(50, fuzz.EXAMPLES // 2), deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                     HealthCheck.filter_too_much])
-    @given(conv=fuzz.conversation, mode=st.sampled_from(["block", "redact"]),
-           on_error=st.sampled_from(["block", "allow"]))
-    def test_chat_llava_fuzzed_conversations_send_only_judged_images(
-            conv: list[tuple[str, Any, dict[str, Any]]], mode: str, on_error: str) -> None:
-        """The fuzzer's conversations through ChatLlava: what LLaVA's processor receives is
-        judged and never flagged; nothing raises but a SafeCLIPError (ConfigurationError for
-        blocks LLaVA cannot show) or langchain-core's own refusal of a malformed block."""
-        from safeclip_guardrail import SafeCLIPError
-        from safeclip_guardrail.chat_models import ChatLlava
-
-        imgs = fuzz._ctx()
-        base = _fuzz_llm()
-        llm = ChatLlava.from_pretrained(base.model, device="cpu", dtype="float32",
-                                        max_new_tokens=1,
-                                        guard=imgs.guard.with_options(mode=mode, on_error=on_error))
-        received = Received()
-        processor_cls = type(llm.processor)
-        real_call = processor_cls.__call__
-
-        def record(self: Any, *args: Any, **kwargs: Any) -> Any:
-            for im in kwargs.get("images") or []:
-                received.frames.append(pixel_key(im))
-            return real_call(self, *args, **kwargs)
-
-        processor_cls.__call__ = record
-        try:
-            llm.invoke([fuzz._lc_message(r, c, x) for r, c, x in conv])
-        except SafeCLIPError:
-            pass
-        except (ValueError, TypeError) as exc:
-            if not _raised_in_langchain_core(exc):
-                raise
-        finally:
-            processor_cls.__call__ = real_call
-        assert_only_judged(received, imgs, "fuzz (chat_llava)")
