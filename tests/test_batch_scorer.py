@@ -87,8 +87,8 @@ def test_animated_image_worst_frame_decides(planted: PlantedEncoder) -> None:
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=50)
     gif = buf.getvalue()
     # GIF quantises: plant what the guard will decode
-    from safeclip_guardrail.images import decode_image
     from safeclip_guardrail.config import ImageOptions
+    from safeclip_guardrail.images import decode_image
 
     decoded = decode_image(gif, ImageOptions(frames=2))
     for frame, target in zip(decoded.frames, ["neutral", "blood"]):

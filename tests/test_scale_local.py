@@ -79,7 +79,7 @@ def test_resume_after_interruption_neither_duplicates_nor_loses(planted: Planted
     files[1].write_bytes(files[1].read_bytes()[:40])
     with pytest.raises(ConfigurationError, match="pass --resume"):
         scan_corpus(root, out, guard=planted_guard, show_progress=False)
-    with pytest.raises(ConfigurationError, match="threshold 0.6 -> 0.7"):
+    with pytest.raises(ConfigurationError, match=r"threshold 0\.6 -> 0\.7"):
         scan_corpus(root, out, guard=planted_guard.with_options(threshold=0.7), resume=True)
     summary = scan_corpus(root, out, guard=planted_guard, batch_size=2, resume=True,
                           show_progress=False)

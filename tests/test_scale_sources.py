@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests._corpus import folder, parquet, png, shard
 from safeclip_guardrail.errors import ConfigurationError
 from safeclip_guardrail.scale import discover, sniff_image
 from safeclip_guardrail.scale.sources import read_unit
+from tests._corpus import folder, parquet, png, shard
 
 
 def _rows(sources: list[Path], **kw: object) -> list[tuple[str, str, bytes]]:

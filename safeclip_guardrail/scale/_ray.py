@@ -72,7 +72,8 @@ def connect(address: str | None) -> bool:
 def cluster_cpus() -> int:
     import ray
 
-    return int(ray.cluster_resources().get("CPU", 1))
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    return int(resources.get("CPU", 1))
 
 
 def run_ray(corpus: Corpus, *, scorer_kwargs: dict[str, Any], output: ScanOutput,
@@ -92,7 +93,7 @@ def run_ray(corpus: Corpus, *, scorer_kwargs: dict[str, Any], output: ScanOutput
             return f"part-{run_id}-{write_uuid}-{task_index:06d}.parquet"
 
     units = [{"unit": u.to_json()} for u in corpus.units]
-    ds = ray.data.from_items(units, override_num_blocks=max(1, len(units)))
+    ds: Any = ray.data.from_items(units, override_num_blocks=max(1, len(units)))
     ds = ds.map_batches(_read_units, batch_size=1, batch_format="numpy", num_cpus=0,
                         fn_kwargs={"skip": skip, "max_rows": batch_size})
     ds = ds.map_batches(
