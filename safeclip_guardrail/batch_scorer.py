@@ -84,6 +84,9 @@ class BatchScorer:
         if decode_threads < 1:
             raise ConfigurationError(f"decode_threads must be >= 1, got {decode_threads}")
         self.guard = guard
+        # a non-finite embedding is an error row here too, never an exception out of a batch
+        self._scoring = (guard.with_options(on_error="block")
+                         if guard.config.on_error == "raise" else guard)
         self.embeddings = embeddings
         self.id_column = id_column
         self.path_column = path_column
@@ -199,7 +202,7 @@ class BatchScorer:
                 owners.append(digest)
                 frames.append(DecodedImage(frames=(frame,), sha256=digest, source=img.source))
         emb = self.guard.embed_decoded(frames)
-        scored = self.guard.score_embeddings(emb.get(self.config.cls_source))
+        scored = self._scoring.score_embeddings(emb.get(self.config.cls_source))
         per_image: dict[str, list[ImageVerdict]] = {}
         for k, (digest, verdict) in enumerate(zip(owners, scored)):
             if digest not in per_image:
@@ -220,20 +223,23 @@ class BatchScorer:
         n = len(ids)
         names = self.class_names
         blocked = self.config.on_error != "allow"
+        # a verdict with an error (e.g. a non-finite embedding) is an error row like a read error
+        scored = [v if v is not None and v.error is None else None for v in verdicts]
+        errors = [r.error or (v.error if v is not None else None) for r, v in zip(reads, verdicts)]
         out: dict[str, np.ndarray] = {
             "id": _objects(ids),
             "path": _objects(paths),
             "image_sha256": _objects([r.image.sha256 if r.image else None for r in reads]),
-            "flagged": np.array([v.flagged if v else blocked for v in verdicts], bool),
+            "flagged": np.array([v.flagged if v else blocked for v in scored], bool),
             "category": _objects([v.category if v else (UNREADABLE if blocked else None)
-                                  for v in verdicts]),
-            "top_category": _objects([v.top_category if v else None for v in verdicts]),
-            "toxic_score": _floats([v.toxic_score if v else None for v in verdicts]),
-            "threshold": _floats([v.threshold if v else None for v in verdicts]),
+                                  for v in scored]),
+            "top_category": _objects([v.top_category if v else None for v in scored]),
+            "toxic_score": _floats([v.toxic_score if v else None for v in scored]),
+            "threshold": _floats([v.threshold if v else None for v in scored]),
         }
         for name in names:
-            out[score_column(name)] = _floats([v.scores.get(name) if v else None for v in verdicts])
-        out["error"] = _objects([r.error for r in reads])
+            out[score_column(name)] = _floats([v.scores.get(name) if v else None for v in scored])
+        out["error"] = _objects(errors)
         if self.embeddings:
             d = self.embed_dim
             final = np.full((n, d), np.nan, np.float32)

@@ -120,3 +120,15 @@ def test_loads_its_own_guard_from_a_checkpoint(tiny_clip_dir: Path) -> None:
     assert out["top_category"][0] == v.top_category
     assert out["toxic_score"][0] == pytest.approx(v.toxic_score, abs=1e-6)
     assert out["embedding_final"].shape == (1, scorer.embed_dim)
+
+
+def test_non_finite_embedding_is_an_error_row(planted: PlantedEncoder) -> None:
+    img = planted.plant("gun")
+    planted.register(img, np.full(planted.embed_dim, np.nan, np.float32))
+    ok = planted.plant("neutral")
+    for on_error in ("block", "raise"):
+        guard = SafeCLIPGuard(planted).with_options(on_error=on_error)
+        out = BatchScorer.from_guard(guard)({"image": _objects([np.asarray(img), np.asarray(ok)])})
+        assert out["flagged"][0] and out["category"][0] == "unreadable"
+        assert out["error"][0] and np.isnan(out["toxic_score"][0])
+        assert not out["flagged"][1] and out["error"][1] is None
