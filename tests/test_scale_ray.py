@@ -116,3 +116,56 @@ def test_ray_resumes_an_interrupted_scan(ray_cluster: None, tiny_clip_dir: Path,
     assert table.column("error").null_count == 9  # the corrupt file: one error row
     again = scan_corpus(root, out, resume=True, show_progress=False, **options)
     assert again.rows == 0 and again.already_done == 10
+
+
+def test_ray_serve_answers_moderations_through_the_openai_sdk(ray_cluster: None,
+                                                              tiny_clip_dir: Path) -> None:
+    import base64
+    import socket
+
+    import httpx
+    import openai
+    from ray import serve
+
+    from safeclip_guardrail import GuardConfig
+    from safeclip_guardrail.scale.serve import guard_application
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = GuardConfig(model=str(tiny_clip_dir), device="cpu", dtype="float32")
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        serve.run(guard_application(config, replicas=1, num_cpus=0.5, api_keys=["key"]),
+                  name="safeclip", route_prefix="/")
+        images = [png(20), png(21)]
+        guard = SafeCLIPGuard.from_config(config)
+        expected = guard.check_batch(images)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="key",
+                               max_retries=0)
+        parts: list[Any] = [{"type": "text", "text": "what is this?"}]
+        for data in images:
+            url = "data:image/png;base64," + base64.b64encode(data).decode()
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        result = client.moderations.create(model="safeclip", input=parts).results[0]
+        # what the in-process service logic says for the same verdicts
+        from safeclip_guardrail.serve.categories import CategoryMap
+
+        want = CategoryMap(guard.bank).scores(expected)
+        categories = result.categories.model_dump(by_alias=True)
+        scores = result.category_scores.model_dump(by_alias=True)
+        applied = result.category_applied_input_types.model_dump(by_alias=True)
+        assert result.flagged == want.flagged
+        assert {k for k, v in categories.items() if v} == \
+            {k for k, v in want.categories.items() if v}
+        for key, score in want.category_scores.items():
+            assert scores[key] == pytest.approx(score, abs=1e-5), key
+            assert applied[key] == want.category_applied_input_types[key], key
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="wrong",
+                          max_retries=0).moderations.create(model="safeclip", input="hi")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
+        assert ready["ready"] and ready["model"] == str(tiny_clip_dir)
+    finally:
+        serve.shutdown()

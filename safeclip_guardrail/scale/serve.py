@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from safeclip_guardrail.errors import ConfigurationError, require
+from safeclip_guardrail.errors import ConfigurationError, SafeCLIPError, require
 
 if TYPE_CHECKING:
     from safeclip_guardrail.config import GuardConfig
 
-__all__ = ["GuardReplica", "guard_application", "serve_guard"]
+__all__ = ["GuardReplica", "ServeDeployError", "guard_application", "serve_guard"]
 
 APP_NAME = "safeclip"
 
@@ -83,4 +83,15 @@ def serve_guard(config: GuardConfig, *, host: str = "127.0.0.1", port: int = 800
     from ray import serve
 
     serve.start(http_options={"host": host, "port": port})
-    return serve.run(app, name=APP_NAME, route_prefix="/", blocking=blocking)
+    try:
+        return serve.run(app, name=APP_NAME, route_prefix="/", blocking=blocking)
+    except RuntimeError as exc:  # Ray Serve reports a replica that failed to start this way
+        raise ServeDeployError(
+            f"Ray Serve could not start the guard replicas ({' '.join(str(exc).split())[:300]}); "
+            "the replica's error is in the Ray logs (logs/serve/ in the session folder, "
+            "e.g. /tmp/ray/session_latest)"
+        ) from None
+
+
+class ServeDeployError(SafeCLIPError, RuntimeError):
+    """The Ray Serve deployment did not come up (e.g. a replica could not load the model)."""
