@@ -1,5 +1,6 @@
-"""scan-corpus on a real local Ray cluster (started once): the same table as check_batch and
-as the local engine, and resuming a scan that was interrupted."""
+"""On a real local Ray cluster (started once per test run): scan-corpus gives the same table
+as check_batch and as the local engine and resumes an interrupted scan; a Ray Serve
+deployment of the service answers /v1/moderations through the openai SDK."""
 
 from __future__ import annotations
 
@@ -120,6 +121,8 @@ def test_ray_resumes_an_interrupted_scan(ray_cluster: None, tiny_clip_dir: Path,
 
 def test_ray_serve_answers_moderations_through_the_openai_sdk(ray_cluster: None,
                                                               tiny_clip_dir: Path) -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("safeclip_guardrail.serve")  # the service (issue 12)
     import base64
     import socket
 

@@ -39,6 +39,8 @@ class ScanSummary(BaseModel):
     errors: int
     """Rows whose image could not be read (error rows)."""
     seconds: float
+    """Wall time of the scan: local, after the model is loaded; Ray, including the actors'
+    start-up (each loads the model), not the cluster's."""
     images_per_s: float
     files: list[str]
     """The Parquet files this run wrote."""
