@@ -22,7 +22,8 @@ ray = pytest.importorskip("ray")
 
 # The driver talks to its own cluster over loopback only.
 pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(["127.0.0.1"]),
-              pytest.mark.slow]
+              pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]  # Ray's own
 
 
 @pytest.fixture(scope="session")

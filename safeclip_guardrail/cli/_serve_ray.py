@@ -6,6 +6,7 @@ Kept apart from ``cli/serve.py`` so that the uvicorn path never imports Ray.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any
 
@@ -40,6 +41,7 @@ def check_ray_options(args: argparse.Namespace) -> None:
 def serve_on_ray(args: argparse.Namespace, *, api_keys: list[str],
                  app_options: dict[str, Any]) -> int:
     """Deploy and serve until interrupted; the model is loaded by the replicas only."""
+    from safeclip_guardrail.scale._ray import connect
     from safeclip_guardrail.scale.serve import serve_guard
 
     config = config_from_args(args)
@@ -48,7 +50,20 @@ def serve_on_ray(args: argparse.Namespace, *, api_keys: list[str],
     print(f"safeclip: deploying {args.replicas or 1} replica(s) of {config.model} on Ray Serve "
           f"at http://{args.host}:{args.port} "
           f"({'API keys required' if api_keys else 'no API key'})", file=sys.stderr)
-    serve_guard(config, host=args.host, port=args.port, replicas=args.replicas or 1,
-                num_gpus=args.num_gpus or 0, address=args.address, blocking=True,
-                api_keys=api_keys, **app_options)
+    started = connect(args.address)
+    # after ray.init, which installs its own SIGTERM handler: `kill` stops us like Ctrl-C
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        serve_guard(config, host=args.host, port=args.port, replicas=args.replicas or 1,
+                    num_gpus=args.num_gpus or 0, blocking=True, api_keys=api_keys,
+                    **app_options)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
     return EXIT_OK
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

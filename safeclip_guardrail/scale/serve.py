@@ -17,6 +17,7 @@ workers of a corpus scan).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from safeclip_guardrail.errors import ConfigurationError, SafeCLIPError, require
@@ -74,23 +75,35 @@ def serve_guard(config: GuardConfig, *, host: str = "127.0.0.1", port: int = 800
                 address: str | None = None, blocking: bool = True,
                 max_ongoing_requests: int = 64, **app_options: Any) -> Any:
     """Deploy the guard on Ray Serve at ``http://host:port/`` and (``blocking``) serve until
-    interrupted; returns the deployment handle when not blocking."""
+    interrupted, then take the deployment down (and the local cluster, if this call started
+    it); returns the deployment handle when not blocking."""
     from safeclip_guardrail.scale._ray import connect
 
     app = guard_application(config, replicas=replicas, num_gpus=num_gpus, num_cpus=num_cpus,
                             max_ongoing_requests=max_ongoing_requests, **app_options)
-    connect(address)
+    started = connect(address)
+    import ray
     from ray import serve
 
-    serve.start(http_options={"host": host, "port": port})
     try:
-        return serve.run(app, name=APP_NAME, route_prefix="/", blocking=blocking)
-    except RuntimeError as exc:  # Ray Serve reports a replica that failed to start this way
-        raise ServeDeployError(
-            f"Ray Serve could not start the guard replicas ({' '.join(str(exc).split())[:300]}); "
-            "the replica's error is in the Ray logs (logs/serve/ in the session folder, "
-            "e.g. /tmp/ray/session_latest)"
-        ) from None
+        serve.start(http_options={"host": host, "port": port})
+        try:
+            handle = serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        except RuntimeError as exc:  # how Ray Serve reports a replica that failed to start
+            raise ServeDeployError(
+                "Ray Serve could not start the guard replicas "
+                f"({' '.join(str(exc).split())[:300]}); the replica's error is in the Ray logs "
+                "(logs/serve/ in the session folder, e.g. /tmp/ray/session_latest)"
+            ) from None
+        if not blocking:
+            return handle
+        while True:  # until Ctrl-C (or SIGTERM, which the CLI turns into KeyboardInterrupt)
+            time.sleep(3600)
+    except BaseException:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        if started:
+            ray.shutdown()
+        raise
 
 
 class ServeDeployError(SafeCLIPError, RuntimeError):
