@@ -243,8 +243,7 @@ def _first_token_time(runnable: Any, messages: Any, device: str) -> float:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from safeclip_guardrail import GuardConfig, SafeCLIPGuard
-    from safeclip_guardrail.chat_models import ChatLlava
-    from safeclip_guardrail.runnable import SafeCLIPGuardrail
+    from safeclip_guardrail.langchain import ChatLlava, SafeCLIPGuardrail
 
     shape = TINY if args.tiny else Shape().scaled(args.scale)
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16,

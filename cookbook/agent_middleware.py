@@ -27,7 +27,7 @@ from langchain_core.messages import HumanMessage
 from safeclip_guardrail_langchain import AgentAction, SafeCLIPMiddleware
 
 from safeclip_guardrail import SafeCLIPGuard
-from safeclip_guardrail.intervention import guard_result_of
+from safeclip_guardrail.langchain import guard_result_of
 
 
 @dataclass

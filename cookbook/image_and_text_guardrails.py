@@ -25,7 +25,7 @@ from langchain_core.messages import HumanMessage
 from langchain_core.runnables import Runnable, RunnableParallel
 
 from safeclip_guardrail import SafeCLIPGuard, SafeCLIPGuardrail
-from safeclip_guardrail.runnable import guardrail_gate, merge_guardrails, text_guardrail
+from safeclip_guardrail.langchain import guardrail_gate, merge_guardrails, text_guardrail
 
 BLOCKED_WORDS = ("bomb", "explosive", "poison")
 

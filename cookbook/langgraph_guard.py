@@ -28,7 +28,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from safeclip_guardrail_langchain import safeclip_node, safeclip_router
 
 from safeclip_guardrail import SafeCLIPGuard
-from safeclip_guardrail.intervention import guard_result_of
+from safeclip_guardrail.langchain import guard_result_of
 
 
 @dataclass

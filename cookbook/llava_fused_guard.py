@@ -20,7 +20,7 @@ from pathlib import Path
 from langchain_core.messages import AIMessage, HumanMessage
 
 from safeclip_guardrail import GuardConfig, SafeCLIPGuard
-from safeclip_guardrail.chat_models import ChatLlava
+from safeclip_guardrail.langchain import ChatLlava
 
 
 def ask(image_path: str | Path, question: str) -> list[HumanMessage]:

@@ -20,8 +20,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage
 
 from safeclip_guardrail import SafeCLIPGuard
-from safeclip_guardrail.chat_models import ChatLlava
-from safeclip_guardrail.runnable import SafeCLIPGuardrail
+from safeclip_guardrail.langchain import ChatLlava, SafeCLIPGuardrail
 
 
 def ask(image_path: str | Path, question: str) -> list[HumanMessage]:

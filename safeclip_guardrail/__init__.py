@@ -30,9 +30,7 @@ from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.result import GuardResult, ImageVerdict
 
 if TYPE_CHECKING:
-    from safeclip_guardrail.chat_models import ChatLlava
-    from safeclip_guardrail.rag import SafeCLIPDocumentGuard
-    from safeclip_guardrail.runnable import SafeCLIPGuardrail
+    from safeclip_guardrail.langchain import ChatLlava, SafeCLIPDocumentGuard, SafeCLIPGuardrail
 
 def _version() -> str:
     """The installed distribution's version: one source of truth, pyproject.toml."""
@@ -47,9 +45,9 @@ def _version() -> str:
 __version__ = _version()
 
 _LAZY = {
-    "SafeCLIPGuardrail": ("safeclip_guardrail.runnable", "langchain-core", "langchain"),
-    "SafeCLIPDocumentGuard": ("safeclip_guardrail.rag", "langchain-core", "langchain"),
-    "ChatLlava": ("safeclip_guardrail.chat_models", "langchain-core", "langchain"),
+    "SafeCLIPGuardrail": ("safeclip_guardrail.langchain", "langchain-core", "langchain"),
+    "SafeCLIPDocumentGuard": ("safeclip_guardrail.langchain", "langchain-core", "langchain"),
+    "ChatLlava": ("safeclip_guardrail.langchain", "langchain-core", "langchain"),
 }
 
 

@@ -20,15 +20,11 @@ from safeclip_guardrail.errors import GuardrailViolation, SafeCLIPError
 from safeclip_guardrail.extraction import (
     ImagePart,
     MessageView,
-    apply_parts,
-    canonical,
     dict_of_view,
     find_image_parts,
-    placeholder,
-    prepend_text,
-    value_at,
     view_of_dict,
 )
+from safeclip_guardrail.forwarding import apply_parts, canonical, placeholder, prepend_text, value_at
 from safeclip_guardrail.result import GuardResult, ImageVerdict
 
 if TYPE_CHECKING:

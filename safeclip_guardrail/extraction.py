@@ -19,16 +19,13 @@ Rules (the trust boundary, see docs/security.md):
 2. A part with more than one source (``base64`` next to ``url``...), no readable source,
    a provider file id, a URL that may not be fetched, a path, or a block type we do not
    know is **unreadable**: it is never forwarded, whatever ``on_error`` says.
-3. **Forward** one canonical block per judged part, holding the judged bytes and one
-   source in the part's own dialect; every alternative field is dropped. Fetched URLs are
-   forwarded inline (no second fetch by the provider).
+3. **Forward** (:mod:`safeclip_guardrail.forwarding`) one canonical block per judged part,
+   holding the judged bytes and one source in the part's own dialect; every alternative
+   field is dropped. Fetched URLs are forwarded inline (no second fetch by the provider).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import copy
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -40,19 +37,19 @@ from safeclip_guardrail.sources import (
     from_base64,
     from_bytes,
     from_untrusted_string,
-    to_base64,
-    to_data_url,
+    inline_bytes,
+    sniff_format,
 )
 
 __all__ = [
+    "FILE_TYPES",
+    "IMAGE_TYPES",
+    "TEXT_TYPES",
     "ImagePart",
     "MessageView",
     "Style",
-    "apply_parts",
     "dict_of_view",
     "find_image_parts",
-    "prepend_text",
-    "sniff_image",
     "view_of_dict",
 ]
 
@@ -73,7 +70,6 @@ KNOWN_OTHER_TYPES = frozenset({
 
 _SOURCE_KEYS = ("base64", "url", "data", "source", "file_id", "image_url", "file", "file_data")
 _MAX_DEPTH = 8
-_PLACEHOLDER_REMOVE = object()
 
 
 @dataclass(frozen=True)
@@ -196,8 +192,8 @@ class _Finder:
         if mime.startswith("image/"):
             self._read(path, style, text)
             return
-        data = _inline_bytes(text)
-        if data is not None and sniff_image(data):
+        data = inline_bytes(text)
+        if data is not None and sniff_format(data) is not None:
             self._add(path, style, EncodedImage(data, f"<data URL, {len(text)} chars>"))
 
     def _read(self, path: tuple[str | int, ...], style: Style, value: Any,
@@ -331,7 +327,7 @@ class _Finder:
             if raw is None:
                 self._add(path, style, None, _file_id_error(self.message, path))
                 return
-        data = _inline_bytes(raw) if isinstance(raw, str) and key not in ("url", "file.url") else None
+        data = inline_bytes(raw) if isinstance(raw, str) and key not in ("url", "file.url") else None
         if data is None:
             # bytes we cannot see (a URL, a provider file id): we cannot tell it is no image
             self._add(path, style, None, ImageInputError(
@@ -339,7 +335,7 @@ class _Finder:
                 "not inline cannot be checked for images; send the file inline (base64)",
                 source=f"<message {self.message} file>"))
             return
-        if sniff_image(data):
+        if sniff_format(data) is not None:
             self._add(path, style, EncodedImage(data, f"<file block, {len(data)} bytes>"))
 
     def _sniff_other(self, path: tuple[str | int, ...], block: Mapping[str, Any]) -> None:
@@ -347,8 +343,8 @@ class _Finder:
         for key in ("base64", "data"):
             raw = block.get(key)
             if isinstance(raw, str):
-                data = _inline_bytes(raw)
-                if data is not None and sniff_image(data):
+                data = inline_bytes(raw)
+                if data is not None and sniff_format(data) is not None:
                     style: Style = "anthropic" if "source" in block else "v1"
                     self._add(path, style, EncodedImage(data, f"<{block.get('type')} block>"))
                     return
@@ -365,7 +361,7 @@ class _Finder:
                 self._unreadable(path, "an extra field nested too deeply to check for images")
             return
         if isinstance(value, (bytes, bytearray)):  # raw bytes (the Ollama client accepts them)
-            if value and (images_key or sniff_image(bytes(value))):
+            if value and (images_key or sniff_format(bytes(value)) is not None):
                 try:
                     image = from_bytes(value, source=f"<{path[1]} field, {len(value)} bytes>",
                                        options=self.options)
@@ -378,8 +374,8 @@ class _Finder:
             if images_key:  # Ollama-style: every entry is an image
                 self._read(path, "raw", value)
                 return
-            data = _inline_bytes(value) if len(value) >= 32 else None
-            if data is not None and sniff_image(data):
+            data = inline_bytes(value) if len(value) >= 32 else None
+            if data is not None and sniff_format(data) is not None:
                 self._add(path, "raw", EncodedImage(data, f"<{path[1]} field>"))
         elif isinstance(value, Mapping):
             if value.get("type") in IMAGE_TYPES | FILE_TYPES:
@@ -392,123 +388,7 @@ class _Finder:
                 self._extra((*path, i), v, depth + 1, images_key=images_key)
 
 
-# ---------------------------------------------------------------------- writing back
-def apply_parts(view: MessageView, replacements: Mapping[tuple[str | int, ...], Any]) -> MessageView:
-    """A copy of ``view`` with each part at ``path`` replaced.
-
-    A replacement is an :class:`EncodedImage` (the canonical block holding the judged
-    bytes, in the part's style), or a ``str`` (a placeholder text in place of the part).
-    The part's style travels with the replacement as ``(style, detail, value)``.
-    """
-    if not replacements:
-        return view
-    content = copy.copy(view.content) if not isinstance(view.content, list) else list(view.content)
-    extras: dict[str, Any] = dict(view.extras)
-    root: dict[str, Any] = {"content": content, "extras": extras}
-    for path, value in replacements.items():
-        _set(root, path, value)
-    new_content = _prune(root["content"])
-    new_extras = {k: _prune(v) for k, v in root["extras"].items()}
-    return MessageView(view.role, new_content, new_extras)
-
-
-def canonical(style: Style, image: EncodedImage, *, detail: str | None = None,
-              original: Any = None) -> Any:
-    """The one block that replaces a judged part: the judged bytes, one source."""
-    url = to_data_url(image)
-    if style == "openai":
-        inner = {"url": url, **({"detail": detail} if detail else {})}
-        return {"type": "image_url", "image_url": inner}
-    if style == "responses":
-        return {"type": "input_image", "image_url": url, **({"detail": detail} if detail else {})}
-    if style == "anthropic":
-        return {"type": "image", "source": {"type": "base64", "media_type": image.mime_type,
-                                            "data": to_base64(image)}}
-    if style == "v1":
-        return {"type": "image", "base64": to_base64(image), "mime_type": image.mime_type}
-    if style == "text_block":
-        kind = original.get("type", "text") if isinstance(original, Mapping) else "text"
-        return {"type": kind, "text": url}
-    if style == "raw":
-        was_url = isinstance(original, str) and original.lstrip()[:5].lower() == "data:"
-        return url if was_url else to_base64(image)
-    return url  # "text": a string that was a data URL stays one
-
-
-def placeholder(style: Style, text: str, *, original: Any = None) -> Any:
-    """What replaces a part that is not forwarded (flagged and redacted, or unreadable)."""
-    if style == "raw":
-        return _PLACEHOLDER_REMOVE  # an image field cannot hold text: the entry goes
-    if style == "text":
-        return text
-    kind = "input_text" if style == "responses" else "text"
-    return {"type": kind, "text": text}
-
-
-def prepend_text(content: Any, text: str, *, responses_style: bool = False) -> Any:
-    """``content`` with ``text`` prepended to its first text (idempotent: never twice)."""
-    if content is None or isinstance(content, str):
-        body = content or ""
-        return body if body.startswith(text) else f"{text} {body}".rstrip()
-    items = list(content)
-    for i, item in enumerate(items):
-        if isinstance(item, str):
-            if item.startswith(text):
-                return items
-            items[i] = f"{text} {item}".rstrip()
-            return items
-        if isinstance(item, Mapping) and item.get("type") in TEXT_TYPES \
-                and isinstance(item.get("text"), str) and not item["text"].lstrip().startswith("data:"):
-            if item["text"].startswith(text):
-                return items
-            items[i] = {**item, "text": f"{text} {item['text']}".rstrip()}
-            return items
-    items.insert(0, {"type": "input_text" if responses_style else "text", "text": text})
-    return items
-
-
-def value_at(view: MessageView, path: tuple[str | int, ...]) -> Any:
-    """The raw value of a part (for writing its replacement in the same shape)."""
-    node: Any = {"content": view.content, "extras": view.extras}
-    for key in path:
-        node = node[key]
-    return node
-
-
 # ---------------------------------------------------------------------- helpers
-def sniff_image(data: bytes) -> bool:
-    """Whether ``data`` starts like an image format (magic bytes; nothing is decoded)."""
-    head = data[:32]
-    return (head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a",
-                             b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x01\x00", b"\x00\x00\x02\x00",
-                             b"\xff\x0a", b"\x00\x00\x00\x0cJXL ", b"8BPS", b"P6", b"P5",
-                             b"icns", b"qoif"))
-            or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-            or (head[4:8] == b"ftyp" and head[8:12] in {b"avif", b"avis", b"heic", b"heix",
-                                                        b"mif1", b"msf1", b"hevc", b"heim"}))
-
-
-def _inline_bytes(value: str) -> bytes | None:
-    """The bytes of a data URL or a base64 string, or None when it is neither."""
-    s = value.strip()
-    if s[:5].lower() == "data:":
-        header, sep, payload = s.partition(",")
-        if not sep or ";base64" not in header.lower():
-            return None
-        s = payload
-    compact = "".join(s.split())
-    if not compact:
-        return None
-    compact += "=" * (-len(compact) % 4)
-    try:
-        return base64.b64decode(compact, validate=True)
-    except (binascii.Error, ValueError):
-        try:
-            return base64.b64decode(compact, altchars=b"-_", validate=True)
-        except (binascii.Error, ValueError):
-            return None
-
-
 def _present_sources(block: Mapping[str, Any]) -> list[str]:
     present = [k for k in _SOURCE_KEYS if k in block and block[k] not in (None, "", {}, [])]
     if block.get("source_type") == "id" and block.get("id"):
@@ -543,23 +423,3 @@ def _file_id_error(message: int, path: tuple[str | int, ...]) -> ImageInputError
 def _located(exc: ImageInputError, message: int, path: tuple[str | int, ...]) -> ImageInputError:
     where = "/".join(str(p) for p in path)
     return ImageInputError(f"message {message}, {where}: {exc}", source=exc.source)
-
-
-def _set(root: Any, path: tuple[str | int, ...], value: Any) -> None:
-    """Copy-on-write assignment of ``value`` at ``path`` (containers on the way are copied)."""
-    node = root
-    for key in path[:-1]:
-        child = node[key]
-        child = list(child) if isinstance(child, (list, tuple)) else dict(child)
-        node[key] = child
-        node = child
-    node[path[-1]] = value
-
-
-def _prune(value: Any) -> Any:
-    """Drop entries marked for removal (image fields that cannot hold a placeholder)."""
-    if isinstance(value, list):
-        return [_prune(v) for v in value if v is not _PLACEHOLDER_REMOVE]
-    if isinstance(value, dict):
-        return {k: _prune(v) for k, v in value.items() if v is not _PLACEHOLDER_REMOVE}
-    return value

@@ -33,6 +33,8 @@ __all__ = [
     "from_path",
     "from_untrusted_string",
     "from_url",
+    "inline_bytes",
+    "sniff_format",
     "to_base64",
     "to_data_url",
 ]
@@ -153,7 +155,51 @@ def to_data_url(image: EncodedImage) -> str:
     return f"data:{image.mime_type or 'application/octet-stream'};base64,{to_base64(image)}"
 
 
+def sniff_format(head: bytes) -> str | None:
+    """The image format ``head`` (the first 32 bytes or more) starts like, else None.
+
+    Magic bytes only, nothing is decoded: this is how a file block, a folder entry or an
+    extension-less upload is recognised as an image whatever name or MIME type it carries.
+    """
+    head = bytes(head[:32])
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "avif" if head[8:12] in (b"avif", b"avis") else "heif"
+    return None
+
+
+def inline_bytes(value: str) -> bytes | None:
+    """The bytes of a ``data:`` URL or a base64 string, or None when it is neither."""
+    s = value.strip()
+    if s[:5].lower() == "data:":
+        header, sep, payload = s.partition(",")
+        if not sep or ";base64" not in header.lower():
+            return None
+        s = payload
+    compact = "".join(s.split())
+    if not compact:
+        return None
+    try:
+        return _b64decode(compact, "<inline>", what="base64")
+    except ImageInputError:
+        return None
+
+
 # ---------------------------------------------------------------------- helpers
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"), (b"BM", "bmp"),
+    (b"\x00\x00\x01\x00", "ico"), (b"\x00\x00\x02\x00", "cur"), (b"\xff\x0a", "jxl"),
+    (b"\x00\x00\x00\x0cJXL ", "jxl"), (b"8BPS", "psd"), (b"P6", "ppm"), (b"P5", "pgm"),
+    (b"icns", "icns"), (b"qoif", "qoi"),
+)
+_HEIF_BRANDS = frozenset({b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1", b"hevc", b"heim"})
+
+
 def _b64decode(text: str, desc: str, *, what: str) -> bytes:
     compact = "".join(text.split())
     compact += "=" * (-len(compact) % 4)

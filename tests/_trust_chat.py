@@ -69,7 +69,7 @@ def raised_in_langchain_core(exc: BaseException) -> bool:
 
 
 def _chat_llava(imgs: Images, call: Call) -> Runner:
-    from safeclip_guardrail.chat_models import ChatLlava
+    from safeclip_guardrail.langchain import ChatLlava
 
     llm = ChatLlava.from_pretrained(tiny_llava_dir(), device="cpu", dtype="float32",
                                     max_new_tokens=2, guard=imgs.guard.with_options(mode="block"))

@@ -28,8 +28,8 @@ from safeclip_guardrail import (
     ModelLoadError,
     SafeCLIPGuard,
 )
-from safeclip_guardrail.chat_models import ChatLlava
 from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
+from safeclip_guardrail.langchain import ChatLlava
 from safeclip_guardrail.policy import REDACTED, UNREADABLE_PLACEHOLDER
 from safeclip_guardrail.testing import PlantedEncoder, build_tiny_llava
 

@@ -14,7 +14,7 @@ from langchain_core.messages import HumanMessage
 from PIL import Image
 
 from safeclip_guardrail import GuardConfig, SafeCLIPGuard
-from safeclip_guardrail.chat_models import ChatLlava
+from safeclip_guardrail.langchain import ChatLlava
 from safeclip_guardrail.testing import build_tiny_llava
 
 

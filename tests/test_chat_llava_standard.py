@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from safeclip_guardrail.chat_models import ChatLlava
+from safeclip_guardrail.langchain import ChatLlava
 from safeclip_guardrail.testing import build_tiny_llava
 
 _DIR: dict[str, Path] = {}

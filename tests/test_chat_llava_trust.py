@@ -35,9 +35,8 @@ from safeclip_guardrail import (
     ImageInputError,
     SafeCLIPGuard,
 )
-from safeclip_guardrail.chat_models import ChatLlava
 from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
-from safeclip_guardrail.intervention import guard_messages
+from safeclip_guardrail.langchain import ChatLlava, guard_messages
 from safeclip_guardrail.testing import PlantedEncoder, build_tiny_llava
 from tests._fakehttp import serve_image
 from tests._pathwatch import PathWatch

@@ -16,17 +16,15 @@ from langchain_core.messages import (
 )
 
 from safeclip_guardrail import GuardConfig, GuardrailViolation, ImageInputError, SafeCLIPGuard
-from safeclip_guardrail.intervention import (
-    REDACTED,
+from safeclip_guardrail.langchain import (
     GuardOutcome,
     aguard_message_batches,
     aguard_messages,
     guard_message_batches,
     guard_messages,
     guard_result_of,
-    strongest_action,
 )
-from safeclip_guardrail.policy import UNREADABLE_PLACEHOLDER
+from safeclip_guardrail.policy import REDACTED, UNREADABLE_PLACEHOLDER, strongest_action
 from safeclip_guardrail.testing import PlantedEncoder
 
 

@@ -31,7 +31,7 @@ from safeclip_guardrail import (
     SafeCLIPGuard,
 )
 from safeclip_guardrail.images import decode_image
-from safeclip_guardrail.intervention import guard_messages
+from safeclip_guardrail.langchain import guard_messages
 from safeclip_guardrail.policy import UNREADABLE_PLACEHOLDER
 from safeclip_guardrail.testing import PlantedEncoder
 from tests._fakehttp import serve_image

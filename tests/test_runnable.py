@@ -29,7 +29,7 @@ from safeclip_guardrail import (
     SafeCLIPGuard,
     SafeCLIPGuardrail,
 )
-from safeclip_guardrail.runnable import VERDICT_EVENT, guard_result_of
+from safeclip_guardrail.langchain import VERDICT_EVENT, guard_result_of
 from safeclip_guardrail.testing import PlantedEncoder
 
 MODES = ["rewrite", "annotate", "redact", "block", "raise"]

@@ -14,7 +14,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, convert_to_openai
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel
 
 from safeclip_guardrail import SafeCLIPGuard, SafeCLIPGuardrail
-from safeclip_guardrail.runnable import (
+from safeclip_guardrail.langchain import (
     combined_outcome,
     guard_result_of,
     guardrail_gate,

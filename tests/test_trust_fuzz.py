@@ -41,7 +41,7 @@ from langchain_core.messages import (
 
 from safeclip_guardrail import SafeCLIPError
 from safeclip_guardrail.conversation import guard_dict_messages
-from safeclip_guardrail.intervention import guard_messages
+from safeclip_guardrail.langchain import guard_messages
 from tests._trust import (
     Images,
     Received,
@@ -237,7 +237,7 @@ def test_chat_llava_fuzzed_conversations_send_only_judged_images(
     """The fuzzer's conversations through ChatLlava: what LLaVA's processor receives is
     judged and never flagged; nothing raises but a SafeCLIPError (ConfigurationError for
     blocks LLaVA cannot show) or langchain-core's own refusal of a malformed block."""
-    from safeclip_guardrail.chat_models import ChatLlava
+    from safeclip_guardrail.langchain import ChatLlava
 
     imgs = _ctx()
     llm = ChatLlava.from_pretrained(tiny_llava_dir(), device="cpu", dtype="float32",

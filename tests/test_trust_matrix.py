@@ -266,7 +266,7 @@ def _lc(conv: Conversation) -> list[BaseMessage]:
 
 def _dicts(conv: Conversation) -> list[dict[str, Any]]:
     """Provider dicts holding the raw content and every extra field (no LangChain rewriting)."""
-    from safeclip_guardrail._messages import role_of
+    from safeclip_guardrail.langchain._messages import role_of
 
     return [m if isinstance(m, dict) else
             {"role": role_of(m), "content": m.content, **m.additional_kwargs} for m in conv]

@@ -1,12 +1,5 @@
-"""Local chat models for LangChain: :class:`ChatLlava` (LLaVA through transformers).
+"""Deprecated path: ChatLlava lives in :mod:`safeclip_guardrail.langchain` (and the top level)."""
 
-Needs ``langchain-core`` (``pip install "safeclip-guardrail[langchain]"``).
-"""
+from safeclip_guardrail._deprecated import moved
 
-from safeclip_guardrail.errors import require
-
-require("langchain_core", package="langchain-core", extra="langchain", feature="ChatLlava")
-
-from safeclip_guardrail.chat_models.llava import ChatLlava  # noqa: E402
-
-__all__ = ["ChatLlava"]
+__getattr__ = moved("safeclip_guardrail.chat_models", "safeclip_guardrail.langchain", ["ChatLlava"])

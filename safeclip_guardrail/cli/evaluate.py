@@ -143,7 +143,7 @@ def load_chat_model(spec: str | None, factory: str | None) -> Any:
         return _instantiate(obj, factory)
     assert spec is not None
     if spec.startswith("llava:"):
-        from safeclip_guardrail.chat_models import ChatLlava
+        from safeclip_guardrail.langchain import ChatLlava
 
         return ChatLlava.from_pretrained(spec.removeprefix("llava:"))
     try:

@@ -6,7 +6,7 @@ the guard in front, and the answers are read for refusals.
 - overhead = extra mean latency of the guarded call over the bare call, in percent
   (reported over all queries and over the benign ones, as the paper does).
 
-The guard acts through :func:`safeclip_guardrail.intervention.guard_messages` with the
+The guard acts through :func:`safeclip_guardrail.langchain.guard_messages` with the
 guard's own ``mode`` (the paper's ``rewrite`` by default: the safety instruction is
 prepended to the query when the image is flagged; ``block`` answers with the configured
 refusal). Any LangChain chat model works: ``ChatLlava`` for the paper's setting, or a hosted
@@ -120,7 +120,7 @@ def run_e2e(guard: SafeCLIPGuard, chat_model: Any, samples: Sequence[Sample], *,
             feature="end-to-end evaluation")
     from langchain_core.messages import BaseMessage, HumanMessage
 
-    from safeclip_guardrail.intervention import guard_messages
+    from safeclip_guardrail.langchain import guard_messages
 
     if not queries:
         raise ConfigurationError("give at least one query for the end-to-end evaluation")

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from safeclip_guardrail.errors import ConfigurationError
+from safeclip_guardrail.sources import sniff_format
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -50,21 +51,7 @@ _MANIFESTS = {".csv", ".jsonl", ".ndjson"}
 
 def sniff_image(head: bytes) -> str | None:
     """The image format that ``head`` (a file's first 16+ bytes) starts like, else None."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[:2] == b"BM" and len(head) >= 14:
-        return "bmp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
-        return "heif"
-    return None
+    return sniff_format(head)
 
 
 @dataclass(frozen=True)

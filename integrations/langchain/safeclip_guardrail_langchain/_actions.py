@@ -1,7 +1,7 @@
 """Agent-facing action names and how they map onto the engine's intervention modes.
 
 An agent author thinks in terms of the run: ``end`` the run with a refusal, raise an
-``error``; the engine (``safeclip_guardrail.intervention``) calls the same things ``block``
+``error``; the engine (``safeclip_guardrail.langchain``) calls the same things ``block``
 and ``raise``. Per-class ``policy`` overrides in the guard's config keep the engine names.
 """
 

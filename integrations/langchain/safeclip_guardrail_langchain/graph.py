@@ -26,7 +26,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableLambda
 
 from safeclip_guardrail import ConfigurationError, SafeCLIPGuard
-from safeclip_guardrail.intervention import (
+from safeclip_guardrail.langchain import (
     GuardOutcome,
     aguard_messages,
     guard_messages,

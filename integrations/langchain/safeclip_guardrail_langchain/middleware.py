@@ -19,7 +19,7 @@ from langchain.agents.middleware.types import AgentMiddleware, AgentState, hook_
 from langgraph.runtime import Runtime
 
 from safeclip_guardrail import ConfigurationError, GuardConfig, SafeCLIPGuard
-from safeclip_guardrail.intervention import GuardOutcome, aguard_messages, guard_messages
+from safeclip_guardrail.langchain import GuardOutcome, aguard_messages, guard_messages
 from safeclip_guardrail_langchain._actions import (
     AgentAction,
     config_for,

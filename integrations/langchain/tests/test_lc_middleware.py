@@ -12,7 +12,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from safeclip_guardrail_langchain import SafeCLIPMiddleware
 
 from safeclip_guardrail import DEFAULT_SAFE_INSTRUCTION, ConfigurationError, GuardrailViolation
-from safeclip_guardrail.intervention import guard_result_of
+from safeclip_guardrail.langchain import guard_result_of
 
 
 def _b64(data: bytes) -> str:

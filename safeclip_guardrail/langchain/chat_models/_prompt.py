@@ -24,7 +24,6 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from safeclip_guardrail._messages import view_of_message
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ConfigurationError, ImageInputError
 from safeclip_guardrail.extraction import (
@@ -35,6 +34,7 @@ from safeclip_guardrail.extraction import (
     find_image_parts,
 )
 from safeclip_guardrail.images import DecodedImage
+from safeclip_guardrail.langchain._messages import view_of_message
 
 __all__ = ["Conversation", "ImageSlot", "Turn", "parse_messages"]
 

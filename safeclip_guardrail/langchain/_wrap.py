@@ -14,8 +14,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict
 
-from safeclip_guardrail._lc_batch import OneBatchRunnable
-from safeclip_guardrail.runnable import GuardedOutput, SafeCLIPGuardrail
+from safeclip_guardrail.langchain._batch import OneBatchRunnable
+from safeclip_guardrail.langchain._shape import GuardedOutput, InputGuard
 
 __all__ = ["GuardedModel"]
 
@@ -25,7 +25,7 @@ class GuardedModel(OneBatchRunnable, RunnableSerializable[Any, Any]):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    guardrail: SafeCLIPGuardrail
+    guardrail: InputGuard
     """Decides, and rewrites/redacts/annotates what reaches the model."""
     model: Runnable[Any, Any]
     """The chat model (or any Runnable taking messages) to protect."""

@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
-from safeclip_guardrail.chat_models._loading import LoadedLlava
 from safeclip_guardrail.config import GuardConfig
 from safeclip_guardrail.encoders.registry import MODEL_ALIASES
 from safeclip_guardrail.errors import ConfigurationError
 from safeclip_guardrail.guard import SafeCLIPGuard
+from safeclip_guardrail.langchain.chat_models._loading import LoadedLlava
 from safeclip_guardrail.result import ImageVerdict
 
 __all__ = ["auto_guard", "can_fuse", "encode_images", "image_cls", "keep_images",

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from safeclip_guardrail import policy
-from safeclip_guardrail.chat_models._prompt import Conversation
 from safeclip_guardrail.config import GuardConfig
+from safeclip_guardrail.langchain.chat_models._prompt import Conversation
 from safeclip_guardrail.result import GuardResult, ImageVerdict
 
 __all__ = ["Plan", "plan"]

@@ -23,7 +23,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableBranch, RunnableLambda
 from pydantic import BaseModel, ConfigDict
 
-from safeclip_guardrail._messages import guard_result_of
+from safeclip_guardrail.langchain._messages import guard_result_of
+from safeclip_guardrail.langchain._shape import shape
 
 __all__ = [
     "DECISIONS_KEY",
@@ -71,9 +72,7 @@ class CombinedOutcome(BaseModel):
 
 
 def _messages_of(value: Any) -> list[BaseMessage]:
-    from safeclip_guardrail.runnable import _shape
-
-    return _shape(value).messages
+    return shape(value).messages
 
 
 def combined_outcome(value: Any) -> CombinedOutcome:
@@ -97,10 +96,8 @@ def text_guardrail(check: Callable[[str], str | None], *, name: str) -> Runnable
     ``check(text)`` returns a reason when the text must be blocked, None when it may pass.
     The input's shape is kept (the Runnable returns what the SafeCLIP guardrail would).
     """
-    from safeclip_guardrail.runnable import _shape
-
     def run(value: Any) -> Any:
-        shaped = _shape(value)
+        shaped = shape(value)
         messages = list(shaped.messages)
         for i in range(len(messages) - 1, -1, -1):
             if isinstance(messages[i], HumanMessage):

@@ -26,11 +26,6 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr
 
 from safeclip_guardrail import policy
-from safeclip_guardrail.chat_models import _fused
-from safeclip_guardrail.chat_models._loading import LoadedLlava, load_llava
-from safeclip_guardrail.chat_models._plan import Plan, plan
-from safeclip_guardrail.chat_models._prompt import Conversation, ImageSlot, parse_messages
-from safeclip_guardrail.chat_models._streaming import StopTrimmer, TokenStreamer, cut_at_stop
 from safeclip_guardrail.config import GuardConfig, ImageOptions
 from safeclip_guardrail.errors import (
     ConfigurationError,
@@ -40,6 +35,11 @@ from safeclip_guardrail.errors import (
 )
 from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.images import decode_image
+from safeclip_guardrail.langchain.chat_models import _fused
+from safeclip_guardrail.langchain.chat_models._loading import LoadedLlava, load_llava
+from safeclip_guardrail.langchain.chat_models._plan import Plan, plan
+from safeclip_guardrail.langchain.chat_models._prompt import Conversation, ImageSlot, parse_messages
+from safeclip_guardrail.langchain.chat_models._streaming import StopTrimmer, TokenStreamer, cut_at_stop
 from safeclip_guardrail.result import ImageVerdict
 
 __all__ = ["ChatLlava"]
@@ -139,7 +139,7 @@ class ChatLlava(BaseChatModel):
         ``name`` is how the model is reported (``response_metadata["model_name"]``, traces);
         ``options`` are the same as for :meth:`from_pretrained`.
         """
-        from safeclip_guardrail.chat_models._loading import register_loaded
+        from safeclip_guardrail.langchain.chat_models._loading import register_loaded
 
         loaded = register_loaded(model, processor, name=name)
         dtype = str(loaded.dtype).removeprefix("torch.")

@@ -1,0 +1,249 @@
+"""SafeCLIPGuardrail: the SafeCLIP guard as a LangChain Runnable over messages.
+
+Put it in front of any vision-language chat model::
+
+    guardrail = SafeCLIPGuardrail.from_pretrained("llava-1.5", mode="rewrite")
+    chain = prompt | guardrail | llm            # rewrite / annotate / redact; block raises
+    safe_llm = guardrail.wrap(llm)              # block: a refusal, the model is not called
+
+Input and output have the same shape: a ``str``, a message, a list of messages, a
+``PromptValue`` or a dict with ``"messages"``. ``batch``/``abatch`` check the images of
+all inputs in one guard batch. Every decision is emitted as the custom event
+``safeclip_verdict`` and added to the run's metadata (key ``safeclip``), so it shows up
+in ``astream_events`` and in LangSmith traces.
+
+Text guardrails combine with it through the decisions left on the messages
+(:func:`text_guardrail`, :func:`merge_guardrails`, :func:`guardrail_gate`; any block wins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    CallbackManagerForChainRun,
+    adispatch_custom_event,
+    dispatch_custom_event,
+)
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
+
+from safeclip_guardrail.concepts import _first_error
+from safeclip_guardrail.config import GuardConfig, Mode, OnError, build_config
+from safeclip_guardrail.errors import ConfigurationError, GuardrailViolation
+from safeclip_guardrail.guard import SafeCLIPGuard
+from safeclip_guardrail.langchain._batch import OneBatchRunnable
+from safeclip_guardrail.langchain._compose import (
+    CombinedOutcome,
+    GuardrailDecision,
+    combined_outcome,
+    guardrail_gate,
+    merge_guardrails,
+    text_guardrail,
+)
+from safeclip_guardrail.langchain._intervention import (
+    METADATA_KEY,
+    GuardOutcome,
+    aoutcomes_or_errors,
+    outcomes_or_errors,
+)
+from safeclip_guardrail.langchain._messages import guard_result_of
+from safeclip_guardrail.langchain._shape import GuardedOutput, Shaped, assemble, try_shape
+from safeclip_guardrail.langchain._wrap import GuardedModel
+
+__all__ = [
+    "VERDICT_EVENT",
+    "CombinedOutcome",
+    "GuardedOutput",
+    "GuardrailDecision",
+    "SafeCLIPGuardrail",
+    "combined_outcome",
+    "guard_result_of",
+    "guardrail_gate",
+    "merge_guardrails",
+    "text_guardrail",
+]
+
+VERDICT_EVENT = "safeclip_verdict"
+"""Name of the custom event dispatched for every guarded input."""
+
+
+class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
+    """Checks every image of the conversation and applies the configured intervention.
+
+    Build it from a guard (``SafeCLIPGuardrail(guard=guard, mode="redact")``) or with
+    :meth:`from_pretrained`. The options below override the guard's config for this
+    guardrail only; None keeps the guard's value.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    guard: SafeCLIPGuard = Field(exclude=True)
+    """The engine; several guardrails can share one (and its verdict cache)."""
+    mode: Mode | None = None
+    """``rewrite`` (default), ``annotate``, ``redact``, ``block`` or ``raise``."""
+    policy: dict[str, Mode] | None = None
+    """Per-class overrides of ``mode``, e.g. ``{"alcohol": "annotate", "porn": "block"}``."""
+    safe_instruction: str | None = None
+    """Text prepended to the user's message on ``rewrite``."""
+    refusal: str | None = None
+    """Answer on ``block``; ``{categories}`` is replaced by the flagged categories."""
+    on_error: OnError | None = None
+    """Unreadable or unknown image blocks: ``block`` (fail closed), ``raise``, ``allow``.
+    Whatever it says, an image that could not be judged is never forwarded."""
+    skip_roles: tuple[str, ...] = ()
+    """Roles whose images are NOT judged (``"tool"``, ``"system"``...). Empty by default: a
+    client that sends a whole conversation controls every role, so every role is judged."""
+    check_tool_messages: bool | None = None
+    """Deprecated: tool messages are judged by default; ``False`` adds ``tool`` to ``skip_roles``."""
+    on_block: Literal["raise", "defer"] = "raise"
+    """``block`` in a plain chain: ``raise`` :class:`GuardrailViolation` (carrying the result
+    and the refusal) so the model is never called; ``defer`` leaves the decision on the
+    messages for a downstream :func:`guardrail_gate`. :meth:`wrap` always answers with the
+    refusal instead."""
+
+    _config: GuardConfig = PrivateAttr()
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid SafeCLIPGuardrail option: {_first_error(exc)}") \
+                from None
+        # Outside pydantic validation so a bad policy raises ConfigurationError as is.
+        self._config = build_config(
+            self.guard.config, mode=self.mode, policy=self.policy,
+            safe_instruction=self.safe_instruction, refusal=self.refusal, on_error=self.on_error,
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls, model: str | None = None, *, mode: Mode | None = None,
+        policy: dict[str, Mode] | None = None, safe_instruction: str | None = None,
+        refusal: str | None = None, skip_roles: tuple[str, ...] = (),
+        on_block: Literal["raise", "defer"] = "raise",
+        config: GuardConfig | str | Path | None = None, **guard_options: Any,
+    ) -> SafeCLIPGuardrail:
+        """Load a guard (same arguments as ``SafeCLIPGuard.from_pretrained``) and wrap it."""
+        check_tool_messages = guard_options.pop("check_tool_messages", None)
+        guard = SafeCLIPGuard.from_pretrained(
+            model, config=config, mode=mode, policy=policy, safe_instruction=safe_instruction,
+            refusal=refusal, **guard_options,
+        )
+        return cls(guard=guard, skip_roles=skip_roles, on_block=on_block,
+                   check_tool_messages=check_tool_messages)
+
+    @property
+    def config(self) -> GuardConfig:
+        """The configuration in force (the guard's, with this guardrail's overrides)."""
+        return self._config
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return False  # holds a loaded model
+
+    # ------------------------------------------------------------------ Runnable API
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self._call_with_config(self._invoke, input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> Any:
+        return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
+
+    def wrap(self, model: Runnable[Any, Any]) -> Runnable[Any, Any]:
+        """``model`` behind this guardrail; a blocked request gets the refusal instead.
+
+        The returned Runnable guards its input, answers a refusal ``AIMessage`` without
+        calling ``model`` when the input is blocked, and otherwise calls ``model`` with the
+        guarded messages (invoke, ainvoke, batch, abatch, stream, astream).
+        """
+        return GuardedModel(guardrail=self, model=model)
+
+    # ------------------------------------------------------------------ internals
+    def _invoke(self, input: Any, run_manager: CallbackManagerForChainRun,
+                config: RunnableConfig) -> Any:
+        return self._output(self.guard_inputs([input], [config], [run_manager])[0], raise_=True)
+
+    async def _ainvoke(self, input: Any, run_manager: AsyncCallbackManagerForChainRun,
+                       config: RunnableConfig) -> Any:
+        results = await self.aguard_inputs([input], [config], [run_manager])
+        return self._output(results[0], raise_=True)
+
+    def _batch(self, inputs: list[Any], run_manager: list[CallbackManagerForChainRun],
+               config: list[RunnableConfig]) -> list[Any]:
+        return [self._output(r) for r in self.guard_inputs(inputs, config, run_manager)]
+
+    async def _abatch(self, inputs: list[Any], run_manager: list[AsyncCallbackManagerForChainRun],
+                      config: list[RunnableConfig]) -> list[Any]:
+        results = await self.aguard_inputs(inputs, config, run_manager)
+        return [self._output(r) for r in results]
+
+    def _output(self, result: GuardedOutput | Exception, *, raise_: bool = False) -> Any:
+        """The guarded output; a blocked input becomes GuardrailViolation unless deferred."""
+        if isinstance(result, GuardedOutput) and result.outcome.blocked \
+                and self.on_block == "raise":
+            refusal = result.outcome.refusal
+            result = GuardrailViolation(result.outcome.result,
+                                        refusal=str(refusal.content) if refusal else None)
+        if isinstance(result, Exception):
+            if raise_:
+                raise result
+            return result
+        return result.output
+
+    def guard_inputs(self, inputs: Sequence[Any], configs: Sequence[RunnableConfig],
+                     run_managers: Sequence[CallbackManagerForChainRun],
+                     ) -> list[GuardedOutput | Exception]:
+        """Guard many inputs with one guard batch, reporting each to its own run.
+
+        For Runnables built on this one (``wrap``); errors come back in place.
+        """
+        shaped = [try_shape(x) for x in inputs]
+        convs = [s.messages for s in shaped if isinstance(s, Shaped)]
+        outcomes = outcomes_or_errors(self.guard, convs, config=self._config,
+                                      check_tool_messages=self.check_tool_messages,
+                                      skip_roles=self.skip_roles)
+        out = assemble(shaped, outcomes)
+        for result, cfg, rm in zip(out, configs, run_managers, strict=True):
+            if isinstance(result, GuardedOutput):
+                data = _event_data(result.outcome)
+                dispatch_custom_event(VERDICT_EVENT, data, config=cfg)
+                _record_metadata(rm, data)
+        return out
+
+    async def aguard_inputs(self, inputs: Sequence[Any], configs: Sequence[RunnableConfig],
+                            run_managers: Sequence[AsyncCallbackManagerForChainRun],
+                            ) -> list[GuardedOutput | Exception]:
+        """Async :meth:`guard_inputs`."""
+        shaped = [try_shape(x) for x in inputs]
+        convs = [s.messages for s in shaped if isinstance(s, Shaped)]
+        outcomes = await aoutcomes_or_errors(self.guard, convs, config=self._config,
+                                             check_tool_messages=self.check_tool_messages,
+                                             skip_roles=self.skip_roles)
+        out = assemble(shaped, outcomes)
+        for result, cfg, rm in zip(out, configs, run_managers, strict=True):
+            if isinstance(result, GuardedOutput):
+                data = _event_data(result.outcome)
+                await adispatch_custom_event(VERDICT_EVENT, data, config=cfg)
+                _record_metadata(rm, data)
+        return out
+
+
+# ---------------------------------------------------------------------- helpers
+def _event_data(outcome: GuardOutcome) -> dict[str, Any]:
+    r = outcome.result
+    return {"action": r.action, "blocked": outcome.blocked, "flagged": r.flagged,
+            "categories": r.categories, "result": r.model_dump(mode="json")}
+
+
+def _record_metadata(run_manager: Any, data: dict[str, Any]) -> None:
+    """Add the verdict to the run's metadata in every tracer that holds the run."""
+    run_id = str(run_manager.run_id)
+    for handler in getattr(run_manager, "handlers", []):
+        run_map = getattr(handler, "run_map", None)
+        run = run_map.get(run_id) if isinstance(run_map, dict) else None
+        if run is not None and hasattr(run, "add_metadata"):
+            run.add_metadata({METADATA_KEY: data})

@@ -1,0 +1,92 @@
+"""The input shapes a guardrail accepts, and how guarded messages go back into each (private).
+
+A guardrail takes a ``str``, a message, a list of messages, a ``PromptValue`` or a dict with
+``"messages"``, and returns the same shape. This module is the one place that knows those
+shapes, shared by the Runnable, ``wrap`` and the composition helpers, so none of them
+imports another to reach it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
+from langchain_core.prompt_values import ChatPromptValue, PromptValue
+
+from safeclip_guardrail.errors import SafeCLIPError
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+
+    from safeclip_guardrail.langchain._intervention import GuardOutcome
+
+__all__ = ["GuardedOutput", "InputGuard", "Shaped", "assemble", "shape", "try_shape"]
+
+
+@dataclass(frozen=True)
+class GuardedOutput:
+    """What the guardrail made of one input: the output (input's shape) and the outcome."""
+
+    output: Any
+    outcome: GuardOutcome
+
+
+@runtime_checkable
+class InputGuard(Protocol):
+    """What :class:`~safeclip_guardrail.langchain.GuardedModel` needs of a guardrail."""
+
+    def guard_inputs(self, inputs: Sequence[Any], configs: Sequence[RunnableConfig],
+                     run_managers: Sequence[Any]) -> list[GuardedOutput | Exception]: ...
+
+    async def aguard_inputs(self, inputs: Sequence[Any], configs: Sequence[RunnableConfig],
+                            run_managers: Sequence[Any]) -> list[GuardedOutput | Exception]: ...
+
+
+@dataclass(frozen=True)
+class Shaped:
+    messages: list[BaseMessage]
+    rebuild: Callable[[list[BaseMessage]], Any]
+
+
+def assemble(shaped: list[Shaped | Exception],
+             outcomes: list[GuardOutcome | SafeCLIPError]) -> list[GuardedOutput | Exception]:
+    """Put outcomes (one per readable input) back in place, in each input's shape."""
+    results = iter(outcomes)
+    out: list[GuardedOutput | Exception] = []
+    for s in shaped:
+        if isinstance(s, Exception):
+            out.append(s)
+            continue
+        r = next(results)
+        out.append(r if isinstance(r, Exception) else GuardedOutput(s.rebuild(r.messages), r))
+    return out
+
+
+def try_shape(value: Any) -> Shaped | Exception:
+    try:
+        return shape(value)
+    except (TypeError, ValueError) as exc:
+        return exc
+
+
+def shape(value: Any) -> Shaped:
+    """The messages inside ``value`` and how to put guarded messages back in its shape."""
+    if isinstance(value, str):
+        return Shaped([HumanMessage(value)], lambda _ms: value)
+    if isinstance(value, BaseMessage):
+        return Shaped([value], lambda ms: ms[0])
+    if isinstance(value, ChatPromptValue):
+        return Shaped(list(value.messages), lambda ms: ChatPromptValue(messages=ms))
+    if isinstance(value, PromptValue):  # a StringPromptValue holds text only
+        return Shaped(value.to_messages(), lambda _ms: value)
+    if isinstance(value, Mapping) and "messages" in value:
+        msgs = convert_to_messages(value["messages"])
+        return Shaped(msgs, lambda ms: {**value, "messages": ms})
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        return Shaped(convert_to_messages(value), lambda ms: ms)
+    raise TypeError(
+        f"SafeCLIPGuardrail cannot read an input of type {type(value).__name__}; pass a str, "
+        "a message, a list of messages, a PromptValue or a dict with a 'messages' key"
+    )
