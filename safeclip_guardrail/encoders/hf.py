@@ -179,7 +179,7 @@ def _foreign_config(model_id: str, kwargs: dict[str, Any]) -> Any:
 def _load_recorded(llava_id: str, target: str, *, torch_dtype: torch.dtype,
                    load_vision: bool) -> _Loaded:
     """A LLaVA checkpoint that records its CLIP (``mm_vision_tower``): load that CLIP."""
-    from safeclip_guardrail.encoders.registry import resolve_model_id
+    from safeclip_guardrail.encoders._aliases import resolve_model_id
 
     beside = Path(llava_id) / target
     clip_id = str(beside) if not Path(target).is_absolute() and beside.is_dir() \

@@ -1,0 +1,193 @@
+"""The layers hold: no import cycle, a framework-free core, integrations on public names only.
+
+Read from the source (``ast``), so a violation fails here whichever test imports first:
+
+- **no cycle** among the package's modules, counting imports inside functions too (a cycle
+  hidden behind a function-level import is still a cycle), not counting ``TYPE_CHECKING``;
+- **the core** (everything outside the framework layers below) never imports a framework at
+  module level, nor a framework layer; importing every core module loads no framework;
+- **integrations** import only public modules and names of ``safeclip_guardrail``;
+- **no module** is over 450 lines (the style target is ~400; see ARCHITECTURE.md).
+See ARCHITECTURE.md for the diagram and each layer's rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "safeclip_guardrail"
+INTEGRATIONS = sorted(p for p in (ROOT / "integrations").glob("*/safeclip_guardrail_*") if p.is_dir())
+
+FRAMEWORKS = frozenset({
+    "langchain", "langchain_core", "langgraph", "llama_index", "nemoguardrails", "ray",
+    "fastapi", "uvicorn", "starlette", "litellm", "prometheus_client",
+})
+FRAMEWORK_LAYERS = {
+    "safeclip_guardrail.langchain": {"langchain_core", "langchain", "langgraph"},
+    "safeclip_guardrail.serve": {"fastapi", "uvicorn", "starlette", "prometheus_client"},
+    "safeclip_guardrail.scale._ray": {"ray"},
+    "safeclip_guardrail.scale.serve": {"ray", "fastapi", "starlette"},
+}
+MAX_LINES = 450
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules(package_dir: Path) -> dict[str, Path]:
+    return {module_name(p, package_dir.parent): p for p in package_dir.rglob("*.py")}
+
+
+def imports(path: Path, name: str) -> Iterator[tuple[str, bool, int]]:
+    """(imported module or ``module.name``, at module level?, line) for every import."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    type_checking: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            type_checking.update(id(n) for child in node.body for n in ast.walk(child))
+    top = {id(n) for n in tree.body}
+    for node in ast.walk(tree):
+        if id(node) in type_checking:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, id(node) in top, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                yield f"{base}.{alias.name}", id(node) in top, node.lineno
+
+
+def resolve(target: str, known: dict[str, Path]) -> str | None:
+    """The package module an import refers to (a module, or the module holding a name)."""
+    while target:
+        if target in known:
+            return target
+        target = target.rpartition(".")[0]
+    return None
+
+
+def layer_of(name: str) -> str | None:
+    return next((layer for layer in FRAMEWORK_LAYERS
+                 if name == layer or name.startswith(layer + ".")), None)
+
+
+def test_no_import_cycles() -> None:
+    known = modules(PACKAGE)
+    graph: dict[str, set[str]] = {m: set() for m in known}
+    for name, path in known.items():
+        for target, _top, _line in imports(path, name):
+            dep = resolve(target, known)
+            # importing a package's public namespace is not an edge into its modules
+            if dep and dep != name and known[dep].name != "__init__.py":
+                graph[name].add(dep)
+    cycles = strongly_connected(graph)
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(sorted(c)) for c in cycles)
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(comp)
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_core_imports_no_framework_at_module_level() -> None:
+    known = modules(PACKAGE)
+    bad: list[str] = []
+    for name, path in known.items():
+        layer = layer_of(name)
+        allowed = FRAMEWORK_LAYERS.get(layer, set()) if layer else set()
+        for target, top, line in imports(path, name):
+            root = target.split(".")[0]
+            if top and root in FRAMEWORKS and root not in allowed:
+                bad.append(f"{name}:{line} imports {target}")
+            dep = resolve(target, known)
+            if top and layer is None and dep and layer_of(dep):
+                bad.append(f"{name}:{line} (core) imports the framework layer {dep}")
+    assert not bad, "\n".join(bad)
+
+
+def test_importing_every_core_module_loads_no_framework() -> None:
+    core = sorted(n for n in modules(PACKAGE) if layer_of(n) is None and not n.endswith("__main__"))
+    code = ("import importlib, sys\n"
+            f"for m in {core!r}:\n    importlib.import_module(m)\n"
+            f"bad = sorted({{k.split('.')[0] for k in sys.modules}} & set({sorted(FRAMEWORKS)!r}))\n"
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+
+
+def test_integrations_import_only_public_names() -> None:
+    bad: list[str] = []
+    for package in INTEGRATIONS:
+        for name, path in modules(package).items():
+            for target, _top, line in imports(path, name):
+                if target.split(".")[0] != "safeclip_guardrail":
+                    continue
+                private = [p for p in target.split(".") if p.startswith("_")]
+                if private:
+                    bad.append(f"{name}:{line} imports {target}")
+    assert not bad, "integrations must use documented public names:\n" + "\n".join(bad)
+
+
+def test_no_module_is_a_monolith() -> None:
+    roots = [PACKAGE, *INTEGRATIONS]
+    too_long = [f"{p.relative_to(ROOT)} ({n} lines)" for root in roots for p in root.rglob("*.py")
+                if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES]
+    assert not too_long, too_long
+
+
+def test_the_checks_can_fail(tmp_path: Path) -> None:
+    """The graph reader sees a function-level cycle and a framework import (not vacuous)."""
+    pkg = tmp_path / "demo"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("import langchain_core\n\ndef f():\n    from demo import b\n")
+    (pkg / "b.py").write_text("from demo.a import f\n")
+    known = modules(pkg)
+    graph = {m: {d for t, _, _ in imports(p, m) if (d := resolve(t, known)) and d != m
+                 and known[d].name != "__init__.py"} for m, p in known.items()}
+    assert strongly_connected(graph) == [{"demo.a", "demo.b"}]
+    assert ("langchain_core", True, 1) in set(imports(pkg / "a.py", "demo.a"))
