@@ -134,7 +134,7 @@ def load_chat_model(spec: str | None, factory: str | None, *,
                     max_new_tokens: int | None = None) -> Any:
     """A LangChain chat model from ``--chat-model`` or ``--chat-model-factory``, with its
     answer length capped at ``max_new_tokens`` when given."""
-    limit = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+    limit: dict[str, Any] = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     if factory:
         module_name, _, attr = factory.partition(":")
         if not module_name or not attr:
@@ -155,8 +155,8 @@ def load_chat_model(spec: str | None, factory: str | None, *,
         raise CliError(f"--chat-model {spec} needs the 'langchain' package: "
                        "pip install langchain, plus the provider's package "
                        "(e.g. langchain-openai)") from None
-    return init_chat_model(spec, **({} if max_new_tokens is None
-                                    else {"max_tokens": max_new_tokens}))
+    options: dict[str, Any] = {} if max_new_tokens is None else {"max_tokens": max_new_tokens}
+    return init_chat_model(spec, **options)
 
 
 def _with_token_limit(model: Any, limit: int | None, name: str) -> Any:
