@@ -44,7 +44,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 
 _FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
-_DIRECTIVE = re.compile(r"<!--\s*docs-test:\s*(.*?)\s*-->\s*\n?\Z", re.S)
+_DIRECTIVE = re.compile(r"^<!--\s*docs-test:\s*(.*?)\s*-->\s*$")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def parse_blocks(text: str, name: str) -> list[Block]:
     blocks = []
     for m in _FENCE.finditer(text):
         before = text[:m.start()]
-        d = _DIRECTIVE.search(before)
+        d = _DIRECTIVE.match(before.rstrip("\n").rsplit("\n", 1)[-1])
         setup, fragment = None, False
         if d:
             for word in d.group(1).split():
@@ -82,7 +82,7 @@ def parse_blocks(text: str, name: str) -> list[Block]:
                 else:
                     raise AssertionError(f"{name}: unknown docs-test directive {word!r}")
         blocks.append(Block(name, before.count("\n") + 2, m.group(1), setup, fragment))
-    n_fences = len(re.findall(r"```python", text))
+    n_fences = len(re.findall(r"^[ \t>]*```python", text, re.M))
     if n_fences != len(blocks):
         raise AssertionError(f"{name}: {n_fences} ```python fences but {len(blocks)} parsed "
                              "blocks; fences must start at the beginning of a line")
