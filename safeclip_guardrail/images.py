@@ -28,11 +28,24 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
+from safeclip_guardrail.sources import EncodedImage
 
-__all__ = ["DecodedImage", "ImageSource", "decode_image", "describe_source", "read_image_bytes"]
+__all__ = [
+    "DecodedImage",
+    "ImageSource",
+    "decode_image",
+    "describe_source",
+    "forward_image",
+    "read_image_bytes",
+]
 
-ImageSource = Union[Image.Image, str, bytes, bytearray, memoryview, "os.PathLike[str]"]
-"""Anything :func:`decode_image` accepts."""
+ImageSource = Union[Image.Image, str, bytes, bytearray, memoryview, "os.PathLike[str]", EncodedImage]
+"""Anything :func:`decode_image` accepts (a ``str`` may be a path: trusted callers only)."""
+
+_MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
+         "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff", "AVIF": "image/avif",
+         "HEIF": "image/heif"}
+"""Media type of each Pillow format the guard forwards as is."""
 
 _DEFAULT_OPTIONS = ImageOptions()
 
@@ -44,16 +57,45 @@ class DecodedImage:
     frames: tuple[Image.Image, ...]
     sha256: str
     source: str
+    data: bytes | None = None
+    """The encoded bytes that were judged (None for an in-memory PIL image)."""
+    format: str | None = None
+    """Pillow's name for the encoded format (``PNG``, ``JPEG``...), None for PIL input."""
+    faithful: bool = False
+    """True when any plain decoder of ``data`` sees exactly the judged frames: one frame,
+    8-bit RGB or grey, no alpha, no EXIF rotation, no CMYK/ICC conversion. When False the
+    judged pixels, not ``data``, are what may be forwarded (:func:`forward_image`)."""
 
     @property
     def image(self) -> Image.Image:
         return self.frames[0]
 
 
+def forward_image(decoded: DecodedImage) -> EncodedImage:
+    """What may be sent on to a model after ``decoded`` was judged.
+
+    The original bytes when the decode was unambiguous (same file, no re-encoding); else the
+    judged pixels re-encoded losslessly as PNG (every judged frame, as an animated PNG when
+    there are several), so no other decoder can see other pixels than the guard did.
+    """
+    mime = _MIME.get(decoded.format or "")
+    if decoded.faithful and decoded.data is not None and mime is not None:
+        return EncodedImage(decoded.data, decoded.source, mime)
+    buf = io.BytesIO()
+    first, *rest = decoded.frames
+    if rest:
+        first.save(buf, format="PNG", save_all=True, append_images=rest)
+    else:
+        first.save(buf, format="PNG")
+    return EncodedImage(buf.getvalue(), decoded.source, "image/png")
+
+
 def describe_source(source: object) -> str:
     """A short, safe description of an image source for messages (never a whole payload)."""
     if isinstance(source, Image.Image):
         return f"<PIL image {source.mode} {source.size[0]}x{source.size[1]}>"
+    if isinstance(source, EncodedImage):
+        return source.source
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes>"
     if isinstance(source, os.PathLike):
@@ -90,7 +132,9 @@ def read_image_bytes(source: ImageSource, options: ImageOptions | None = None) -
     """The encoded bytes of a path / bytes / base64 / data URL / URL source."""
     opts = options or _DEFAULT_OPTIONS
     desc = describe_source(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
+    if isinstance(source, EncodedImage):
+        data = source.data
+    elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif isinstance(source, os.PathLike):
         data = _read_path(Path(source), opts)
@@ -214,9 +258,26 @@ def _from_bytes(data: bytes, opts: ImageOptions, desc: str, *,
     except Exception as exc:
         raise ImageInputError(f"cannot open image {desc}: {exc}", source=desc) from None
     _check_pixels(img, opts, desc)
-    if draft_size and draft_size > 0 and img.format in {"JPEG", "MPO"}:
+    fmt = img.format
+    faithful = _unambiguous(img)
+    if draft_size and draft_size > 0 and fmt in {"JPEG", "MPO"}:
         img.draft(None, (draft_size, draft_size))  # takes effect in the decode below
-    return DecodedImage(frames=_frames(img, opts, desc), sha256=digest, source=desc)
+    frames = _frames(img, opts, desc)
+    return DecodedImage(frames=frames, sha256=digest, source=desc, data=data, format=fmt,
+                        faithful=faithful and len(frames) == 1)
+
+
+def _unambiguous(img: Image.Image) -> bool:
+    """Whether every decoder sees the same 8-bit pixels we judge (see DecodedImage.faithful)."""
+    if img.mode not in {"RGB", "L"} or getattr(img, "is_animated", False):
+        return False
+    if "icc_profile" in img.info or "transparency" in img.info:
+        return False
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:
+        return False
+    return orientation in (1, None)
 
 
 def _from_pil(img: Image.Image, opts: ImageOptions, desc: str) -> DecodedImage:
