@@ -93,3 +93,18 @@ def test_max_new_tokens_needs_e2e(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert "only used with --e2e" in capsys.readouterr().err
     assert main(["eval", str(tmp_path), "--e2e", "--max-new-tokens", "0"]) == 2
     assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_eval_warns_about_files_that_are_not_images(tmp_path: Path, tiny_clip_dir: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    for label in ("gun", "neutral"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "img").write_bytes(_img("PNG"))
+    (tmp_path / "gun" / "notes.md").write_text("# the gun folder\n")
+    code = main(["eval", str(tmp_path), "--model", str(tiny_clip_dir), "--device", "cpu",
+                 "--no-ablations", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "2 images" in captured.out and "1 skipped (not images)" in captured.out
+    assert "1 file(s) are not images and were skipped: " in captured.err
+    assert "notes.md" in captured.err

@@ -121,6 +121,9 @@ def test_bank_file_that_is_an_image_is_one_line(capsys: pytest.CaptureFixture[st
     assert len(lines) == 1 and str(img) in lines[0]
     assert "not a concept bank" in lines[0] and "looks like an image" in lines[0]
     assert "UnicodeDecodeError" not in lines[0]
+    assert main(["bank", "show", "--concepts", str(img)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "not a concept bank" in lines[0] and str(img) in lines[0]
     code, _, err = _scan(capsys, str(img), "--config", str(tmp_path / "nope.json"))
     assert code == 2 and err.strip() == f"safeclip: error: --config {tmp_path / 'nope.json'}: no such file"
 
