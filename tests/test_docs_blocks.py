@@ -109,6 +109,8 @@ class Env:
     cwd: Path
     tiny_clip: Path
     llava_dir: Callable[[], Path]
+    monkeypatch: pytest.MonkeyPatch
+    finalizers: list[Callable[[], Any]] = dataclasses.field(default_factory=list)
 
 
 def _files(env: Env) -> dict[str, Any]:
@@ -202,6 +204,32 @@ def _setup_evaluation(env: Env) -> dict[str, Any]:
     return ns
 
 
+def _setup_serve(env: Env) -> dict[str, Any]:
+    """The service of docs/serve.md, in process: ``openai.OpenAI`` clients talk to it through
+    Starlette's TestClient transport (no socket), whatever ``base_url`` they are given."""
+    import openai
+    from fastapi.testclient import TestClient
+
+    from safeclip_guardrail import SafeCLIPGuard
+    from safeclip_guardrail.serve import create_app
+
+    ns = _files(env)
+    guard = SafeCLIPGuard.from_pretrained(str(env.tiny_clip), device="cpu")
+    client = TestClient(create_app(guard, api_keys=["key-for-app-1"]))
+    client.__enter__()
+    env.finalizers.append(lambda: client.__exit__(None, None, None))
+    real = openai.OpenAI
+
+    class InProcess(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            kw.setdefault("http_client", client)
+            kw.setdefault("max_retries", 0)
+            super().__init__(*args, **kw)
+
+    env.monkeypatch.setattr(openai, "OpenAI", InProcess)
+    return ns
+
+
 SETUPS: dict[str, Callable[[Env], dict[str, Any]]] = {
     "tiny": _setup_tiny,
     "langchain": _setup_langchain,
@@ -209,6 +237,7 @@ SETUPS: dict[str, Callable[[Env], dict[str, Any]]] = {
     "llamaindex": _setup_llamaindex,
     "nemo": _setup_nemo,
     "evaluation": _setup_evaluation,
+    "serve": _setup_serve,
 }
 """Hidden setups a block may name (``<!-- docs-test: setup=NAME -->``)."""
 
@@ -282,10 +311,15 @@ def test_docs_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.Monke
     _install_stand_ins(monkeypatch, tiny_clip_dir, tiny_llava)
     if block.setup is not None and block.setup not in SETUPS:
         pytest.fail(f"{block.id}: unknown setup {block.setup!r}; known: {sorted(SETUPS)}")
-    env = Env(cwd=tmp_path, tiny_clip=tiny_clip_dir, llava_dir=tiny_llava)
+    env = Env(cwd=tmp_path, tiny_clip=tiny_clip_dir, llava_dir=tiny_llava,
+              monkeypatch=monkeypatch)
     namespace: dict[str, Any] = {"__name__": "__docs__"}
-    namespace.update(SETUPS[block.setup](env) if block.setup else {})
-    run_block(block, namespace)
+    try:
+        namespace.update(SETUPS[block.setup](env) if block.setup else {})
+        run_block(block, namespace)
+    finally:
+        for finalize in reversed(env.finalizers):
+            finalize()
 
 
 # ------------------------------------------------------------------ the runner itself
