@@ -117,6 +117,9 @@ def _files(env: Env) -> dict[str, Any]:
     (env.cwd / "photo.jpg").write_bytes(_png(1, "JPEG"))
     (env.cwd / "a.png").write_bytes(_png(2))
     (env.cwd / "b.png").write_bytes(_png(3))
+    (env.cwd / "photos").mkdir()
+    (env.cwd / "photos" / "1.jpg").write_bytes(_png(5, "JPEG"))
+    (env.cwd / "photos" / "2.png").write_bytes(_png(6))
     return {"tmp_path": env.cwd, "b64_png": base64.b64encode(_png(4)).decode()}
 
 
