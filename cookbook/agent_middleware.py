@@ -5,7 +5,7 @@ a flagged image ends the run with a refusal and the model is never called; ``rew
 (the SafeCLIP paper's method) lets a vision-language model refuse with a reason;
 ``redact`` removes the image; ``error`` raises ``GuardrailViolation``.
 
-Needs ``pip install safeclip-guardrail-langchain``. Run it on your own images::
+Needs ``pip install ".[langchain]" ./integrations/langchain`` (from a checkout). Run it on your own images::
 
     python cookbook/agent_middleware.py photo1.jpg photo2.png --model llava-1.5
 

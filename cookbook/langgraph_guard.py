@@ -7,7 +7,7 @@ everything else to the model node::
     START -> safeclip -> (blocked) refusal -> END
                       -> (passed)  model   -> END
 
-Needs ``pip install safeclip-guardrail-langchain``. Run it on your own images::
+Needs ``pip install ".[langchain]" ./integrations/langchain`` (from a checkout). Run it on your own images::
 
     python cookbook/langgraph_guard.py photo1.jpg photo2.png --model llava-1.5
 

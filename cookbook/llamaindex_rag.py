@@ -5,7 +5,7 @@
    returns (an index built before the guard, or a shared vector store) before the
    multimodal LLM sees it.
 
-Needs ``pip install safeclip-guardrail-llamaindex``. Run it on your own folder::
+Needs ``pip install . ./integrations/llamaindex`` (from a checkout). Run it on your own folder::
 
     python cookbook/llamaindex_rag.py ./photos --model llava-1.5
 

@@ -4,7 +4,7 @@ The shipped example config (``safeclip_guardrail_nemo.example_config_dir()``) ho
 ``config.yml`` with one input-rail flow and the Colang file that executes
 ``safeclip_check_image``; ``register_safeclip`` registers that action on the rails.
 
-Needs ``pip install safeclip-guardrail-nemo``. Run it on your own images::
+Needs ``pip install . ./integrations/nemo`` (from a checkout). Run it on your own images::
 
     python cookbook/nemo_rail.py photo1.jpg photo2.png --model llava-1.5
 

@@ -36,6 +36,7 @@ __all__ = [
     "ModelLoadError",
     "SafeCLIPError",
     "UsageError",
+    "extra_requirements",
 ]
 
 
@@ -81,15 +82,38 @@ class EncoderOutputError(GuardRuntimeError, ArithmeticError):
 
 
 class MissingDependencyError(UsageError, ImportError):
-    """An optional dependency is missing; the message names the extra to install."""
+    """An optional dependency is missing; the message names a pip command that installs it.
+
+    The command lists the packages of the extra themselves (``pip install
+    "matplotlib>=3.8"``), read from the installed distribution's metadata: it works however
+    safeclip-guardrail was installed (from a checkout, from wheels, or not at all, on a path),
+    where ``pip install "safeclip-guardrail[eval]"`` needs an index that has the package.
+    """
 
     def __init__(self, package: str, *, extra: str, feature: str) -> None:
+        requirements = extra_requirements(extra) or [package]
+        command = "pip install " + " ".join(f'"{r}"' for r in requirements)
         super().__init__(
             f"{feature} needs the package {package!r}, which is not installed. "
-            f'Install it with: pip install "safeclip-guardrail[{extra}]"'
+            f"Install it with: {command} (the '{extra}' extra of safeclip-guardrail)"
         )
         self.package = package
         self.extra = extra
+        self.command = command
+        """The pip command that installs what is missing."""
+
+
+def extra_requirements(extra: str) -> list[str]:
+    """The requirements of an extra of the installed safeclip-guardrail (empty if unknown)."""
+    import importlib.metadata
+    import re
+
+    try:
+        declared = importlib.metadata.requires("safeclip-guardrail") or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    marker = re.compile(rf"""extra\s*==\s*["']{re.escape(extra)}["']""")
+    return [r.split(";", 1)[0].strip() for r in declared if marker.search(r)]
 
 
 class GuardrailViolation(SafeCLIPError):

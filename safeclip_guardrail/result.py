@@ -6,7 +6,9 @@ reports) and round-trip back.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 __all__ = ["UNREADABLE", "GuardResult", "ImageVerdict"]
 
@@ -28,7 +30,11 @@ class ImageVerdict(BaseModel):
     scores: dict[str, float] = Field(default_factory=dict)
     """Class -> probability mass; sums to 1 over the concept bank's classes."""
     toxic_score: float = 0.0
-    """Total mass of the toxic classes (1 - benign mass); the score ROC curves are drawn on."""
+    """Total mass of the toxic classes (1 - benign mass); the score ROC curves are drawn on.
+
+    For an image that could not be read (``error`` set) it is 1.0 whatever ``on_error``
+    says: nothing is known about that image, so a list sorted by ``toxic_score`` puts it
+    with the most suspicious images, never among the safest."""
     threshold: float | None = None
     """The threshold that applied to the deciding class."""
     image_sha256: str | None = None
@@ -39,6 +45,13 @@ class ImageVerdict(BaseModel):
     """How many frames of an animated image were scored (the worst one is reported)."""
     source: str | None = None
     """A short description of where the image came from (path, URL host, block index)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unreadable_is_not_safe(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("error") is not None and "toxic_score" not in data:
+            return {**data, "toxic_score": 1.0}
+        return data
 
     @property
     def ok(self) -> bool:

@@ -33,7 +33,7 @@ def image_tree(tmp_path: Path) -> Path:
     (root / "a.png").write_bytes(encode(noise(seed=1)))
     (root / "sub" / "b.jpg").write_bytes(encode(noise(seed=2), "JPEG"))
     (root / "sub" / "deeper" / "c.webp").write_bytes(encode(noise(seed=3), "WEBP"))
-    (root / "notes.txt").write_text("not an image, skipped in folders")
+    (root / "notes.txt").write_text("not an image: skipped in folders, and reported")
     return root
 
 
@@ -45,13 +45,22 @@ def _scan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
 
 def test_scan_folder_recursively_json(capsys: pytest.CaptureFixture[str], tiny_clip_dir: Path,
                                       image_tree: Path, constant_bank: Path) -> None:
-    code, out, _ = _scan(capsys, str(image_tree), "--model", str(tiny_clip_dir), "--concepts",
-                         str(constant_bank), "--threshold", "0.7", "--json", "--device", "cpu")
+    code, out, err = _scan(capsys, str(image_tree), "--model", str(tiny_clip_dir), "--concepts",
+                           str(constant_bank), "--threshold", "0.7", "--json", "--device", "cpu")
     rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 2  # notes.txt was not checked
+    skipped = [r for r in rows if r.get("skipped")]
+    assert [(Path(r["path"]).name, r["reason"]) for r in skipped] == [("notes.txt", "not an image")]
+    verdicts = [r for r in rows if not r.get("skipped")]
+    assert [Path(r["path"]).name for r in verdicts] == ["a.png", "b.jpg", "c.webp"]
+    assert all(r["flagged"] and r["category"] == "gun" for r in verdicts)
+    assert all(r["scores"]["gun"] == pytest.approx(0.8, abs=1e-5) for r in verdicts)
+    assert "1 skipped" in err and "notes.txt" in err
+    code, out, _ = _scan(capsys, str(image_tree), "--model", str(tiny_clip_dir), "--concepts",
+                         str(constant_bank), "--threshold", "0.7", "--json", "--device", "cpu",
+                         "--allow-non-images")
     assert code == 1
-    assert [Path(r["path"]).name for r in rows] == ["a.png", "b.jpg", "c.webp"]
-    assert all(r["flagged"] and r["category"] == "gun" for r in rows)
-    assert all(r["scores"]["gun"] == pytest.approx(0.8, abs=1e-5) for r in rows)
+    assert sum(1 for line in out.splitlines() if json.loads(line).get("skipped")) == 1
 
 
 def test_scan_clean_exit_zero_text_output(capsys: pytest.CaptureFixture[str], tiny_clip_dir: Path,
@@ -59,7 +68,10 @@ def test_scan_clean_exit_zero_text_output(capsys: pytest.CaptureFixture[str], ti
     code, out, _ = _scan(capsys, str(image_tree / "a.png"), "--model", str(tiny_clip_dir),
                          "--concepts", str(constant_bank), "--threshold", "0.9")
     assert code == 0
-    assert out.startswith("ok") and "gun 0.800" in out
+    first, summary = out.splitlines()
+    assert first.split() == ["ok", "gun", "0.800", str(image_tree / "a.png")]
+    assert summary.startswith("scanned 1 image(s) in ")
+    assert "0 flagged; 0 unreadable; 0 skipped" in summary
 
 
 def test_scan_config_file(capsys: pytest.CaptureFixture[str], tiny_clip_dir: Path,
@@ -68,8 +80,9 @@ def test_scan_config_file(capsys: pytest.CaptureFixture[str], tiny_clip_dir: Pat
 
     cfg = GuardConfig(model=str(tiny_clip_dir), concepts=ConceptBank.from_file(constant_bank),
                       threshold=0.9, device="cpu").to_file(tmp_path / "guard.json")
-    assert _scan(capsys, str(image_tree), "--config", str(cfg))[0] == 0
-    assert _scan(capsys, str(image_tree), "--config", str(cfg), "--threshold", "0.7")[0] == 1
+    ok = "--allow-non-images"
+    assert _scan(capsys, str(image_tree), "--config", str(cfg), ok)[0] == 0
+    assert _scan(capsys, str(image_tree), "--config", str(cfg), "--threshold", "0.7", ok)[0] == 1
 
 
 def test_unreadable_image_exit_two(capsys: pytest.CaptureFixture[str], tiny_clip_dir: Path,
@@ -79,8 +92,14 @@ def test_unreadable_image_exit_two(capsys: pytest.CaptureFixture[str], tiny_clip
     code, out, err = _scan(capsys, str(image_tree), "--model", str(tiny_clip_dir),
                            "--concepts", str(constant_bank), "--threshold", "0.9")
     assert code == 2
-    assert "ERROR" in out and "broken.png" in out and "empty.jpg" in out
-    assert err.strip().splitlines() == ["safeclip: error: 2 of 5 image(s) could not be read"]
+    errors = [line for line in out.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 2 and "broken.png" in errors[0] and "empty.jpg" in errors[1]
+    assert all(line.count(str(image_tree)) == 1 for line in errors)  # the path, once
+    assert out.splitlines()[-1].endswith(f"0 flagged; 2 unreadable; 1 skipped (not images): "
+                                         f"{image_tree / 'notes.txt'}")
+    assert err.strip().splitlines() == [
+        "safeclip: error: 2 of 5 image(s) could not be read; 1 file(s) skipped because they "
+        "are not images (--allow-non-images to accept that)"]
 
 
 @pytest.mark.parametrize(

@@ -93,5 +93,5 @@ def test_no_plots_and_missing_matplotlib(report: EvalReport, tmp_path: Path,
     assert files.plots == {} and not list((tmp_path / "np").glob("*.png"))
     assert "![" not in files.markdown_path.read_text()
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(MissingDependencyError, match=r"safeclip-guardrail\[eval\]"):
+    with pytest.raises(MissingDependencyError, match=r"pip install \"matplotlib>=3.8\""):
         write_report(report, tmp_path / "mm")

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
+from safeclip_guardrail._discover import IMAGE_EXTENSIONS, Discovery, discover_images
 from safeclip_guardrail.errors import SafeCLIPError
 
 __all__ = [
@@ -16,21 +17,23 @@ __all__ = [
     "EXIT_OK",
     "IMAGE_EXTENSIONS",
     "CliError",
+    "Discovery",
     "SafeclipArgumentParser",
     "add_guard_options",
     "config_from_args",
+    "describe_error",
+    "discover",
+    "emit",
     "fail",
     "guard_from_args",
     "iter_image_files",
+    "printable",
     "progress",
     "quiet_model_loading",
+    "readable_text_file",
 ]
 
 EXIT_OK, EXIT_FLAGGED, EXIT_ERROR = 0, 1, 2
-
-IMAGE_EXTENSIONS = frozenset({
-    ".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif",
-})
 
 
 class CliError(SafeCLIPError):
@@ -47,10 +50,69 @@ class SafeclipArgumentParser(argparse.ArgumentParser):
 
 def fail(exc: BaseException) -> int:
     """Print ``exc`` as one line and return exit code 2."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    kind = "" if isinstance(exc, SafeCLIPError) else f"{type(exc).__name__}: "
-    print(f"safeclip: error: {kind}{text}", file=sys.stderr)
+    print(f"safeclip: error: {printable(describe_error(exc))}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a person: what failed and on which file, never a bare class name."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, SafeCLIPError):
+        return text or "failed"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        what = exc.strerror or text or "cannot be read"
+        return f"{exc.filename}: {what[0].lower()}{what[1:]}"
+    if isinstance(exc, UnicodeDecodeError):
+        return (f"a file that should be text is not UTF-8 (byte {exc.start}: {exc.reason}); "
+                "is an image or a binary file passed where a JSON/YAML file is expected?")
+    if isinstance(exc, MemoryError):
+        return "out of memory; try a smaller --batch-size"
+    detail = f": {text}" if text else ""
+    return (f"unexpected failure{detail} ({type(exc).__name__}; set SAFECLIP_DEBUG=1 for "
+            "a traceback)")
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\n``, ``\\x1b``, ``\\u202e``,
+    lone surrogates of undecodable file names), so a file name cannot forge an extra output
+    line, move the cursor or reorder the text of a line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    cp = ord(ch)
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch)
+    if named:
+        return named
+    return f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}" if cp < 0x10000 else f"\\U{cp:08x}"
+
+
+def readable_text_file(path: str, *, what: str, option: str) -> None:
+    """Raise a one-line CliError unless ``path`` is a readable UTF-8 text file."""
+    p = Path(path)
+    if not p.exists():
+        raise CliError(f"{option} {printable(path)}: no such file")
+    if not p.is_file():
+        raise CliError(f"{option} {printable(path)}: not a file")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise CliError(f"{option} {printable(path)}: cannot be read "
+                       f"({exc.strerror or exc})") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"{option} {printable(path)} is not a {what} (not UTF-8 text"
+                       f"{'; it looks like an image' if _looks_binary_image(data) else ''})"
+                       ) from None
+
+
+def _looks_binary_image(data: bytes) -> bool:
+    from safeclip_guardrail._discover import sniff_image_format
+
+    return sniff_image_format(data[:32]) is not None
 
 
 def add_guard_options(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +139,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
     """A GuardConfig from ``--config`` overridden by the other guard flags."""
     from safeclip_guardrail.config import GuardConfig, build_config
 
+    if getattr(args, "config", None):
+        readable_text_file(args.config, what="guard config (JSON/YAML)", option="--config")
+    if getattr(args, "concepts", None):
+        readable_text_file(args.concepts, what="concept bank (JSON/YAML)", option="--concepts")
     base = GuardConfig.from_file(args.config) if getattr(args, "config", None) else None
     images = None
     if getattr(args, "frames", None):
@@ -107,26 +173,44 @@ def quiet_model_loading() -> None:
     hf_logging.set_verbosity_error()
 
 
-def iter_image_files(paths: Iterable[str]) -> Iterator[Path]:
-    """Files named directly (any extension) and image files found recursively in folders."""
+def discover(paths: Iterable[str]) -> Discovery:
+    """Files named directly (any name) and, in folders searched recursively, every file
+    whose content is an image; the other files found are returned as skipped."""
+    checked = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*")
-                           if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            yield from found
-        elif p.is_file():
-            yield p
-        else:
-            raise CliError(f"no such file or directory: {raw}")
+        if not (p.is_dir() or p.is_file()):
+            raise CliError(f"no such file or directory: {printable(raw)}")
+        checked.append(p)
+    return discover_images(checked)
+
+
+def iter_image_files(paths: Iterable[str]) -> Iterator[Path]:
+    """The images of :func:`discover` (files that are not images are left out)."""
+    yield from discover(paths).images
 
 
 def progress(items: Any, *, total: int, desc: str, enabled: bool = True) -> Any:
-    """A tqdm bar on stderr for long runs (hidden when stderr is not a terminal)."""
+    """A tqdm bar on stderr for long runs (hidden when stderr is not a terminal).
+
+    Write result lines with :func:`emit` while it runs, so the bar is cleared first and
+    never glued to a line."""
     from tqdm.auto import tqdm
 
     return tqdm(items, total=total, desc=desc, unit="img", file=sys.stderr,
                 disable=None if enabled and total > 1 else True, leave=False)
+
+
+def emit(line: str, *, bar: Any = None) -> None:
+    """Print ``line`` on stdout; with an active progress bar, clear it first and redraw it
+    after, so the bar (on stderr, same terminal) never shares a line with a result."""
+    if bar is None or getattr(bar, "disable", True):
+        sys.stdout.write(line + "\n")
+        return
+    bar.clear()
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    bar.refresh()
 
 
 def _probability(text: str) -> float:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from safeclip_guardrail.cli._common import EXIT_OK
+from safeclip_guardrail.cli._common import EXIT_OK, readable_text_file
 from safeclip_guardrail.concepts import ConceptBank
 
 __all__ = ["register"]
@@ -29,6 +30,8 @@ def register(sub: Any) -> None:
 
 
 def _load(args: argparse.Namespace) -> ConceptBank:
+    if args.concepts and Path(args.concepts).is_file():  # an image passed as a bank: one line
+        readable_text_file(args.concepts, what="concept bank (JSON/YAML)", option="--concepts")
     return ConceptBank.from_file(args.concepts) if args.concepts else ConceptBank.default()
 
 

@@ -18,8 +18,10 @@ from safeclip_guardrail.cli._common import (
     CliError,
     add_guard_options,
     config_from_args,
+    printable,
     quiet_model_loading,
 )
+from safeclip_guardrail.cli.evaluate import warn_skipped
 
 __all__ = ["register"]
 
@@ -88,19 +90,46 @@ def run(args: argparse.Namespace) -> int:
                        min_threshold=args.min_threshold,
                        show_progress=not args.no_progress, embedded=embedded)
     written = result.apply(config).to_file(out)
-    if result.per_class:
-        what = ", ".join(f"{k} {v:.4f}" for k, v in result.thresholds.items())
-    else:
-        what = f"threshold {result.threshold:.4f}"
-    print(f"{what}: {result.false_positives} of {result.n_images} benign images flagged "
+    chosen = result.thresholds if result.per_class else {"": result.threshold}
+    what = ", ".join(f"{k} {threshold_text(v)}".strip() for k, v in chosen.items())
+    print(f"{'thresholds' if result.per_class else 'threshold'} {what}: "
+          f"{result.false_positives} of {result.n_images} benign images flagged "
           f"(false-positive rate {100 * result.false_positive_rate:.2f}%, target "
           f"{100 * result.target_fpr:g}%); wrote {written}")
-    for note in result.notes:
-        print(f"note: {note}")
+    for warning in [*result.notes, *_high_threshold_warnings(chosen)]:
+        print(f"safeclip: warning: {warning}", file=sys.stderr)
     if result.unreadable:
         print(f"safeclip: warning: {len(result.unreadable)} file(s) could not be read and were "
-              "left out: " + ", ".join(u.path for u in result.unreadable[:5]), file=sys.stderr)
+              "left out: " + ", ".join(printable(u.path) for u in result.unreadable[:5]),
+              file=sys.stderr)
+    warn_skipped(dataset)
     return EXIT_OK
+
+
+HIGH_THRESHOLD = 0.95
+"""Above this, a toxic class must hold nearly all the probability mass to flag: the guard
+then flags almost nothing, which calibration on benign images alone cannot reveal."""
+
+
+def threshold_text(value: float) -> str:
+    """Six significant digits, or every digit when rounding would say 1 (or 0) or move the
+    value by more than 1e-6: a printed threshold must not read as "flags nothing"."""
+    text = f"{value:.6g}"
+    if float(text) in (0.0, 1.0) or abs(float(text) - value) > 1e-6:
+        text = repr(float(value))
+    return text
+
+
+def _high_threshold_warnings(chosen: dict[str, float]) -> list[str]:
+    high = {k: v for k, v in chosen.items() if v > HIGH_THRESHOLD}
+    if not high:
+        return []
+    which = ", ".join(f"{k or 'the threshold'} {threshold_text(v)}" for k, v in high.items())
+    return [f"{which} above {HIGH_THRESHOLD}: an image is flagged only when a toxic class holds "
+            "almost all of its probability mass, so the guard will flag almost nothing. Some "
+            "benign images look toxic to the model: add benign-context classes for them to the "
+            "concept bank, accept a higher --target-fpr, and check detection with 'safeclip "
+            "eval' on toxic images"]
 
 
 def _rate(text: str) -> float:

@@ -17,8 +17,10 @@ from typing import Any
 from safeclip_guardrail.cli._common import (
     EXIT_OK,
     CliError,
+    _positive_int,
     add_guard_options,
     config_from_args,
+    printable,
     quiet_model_loading,
 )
 
@@ -65,6 +67,9 @@ def register(sub: Any) -> None:
                    help="queries, one per line, cycled over images without a manifest query")
     e.add_argument("--refusal-pattern", action="append", metavar="REGEX",
                    help="regex marking a refusal (repeatable; replaces the defaults)")
+    e.add_argument("--max-new-tokens", type=_positive_int, metavar="N",
+                   help="longest answer the chat model may generate (a refusal needs few "
+                        "tokens; default: the model's own setting)")
     e.add_argument("--no-baseline", action="store_true",
                    help="do not also call the model without the guard (no overhead figure)")
     add_guard_options(p)
@@ -86,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
                        "or --chat-model-factory module:attr")
     if args.e2e and args.from_embeddings:
         raise CliError("--e2e sends the images to a chat model; it cannot use --from-embeddings")
-    if (args.chat_model or args.chat_model_factory) and not args.e2e:
-        raise CliError("--chat-model is only used with --e2e; add --e2e")
+    if (args.chat_model or args.chat_model_factory or args.max_new_tokens) and not args.e2e:
+        raise CliError("--chat-model and --max-new-tokens are only used with --e2e; add --e2e")
     if args.out and not args.no_plots:
         from safeclip_guardrail.eval.plots import pyplot
 
@@ -102,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         check_scan(args.from_embeddings, config)  # before loading the model
     quiet_model_loading()
     guard = SafeCLIPGuard.from_config(config)
-    chat = load_chat_model(args.chat_model, args.chat_model_factory) if args.e2e else None
+    chat = (load_chat_model(args.chat_model, args.chat_model_factory,
+                            max_new_tokens=args.max_new_tokens) if args.e2e else None)
     embedded = None
     if args.from_embeddings:
         from safeclip_guardrail.eval.stored import load_scan_embeddings
@@ -127,11 +133,24 @@ def run(args: argparse.Namespace) -> int:
     if report.unreadable:
         print(f"safeclip: warning: {len(report.unreadable)} file(s) could not be read and were "
               "left out (listed in the report)", file=sys.stderr)
+    warn_skipped(dataset)
     return EXIT_OK
 
 
-def load_chat_model(spec: str | None, factory: str | None) -> Any:
-    """A LangChain chat model from ``--chat-model`` or ``--chat-model-factory``."""
+def warn_skipped(dataset: Any) -> None:
+    """One stderr line naming the files of a folder dataset that are not images."""
+    if dataset.skipped:
+        names = ", ".join(printable(str(f.path)) for f in dataset.skipped[:3])
+        more = f" and {len(dataset.skipped) - 3} more" if len(dataset.skipped) > 3 else ""
+        print(f"safeclip: warning: {len(dataset.skipped)} file(s) are not images and were "
+              f"skipped: {names}{more}", file=sys.stderr)
+
+
+def load_chat_model(spec: str | None, factory: str | None, *,
+                    max_new_tokens: int | None = None) -> Any:
+    """A LangChain chat model from ``--chat-model`` or ``--chat-model-factory``, with its
+    answer length capped at ``max_new_tokens`` when given."""
+    limit: dict[str, Any] = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     if factory:
         module_name, _, attr = factory.partition(":")
         if not module_name or not attr:
@@ -140,18 +159,33 @@ def load_chat_model(spec: str | None, factory: str | None) -> Any:
             obj = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise CliError(f"cannot import {factory}: {exc}") from None
-        return _instantiate(obj, factory)
+        return _with_token_limit(_instantiate(obj, factory), max_new_tokens, factory)
     assert spec is not None
     if spec.startswith("llava:"):
         from safeclip_guardrail.langchain import ChatLlava
 
-        return ChatLlava.from_pretrained(spec.removeprefix("llava:"))
+        return ChatLlava.from_pretrained(spec.removeprefix("llava:"), **limit)
     try:
         from langchain.chat_models import init_chat_model
     except ImportError:
-        raise CliError(f"--chat-model {spec} needs the 'langchain' package "
-                       "(pip install langchain plus the provider's package)") from None
-    return init_chat_model(spec)
+        raise CliError(f"--chat-model {spec} needs the 'langchain' package: "
+                       "pip install langchain, plus the provider's package "
+                       "(e.g. langchain-openai)") from None
+    options: dict[str, Any] = {} if max_new_tokens is None else {"max_tokens": max_new_tokens}
+    return init_chat_model(spec, **options)
+
+
+def _with_token_limit(model: Any, limit: int | None, name: str) -> Any:
+    """``model`` with its answer-length field set (LangChain models call it ``max_tokens``,
+    local ones often ``max_new_tokens``)."""
+    if limit is None:
+        return model
+    fields = getattr(type(model), "model_fields", {})
+    for field_name in ("max_new_tokens", "max_tokens"):
+        if field_name in fields:
+            return model.model_copy(update={field_name: limit})
+    raise CliError(f"--max-new-tokens: {name} has no max_new_tokens or max_tokens field; "
+                   "set the answer length in your factory instead")
 
 
 def _instantiate(obj: Any, name: str) -> Any:

@@ -1,10 +1,25 @@
-"""``safeclip scan PATH...``: one verdict per image; exit 0 clean, 1 flagged, 2 input error."""
+"""``safeclip scan PATH...``: one verdict per image; exit 0 clean, 1 flagged, 2 not all checked.
+
+Folders are searched recursively and every file is sorted by its content (not its name)
+into images, which are checked, and the rest, which is skipped and reported: ``--json``
+writes a record per skipped file, text mode a summary line. Exit code 2 says that something
+was not checked (an unreadable image, or a file that is not an image unless
+``--allow-non-images``); it takes precedence over 1, so check stderr before reading the
+verdicts.
+
+Text output: aligned ``STATUS CATEGORY SCORE PATH`` columns, the path once (last, escaped:
+a file name with a newline cannot forge a line), and a summary line. The progress bar (on
+stderr, for long runs on a terminal) is cleared before each result line is printed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,65 +29,122 @@ from safeclip_guardrail.cli._common import (
     EXIT_OK,
     CliError,
     add_guard_options,
+    discover,
+    emit,
     guard_from_args,
-    iter_image_files,
+    printable,
     progress,
 )
 
-__all__ = ["register"]
+__all__ = ["ScanSummary", "register"]
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "scan", help="check images; exit 1 when any is flagged",
-        description="Check images (files, or folders searched recursively; '-' reads one image "
-                    "from stdin). Exit 0 when nothing is flagged, 1 when something is, 2 when "
-                    "an input could not be read or the options are wrong.",
+        description="Check images (files, or folders searched recursively, where files are "
+                    "recognised as images by their content; '-' reads one image from stdin). "
+                    "Exit 0 when nothing is flagged, 1 when something is, 2 when something "
+                    "could not be checked (an unreadable image, a file that is not an image) "
+                    "or the options are wrong.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--json", action="store_true", help="JSON lines, one verdict per image")
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines: one verdict per image, one record per skipped file")
+    p.add_argument("--allow-non-images", action="store_true",
+                   help="files in folders that are not images are still reported, but do not "
+                        "make the exit code 2")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     add_guard_options(p)
     p.set_defaults(func=run)
 
 
+@dataclass
+class ScanSummary:
+    """What one ``scan`` run saw; printed as its last line."""
+
+    checked: int = 0
+    flagged: Counter[str] = field(default_factory=Counter)
+    unreadable: int = 0
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        n_flagged = sum(self.flagged.values())
+        per_class = ", ".join(f"{k} {v}" for k, v in sorted(self.flagged.items()))
+        parts = [f"scanned {self.checked} image(s) in {self.seconds:.1f} s",
+                 f"{n_flagged} flagged" + (f" ({per_class})" if per_class else ""),
+                 f"{self.unreadable} unreadable",
+                 f"{len(self.skipped)} skipped (not images)"]
+        if self.skipped:
+            shown = ", ".join(self.skipped[:3])
+            more = f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+            parts[-1] += f": {shown}{more}"
+        return "; ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
-    stdin = "-" in args.paths
-    files: list[Path | str] = list(iter_image_files(p for p in args.paths if p != "-"))
-    if stdin:
-        files.insert(args.paths.index("-"), "-")
-    if not files:
-        raise CliError("no image files found in the given paths")
+    started = time.perf_counter()
+    found = discover(p for p in args.paths if p != "-")
+    files: list[Path | str] = list(found.images)
+    if "-" in args.paths:
+        files.insert(min(args.paths.index("-"), len(files)), "-")
+    if not files and not found.skipped:
+        raise CliError("no files found in the given paths")
+    summary = ScanSummary(skipped=[printable(str(s.path)) for s in found.skipped])
+    for skipped in found.skipped:
+        if args.json:
+            emit(json.dumps({"path": str(skipped.path), "skipped": True,
+                             "reason": skipped.reason}, ensure_ascii=True))
+    if files:
+        _check(args, files, summary)
+    summary.seconds = time.perf_counter() - started
+    print(summary.line(), file=sys.stderr if args.json else sys.stdout)
+    sys.stdout.flush()
+    problems = []
+    if summary.unreadable:
+        problems.append(f"{summary.unreadable} of {len(files)} image(s) could not be read")
+    if found.skipped and not args.allow_non_images:
+        problems.append(f"{len(found.skipped)} file(s) skipped because they are not images "
+                        "(--allow-non-images to accept that)")
+    if problems:
+        print(f"safeclip: error: {'; '.join(problems)}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_FLAGGED if summary.flagged else EXIT_OK
+
+
+def _check(args: argparse.Namespace, files: list[Path | str], summary: ScanSummary) -> None:
     guard = guard_from_args(args)
+    width = max(len(c) for c in (*guard.bank.class_names, "unreadable"))
     batch = guard.config.batch_size
-    flagged = errors = 0
     bar = progress(range(len(files)), total=len(files), desc="scanning",
                    enabled=not args.no_progress)
-    out = sys.stdout
-    for start in range(0, len(files), batch):
-        chunk = files[start:start + batch]
-        sources = [sys.stdin.buffer.read() if f == "-" else Path(f) for f in chunk]
-        for name, verdict in zip(chunk, guard.check_batch(sources)):
-            errors += verdict.error is not None
-            flagged += verdict.flagged and verdict.error is None
-            out.write(_format(str(name), verdict, as_json=args.json) + "\n")
-        bar.update(len(chunk))
-    bar.close()
-    out.flush()
-    if errors:
-        print(f"safeclip: error: {errors} of {len(files)} image(s) could not be read",
-              file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_FLAGGED if flagged else EXIT_OK
+    try:
+        for start in range(0, len(files), batch):
+            chunk = files[start:start + batch]
+            sources = [sys.stdin.buffer.read() if f == "-" else Path(f) for f in chunk]
+            for name, verdict in zip(chunk, guard.check_batch(sources)):
+                summary.checked += 1
+                if verdict.error is not None:
+                    summary.unreadable += 1
+                elif verdict.flagged:
+                    summary.flagged[verdict.category or "?"] += 1
+                emit(_format(str(name), verdict, as_json=args.json, width=width), bar=bar)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
 
 
-def _format(path: str, verdict: Any, *, as_json: bool) -> str:
+def _format(path: str, verdict: Any, *, as_json: bool, width: int) -> str:
     if as_json:
         data = verdict.model_dump(mode="json", exclude={"source"})
-        return json.dumps({"path": path, **data}, ensure_ascii=False)
+        # ASCII-only JSON: a control character in a file name stays an escape, one record a line
+        return json.dumps({"path": path, **data}, ensure_ascii=True)
+    shown = printable(path)
     if verdict.error is not None:
-        return f"ERROR    {path}: {verdict.error}"
+        reason = printable(" ".join(str(verdict.error).replace(f" {path}", "").split()))
+        return f"{'ERROR':<8} {'unreadable':<{width}} {'-':>5}  {shown}: {reason}"
     cat = verdict.category if verdict.flagged else verdict.top_category
     mass = verdict.scores.get(cat or "", 0.0)
     status = "FLAGGED" if verdict.flagged else "ok"
-    return f"{status:<8} {cat} {mass:.3f}  {path}"
+    return f"{status:<8} {cat or '-':<{width}} {mass:.3f}  {shown}"

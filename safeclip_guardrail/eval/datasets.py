@@ -11,6 +11,10 @@ Two layouts are accepted:
   optional ``query`` (used by the end-to-end evaluation); relative paths are resolved
   against the manifest's folder.
 
+In folders, images are recognised by their content (an extensionless upload or an AVIF
+counts); other files are listed in :attr:`EvalDataset.skipped`, which ``safeclip eval`` and
+``calibrate`` report. Hidden files and folders are ignored.
+
 Images of a benign class (the paper's ``neutral``, or any benign-context class of the
 bank) are the negatives; images of a toxic class are the positives. Nothing is decoded
 here: a :class:`Sample` is a path, and files that cannot be read turn up later in the
@@ -29,22 +33,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from safeclip_guardrail._discover import SkippedFile, discover_images
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.errors import ConfigurationError
 
 __all__ = [
     "HOD_LABEL_MAP",
-    "IMAGE_EXTENSIONS",
     "EvalDataset",
     "Sample",
     "UnreadableFile",
+    "label_hint",
     "load_dataset",
     "parse_label_map",
 ]
-
-IMAGE_EXTENSIONS = frozenset({
-    ".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif",
-})
 
 HOD_LABEL_MAP: dict[str, str] = {
     "insulting_gesture": "gesture",
@@ -87,6 +88,8 @@ class EvalDataset:
     kind: Literal["folder", "manifest", "files"]
     samples: tuple[Sample, ...]
     label_map: Mapping[str, str] = field(default_factory=dict)
+    skipped: tuple[SkippedFile, ...] = ()
+    """Files found in the folders that are not images (not evaluated; reported)."""
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -123,8 +126,9 @@ def load_dataset(path: str | Path, *, bank: ConceptBank,
     if p.is_dir():
         if all_label is not None:
             label = _checked_label(all_label, bank, mapping, where=str(p))
-            files = _images_under(p)
-            return EvalDataset(str(p), "files", tuple(Sample(f, label) for f in files), mapping)
+            found = discover_images([p], skip_hidden=True)
+            return EvalDataset(str(p), "files", tuple(Sample(f, label) for f in found.images),
+                               mapping, tuple(found.skipped))
         return _from_folder(p, bank, mapping)
     if p.is_file():
         suffix = p.suffix.lower()
@@ -163,10 +167,14 @@ def _from_folder(root: Path, bank: ConceptBank, mapping: dict[str, str]) -> Eval
     if unknown:
         raise ConfigurationError(
             f"folder(s) {', '.join(unknown)} in {root} are not classes of the concept bank "
-            f"({', '.join(bank.class_names)}); rename them or map them, e.g. "
-            f"--label-map {unknown[0]}={bank.benign_classes[0]}"
+            f"({', '.join(bank.class_names)}); {label_hint(unknown, bank)}"
         )
-    samples = [Sample(f, mapping.get(d.name, d.name)) for d in folders for f in _images_under(d)]
+    samples: list[Sample] = []
+    skipped: list[SkippedFile] = []
+    for d in folders:
+        found = discover_images([d], skip_hidden=True)
+        samples += [Sample(f, mapping.get(d.name, d.name)) for f in found.images]
+        skipped += found.skipped
     if not samples:
         loose = [f.name for f in root.iterdir() if f.is_file()][:3]
         hint = (f" (found loose files such as {', '.join(loose)}: put them into class "
@@ -175,13 +183,7 @@ def _from_folder(root: Path, bank: ConceptBank, mapping: dict[str, str]) -> Eval
             f"no images found in class subfolders of {root}; expected e.g. {root}/gun/*.jpg "
             f"and {root}/neutral/*.jpg{hint}"
         )
-    return EvalDataset(str(root), "folder", tuple(samples), mapping)
-
-
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.rglob("*")
-                  if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-                  and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+    return EvalDataset(str(root), "folder", tuple(samples), mapping, tuple(skipped))
 
 
 def _checked_label(label: str, bank: ConceptBank, mapping: Mapping[str, str], *,
@@ -190,9 +192,41 @@ def _checked_label(label: str, bank: ConceptBank, mapping: Mapping[str, str], *,
     if mapped not in bank.class_names:
         raise ConfigurationError(
             f"{where}: label {label!r} is not a class of the concept bank "
-            f"({', '.join(bank.class_names)}); use one of those or map it with --label-map"
+            f"({', '.join(bank.class_names)}); {label_hint([label.strip()], bank)}"
         )
     return mapped
+
+
+def label_hint(names: list[str], bank: ConceptBank) -> str:
+    """How to map unknown folder/label names onto the bank, never guessing a benign class.
+
+    A name the HOD map knows points to ``--hod``; a name close to a toxic class (``guns``,
+    ``Knife``) gets that class; anything else gets a ``--label-map NAME=CLASS`` template
+    with the class left for the user to choose: mapping an unknown, possibly toxic folder
+    onto a benign class would turn its images into false-positive "evidence".
+    """
+    import difflib
+
+    by_lower = {c.lower(): c for c in bank.class_names if bank.is_toxic(c)}
+    suggestions: list[str] = []
+    for name in names:
+        key = name.strip()
+        if key in HOD_LABEL_MAP and HOD_LABEL_MAP[key] in bank.class_names:
+            suggestions.append(f"--label-map {key}={HOD_LABEL_MAP[key]}")
+            continue
+        close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.75)
+        if close:
+            suggestions.append(f"--label-map {key}={by_lower[close[0]]}")
+    hod = any(n.strip() in HOD_LABEL_MAP for n in names)
+    parts = []
+    if suggestions:
+        parts.append("perhaps " + " ".join(suggestions))
+    parts.append(f"map each with --label-map {names[0].strip()}=CLASS, choosing the class "
+                 "that matches its content (a toxic class for harmful images)")
+    parts.append("--hod maps the HOD benchmark's folder names"
+                 + (" (it knows " + ", ".join(n for n in names if n.strip() in HOD_LABEL_MAP)
+                    + ")" if hod else ""))
+    return "; ".join(parts)
 
 
 def _csv_rows(path: Path) -> list[tuple[int, dict[str, str]]]:

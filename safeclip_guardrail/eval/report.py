@@ -54,6 +54,8 @@ class DatasetInfo(BaseModel):
     n_unreadable: int
     label_counts: dict[str, int]
     label_map: dict[str, str] = Field(default_factory=dict)
+    skipped: list[str] = Field(default_factory=list)
+    """Files found in the dataset's folders that are not images (not evaluated)."""
 
 
 class EvalReport(GuardMetrics):
@@ -150,7 +152,8 @@ def render_markdown(report: EvalReport, *, plots: dict[str, str] | None = None) 
         + (f" (per class: {', '.join(f'{k} {v:g}' for k, v in r.thresholds.items())})"
            if r.thresholds else ""),
         f"- dataset: `{r.dataset.source}` ({r.dataset.kind}): {r.n_images} images "
-        f"({r.n_toxic} toxic, {r.n_benign} benign), {r.dataset.n_unreadable} unreadable",
+        f"({r.n_toxic} toxic, {r.n_benign} benign), {r.dataset.n_unreadable} unreadable, "
+        f"{len(r.dataset.skipped)} skipped (not images)",
         "",
         "## Guard-level results", "",
     ]
@@ -197,6 +200,9 @@ def render_markdown(report: EvalReport, *, plots: dict[str, str] | None = None) 
     if r.unreadable:
         lines += ["## Unreadable files (not evaluated)", ""]
         lines += [f"- `{u.path}` ({u.label}): {u.error}" for u in r.unreadable] + [""]
+    if r.dataset.skipped:
+        lines += ["## Skipped files (not images)", ""]
+        lines += [f"- `{path}`" for path in r.dataset.skipped] + [""]
     for name, file in (plots or {}).items():
         lines += [f"![{name}]({file})", ""]
     versions = ", ".join(f"{k} {v}" for k, v in r.library_versions.items())

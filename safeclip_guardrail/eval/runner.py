@@ -83,6 +83,7 @@ def report_from_embeddings(guard: SafeCLIPGuard, dataset: EvalDataset,
         source=dataset.source, kind=dataset.kind, n_files=len(dataset),
         n_images=len(embedded), n_unreadable=len(embedded.unreadable),
         label_counts=dataset.label_counts, label_map=dict(dataset.label_map),
+        skipped=[str(f.path) for f in dataset.skipped],
     )
     return EvalReport(
         **dict(metrics), model=guard.model_name, library_versions=library_versions(),
