@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safeclip_guardrail.sources import sniff_format
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "Discovery",
@@ -33,36 +35,10 @@ IMAGE_EXTENSIONS = frozenset({
 })
 """Names that claim to be an image; only used to route a file whose bytes do not match."""
 
-# ISO-BMFF ``ftyp`` brands of still and sequence AVIF / HEIF images
-_BMFF_BRANDS = frozenset({b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc",
-                          b"hevx", b"mif1", b"msf1"})
-_BMP_DIB_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 _HEAD = 32
 
-
-def sniff_image_format(head: bytes) -> str | None:
-    """The image format that ``head`` (a file's first bytes) starts, or None."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES:
-        return "BMP"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if head[4:8] == b"ftyp" and (head[8:12] in _BMFF_BRANDS
-                                 or any(head[i:i + 4] in _BMFF_BRANDS
-                                        for i in range(16, min(len(head), 32), 4))):
-        return "AVIF" if b"avi" in head[8:32] else "HEIF"
-    if head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n") or head.startswith(b"\xff\x4f\xff\x51"):
-        return "JPEG2000"
-    if head[:4] == b"\x00\x00\x01\x00" and len(head) >= 6 and head[4:6] != b"\x00\x00":
-        return "ICO"
-    return None
+sniff_image_format = sniff_format
+"""The one magic-byte sniffer (:func:`safeclip_guardrail.sources.sniff_format`)."""
 
 
 @dataclass(frozen=True)

@@ -268,8 +268,8 @@ def tiny_llava(tiny_clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 def _install_stand_ins(monkeypatch: pytest.MonkeyPatch, tiny_clip: Path,
                        llava: Callable[[], Path]) -> None:
-    from safeclip_guardrail.langchain.chat_models import llava as llava_module
     from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
+    from safeclip_guardrail.langchain.chat_models import llava as llava_module
 
     clip_ids = {m for m in STAND_IN_MODELS if "llava-hf" not in m}
     real_clip = TransformersCLIPEncoder.from_pretrained.__func__  # type: ignore[attr-defined]

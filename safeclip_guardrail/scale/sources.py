@@ -51,7 +51,8 @@ _MANIFESTS = {".csv", ".jsonl", ".ndjson"}
 
 def sniff_image(head: bytes) -> str | None:
     """The image format that ``head`` (a file's first 16+ bytes) starts like, else None."""
-    return sniff_format(head)
+    name = sniff_format(head)
+    return name.lower() if name else None
 
 
 @dataclass(frozen=True)
