@@ -50,6 +50,8 @@ class Decoded:
     """True when a plain RGB decoder of the encoded bytes sees exactly these frames."""
     pixels: int
     """Pixels decoded (summed over frames; views are not counted twice)."""
+    primary: tuple[Image.Image, ...] | None = None
+    """The first reading of each frame, when ``frames`` holds more than one per frame."""
 
 
 def sniff_format(prefix: bytes) -> str | None:
@@ -153,6 +155,7 @@ def check_pixels(size: tuple[int, int], opts: ImageOptions, desc: str, *, frame:
 def _frames(img: Image.Image, opts: ImageOptions, desc: str, fmt: str | None) -> Decoded:
     """Decode frames 0..frames-1 one at a time, each checked before its pixels are read."""
     views: list[Image.Image] = []
+    primary: list[Image.Image] = []
     total = 0
     faithful = True
     for i in range(opts.frames):
@@ -175,10 +178,12 @@ def _frames(img: Image.Image, opts: ImageOptions, desc: str, fmt: str | None) ->
         total += n
         frame_views, frame_faithful = _views(img)
         views.extend(frame_views)
+        primary.append(frame_views[0])
         faithful = faithful and frame_faithful
     if faithful and _has_more_frames(img, opts.frames):
         faithful = False
-    return Decoded(frames=tuple(views), format=fmt, faithful=faithful, pixels=total)
+    return Decoded(frames=tuple(views), format=fmt, faithful=faithful, pixels=total,
+                   primary=tuple(primary) if len(primary) != len(views) else None)
 
 
 def _has_more_frames(img: Image.Image, judged: int) -> bool:

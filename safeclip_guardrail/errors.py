@@ -6,6 +6,7 @@ One base class, so ``except SafeCLIPError`` catches everything the library raise
     ├── ConfigurationError      a usage mistake: bad option, bad concept bank, bad config file
     ├── ModelLoadError          a model could not be found or loaded (says where it looked)
     ├── ImageInputError         an image could not be read, or breaks a limit
+    ├── EncoderOutputError      the encoder gave a non-finite embedding: no verdict is possible
     ├── MissingDependencyError  an optional extra is not installed (names the pip command)
     └── GuardrailViolation      mode="raise" and an image was flagged (carries the result)
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConfigurationError",
+    "EncoderOutputError",
     "GuardrailViolation",
     "ImageInputError",
     "MissingDependencyError",
@@ -52,6 +54,17 @@ class ImageInputError(SafeCLIPError, ValueError):
         """A short, safe description of the input (never the whole base64 payload)."""
 
 
+class EncoderOutputError(SafeCLIPError, ArithmeticError):
+    """The encoder returned a non-finite embedding (NaN/inf) for an image.
+
+    Never a verdict: the image is handled like an unreadable one (``on_error``), because
+    ``argmax`` over NaN scores would silently pick the first class and pass the image."""
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+
+
 class MissingDependencyError(SafeCLIPError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
@@ -67,13 +80,20 @@ class MissingDependencyError(SafeCLIPError, ImportError):
 class GuardrailViolation(SafeCLIPError):
     """Raised in ``mode="raise"`` when an image is flagged; ``.result`` holds the verdicts."""
 
-    def __init__(self, result: GuardResult, message: str | None = None) -> None:
+    def __init__(self, result: GuardResult, message: str | None = None, *,
+                 refusal: str | None = None) -> None:
         cats = ", ".join(sorted(result.categories)) or "unknown"
         super().__init__(message or f"SafeCLIP guardrail blocked the input: flagged as {cats}")
         self.result = result
+        self.refusal = refusal
+        """The refusal text a ``wrap``-ped model would have answered with (on ``block``)."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.result, str(self)))
+        return (_rebuild_violation, (self.result, str(self), self.refusal))
+
+
+def _rebuild_violation(result: GuardResult, message: str, refusal: str | None) -> GuardrailViolation:
+    return GuardrailViolation(result, message, refusal=refusal)
 
 
 def require(module: str, *, package: str, extra: str, feature: str) -> Any:

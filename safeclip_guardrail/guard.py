@@ -24,11 +24,40 @@ from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.config import GuardConfig, ImageOptions, build_config
 from safeclip_guardrail.encoders.base import ImageEmbeddings, ImageTextEncoder, l2_normalize
 from safeclip_guardrail.encoders.registry import load_encoder
-from safeclip_guardrail.errors import ConfigurationError, ImageInputError
-from safeclip_guardrail.images import DecodedImage, ImageSource, decode_image, describe_source
+from safeclip_guardrail.errors import (
+    ConfigurationError,
+    EncoderOutputError,
+    ImageInputError,
+)
+from safeclip_guardrail.images import (
+    DecodedImage,
+    ImageSource,
+    decode_image,
+    describe_source,
+    forward_image,
+)
 from safeclip_guardrail.result import UNREADABLE, ImageVerdict
+from safeclip_guardrail.sources import EncodedImage
 
-__all__ = ["CacheInfo", "SafeCLIPGuard"]
+__all__ = ["CacheInfo", "Judgement", "SafeCLIPGuard"]
+
+ImageError = ImageInputError | EncoderOutputError
+"""Why one image got no verdict: it could not be read, or the encoder output was not finite."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What the guard made of one image, before any ``on_error`` policy.
+
+    Exactly one of ``verdict`` and ``error`` is set. ``forward`` (when asked for) holds the
+    bytes that may be sent on to a model: the judged image itself, never a second source.
+    """
+
+    verdict: ImageVerdict | None
+    error: ImageError | None = None
+    forward: EncodedImage | None = None
+    source: str | None = None
+    """Short description of the input (never a payload)."""
 
 
 @dataclass(frozen=True)
@@ -136,30 +165,51 @@ class SafeCLIPGuard:
         return self.check_batch([image])[0]
 
     def check_batch(self, images: Iterable[ImageSource]) -> list[ImageVerdict]:
-        """Verdicts in input order; one encoder forward per ``batch_size`` chunk of new images."""
-        sources = list(images)
-        out: list[ImageVerdict | None] = [None] * len(sources)
+        """Verdicts in input order; one encoder forward per ``batch_size`` chunk of new images.
+
+        An image that cannot be judged gets the verdict ``on_error`` prescribes (or raises).
+        """
+        return [self._verdict_of(j) for j in self.judge_batch(images)]
+
+    def judge_batch(self, images: Iterable[ImageSource], *,
+                    forward: bool = False) -> list[Judgement]:
+        """One :class:`Judgement` per input, in order, with errors returned, not raised.
+
+        This is what guardrails build on: they apply their own ``on_error`` exactly once,
+        and with ``forward=True`` they receive the exact bytes to send on (the judged image,
+        re-encoded losslessly when another decoder could see other pixels).
+        """
+        sources = _as_sources(images)
+        descs = [describe_source(src) for src in sources]
+        out: list[Judgement] = []
         pending: dict[str, list[int]] = {}
         decoded: dict[str, DecodedImage] = {}
         for i, src in enumerate(sources):
             try:
                 img = self.decode(src)
             except ImageInputError as exc:
-                out[i] = self.error_verdict(exc, source=describe_source(src))
+                out.append(Judgement(None, exc, source=descs[i]))
                 continue
+            fwd = forward_image(img) if forward else None
             cached = self._cache_get(img.sha256)
             if cached is not None:
-                out[i] = cached.model_copy(update={"source": img.source})
+                out.append(Judgement(cached.model_copy(update={"source": descs[i]}), None, fwd,
+                                     descs[i]))
                 continue
+            out.append(Judgement(None, None, fwd, descs[i]))  # verdict filled in below
             pending.setdefault(img.sha256, []).append(i)
             decoded.setdefault(img.sha256, img)
         if decoded:
-            fresh = self._score_decoded(list(decoded.values()))
-            for digest, verdict in fresh.items():
-                self._cache_put(digest, verdict)
+            for digest, result in self._score_decoded(list(decoded.values())).items():
+                if isinstance(result, ImageVerdict):
+                    self._cache_put(digest, result)
                 for i in pending[digest]:
-                    out[i] = verdict.model_copy(update={"source": describe_source(sources[i])})
-        return [v for v in out if v is not None]
+                    if isinstance(result, ImageVerdict):
+                        verdict = result.model_copy(update={"source": descs[i]})
+                        out[i] = Judgement(verdict, None, out[i].forward, descs[i])
+                    else:
+                        out[i] = Judgement(None, result, None, descs[i])
+        return out
 
     async def acheck(self, image: ImageSource) -> ImageVerdict:
         """Async :meth:`check` (runs in a worker thread; the event loop stays free)."""
@@ -170,7 +220,15 @@ class SafeCLIPGuard:
         items = list(images)
         return await asyncio.to_thread(self.check_batch, items)
 
-    def error_verdict(self, exc: ImageInputError, *, source: str | None = None) -> ImageVerdict:
+    def _verdict_of(self, judgement: Judgement) -> ImageVerdict:
+        if judgement.verdict is not None:
+            return judgement.verdict
+        error = judgement.error or EncoderOutputError("the image was not judged",
+                                                       source=judgement.source)
+        return self.error_verdict(error, source=judgement.source)
+
+    def error_verdict(self, exc: ImageInputError | EncoderOutputError, *,
+                      source: str | None = None) -> ImageVerdict:
         """The verdict ``on_error`` prescribes for an unreadable image (or raise)."""
         if self.config.on_error == "raise":
             raise exc
@@ -197,13 +255,36 @@ class SafeCLIPGuard:
         return self._encode([img.image for img in images])
 
     def score_embeddings(self, embeddings: np.ndarray) -> list[ImageVerdict]:
-        """The decision alone, for embeddings computed elsewhere (e.g. inside LLaVA)."""
+        """The decision alone, for embeddings computed elsewhere (e.g. inside LLaVA).
+
+        A row that is not finite (NaN/inf) gets the ``on_error`` verdict, never a score."""
+        return [r if isinstance(r, ImageVerdict) else self.error_verdict(r)
+                for r in self._score_rows(embeddings)]
+
+    def _score_rows(self, embeddings: Any, *, sources: Sequence[str] | None = None
+                    ) -> list[ImageVerdict | EncoderOutputError]:
         emb = np.asarray(embeddings, np.float32)
         if emb.ndim == 1:
             emb = emb[None, :]
-        return scoring.score(l2_normalize(emb), self.text_embeddings,
-                             logit_scale=self.encoder.logit_scale, bank=self.bank,
-                             config=self.config)
+        if emb.shape[0] == 0:
+            return []
+        with np.errstate(all="ignore"):
+            finite = np.isfinite(emb).all(axis=1) & (np.abs(emb).sum(axis=1) > 0)
+            safe = np.where(finite[:, None], emb, 1.0)
+        verdicts = scoring.score(l2_normalize(safe), self.text_embeddings,
+                                 logit_scale=self.encoder.logit_scale, bank=self.bank,
+                                 config=self.config)
+        out: list[ImageVerdict | EncoderOutputError] = []
+        for i, verdict in enumerate(verdicts):
+            if finite[i] and _finite_verdict(verdict):
+                out.append(verdict)
+                continue
+            where = sources[i] if sources is not None else f"row {i}"
+            out.append(EncoderOutputError(
+                f"the encoder produced a non-finite or zero embedding for image {where}; no "
+                "verdict is possible (check the model's weights and dtype: float16 on CPU or a "
+                "corrupt checkpoint can overflow)", source=where))
+        return out
 
     def embed_cls(self, cls_features: Any) -> np.ndarray:
         """Project CLS features from the LVLM's own vision pass into CLIP's joint space.
@@ -264,16 +345,24 @@ class SafeCLIPGuard:
         parts = [self.encoder.encode_images(frames[i:i + bs]) for i in range(0, len(frames), bs)]
         return ImageEmbeddings.concat(parts, self.encoder.embed_dim)
 
-    def _score_decoded(self, images: Sequence[DecodedImage]) -> dict[str, ImageVerdict]:
+    def _score_decoded(self, images: Sequence[DecodedImage]
+                       ) -> dict[str, ImageVerdict | EncoderOutputError]:
         owners = [k for k, img in enumerate(images) for _ in img.frames]
         frames = [f for img in images for f in img.frames]
         emb = self._encode(frames).get(self.config.cls_source)
-        verdicts = self.score_embeddings(emb)
+        rows = self._score_rows(emb, sources=[images[k].source for k in owners])
         by_image: dict[int, list[ImageVerdict]] = {}
-        for owner, verdict in zip(owners, verdicts):
-            by_image.setdefault(owner, []).append(verdict)
-        out: dict[str, ImageVerdict] = {}
+        broken: dict[int, EncoderOutputError] = {}
+        for owner, row in zip(owners, rows):
+            if isinstance(row, EncoderOutputError):
+                broken.setdefault(owner, row)
+            else:
+                by_image.setdefault(owner, []).append(row)
+        out: dict[str, ImageVerdict | EncoderOutputError] = {}
         for k, img in enumerate(images):
+            if k in broken:
+                out[img.sha256] = broken[k]
+                continue
             per_frame = by_image[k]
             worst = max(per_frame, key=lambda v: (v.flagged, v.toxic_score))
             out[img.sha256] = worst.model_copy(update={
@@ -285,6 +374,20 @@ class SafeCLIPGuard:
         c = self.config
         return (f"SafeCLIPGuard(model={self.encoder.name!r}, classes={len(self.bank)}, "
                 f"threshold={c.threshold}, cls_source={c.cls_source!r})")
+
+
+def _finite_verdict(verdict: ImageVerdict) -> bool:
+    values = [*verdict.scores.values(), verdict.toxic_score]
+    return all(np.isfinite(v) for v in values)
+
+
+def _as_sources(images: Iterable[ImageSource]) -> list[ImageSource]:
+    """The inputs of a batch; a lone str/bytes is a usage error, not a sequence of images."""
+    if isinstance(images, (str, bytes, bytearray, memoryview, Path, EncodedImage)):
+        raise ConfigurationError(
+            f"check_batch/judge_batch take an iterable of images, got a single "
+            f"{type(images).__name__}; use check(image) or wrap it in a list: check_batch([image])")
+    return list(images)
 
 
 def _load_text_embeddings(encoder: ImageTextEncoder, bank: ConceptBank,

@@ -5,10 +5,9 @@ Accepted sources: a ``PIL.Image``, a path, raw bytes, a base64 string, a ``data:
 message says what was wrong and how to fix it; the guard turns it into a fail-closed verdict
 unless ``on_error`` says otherwise.
 
-Safety measures: the pixel count is read from the header and checked *before* decoding
-(decompression bombs), encoded size is capped, EXIF orientation is applied, palette / alpha
-/ CMYK / 16-bit images are converted to 8-bit RGB, animated images yield their first
-``frames`` frames.
+Reading the bytes is here (paths are opened non-blocking, regular files only, capped at
+``max_bytes``); turning them into judged pixels is :mod:`._decode` (a format allowlist,
+record budgets, pixel checks before every frame is decoded, every parser error typed).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import os
 import stat
 from dataclasses import dataclass
@@ -27,12 +27,25 @@ from PIL import Image
 from safeclip_guardrail._decode import decode_bytes, decode_pil, to_rgb
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
+from safeclip_guardrail.sources import EncodedImage
 
-__all__ = ["DecodedImage", "ImageSource", "decode_image", "describe_source", "read_image_bytes",
-           "to_rgb"]
+__all__ = [
+    "DecodedImage",
+    "ImageSource",
+    "decode_image",
+    "describe_source",
+    "forward_image",
+    "read_image_bytes",
+    "to_rgb",
+]
 
-ImageSource = Union[Image.Image, str, bytes, bytearray, memoryview, "os.PathLike[str]"]
-"""Anything :func:`decode_image` accepts."""
+ImageSource = Union[Image.Image, str, bytes, bytearray, memoryview, "os.PathLike[str]", EncodedImage]
+"""Anything :func:`decode_image` accepts (a ``str`` may be a path: trusted callers only)."""
+
+_MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
+         "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff", "AVIF": "image/avif",
+         "HEIF": "image/heif"}
+"""Media type of each Pillow format the guard forwards as is."""
 
 _DEFAULT_OPTIONS = ImageOptions()
 
@@ -45,22 +58,49 @@ class DecodedImage:
     sha256: str
     source: str
     data: bytes | None = None
-    """The encoded bytes that were judged (None for a caller's PIL image)."""
+    """The encoded bytes that were judged (None for an in-memory PIL image)."""
     format: str | None = None
-    """Pillow's name of the encoded format."""
+    """Pillow's name for the encoded format (``PNG``, ``JPEG``...), None for PIL input."""
     faithful: bool = False
-    """True when a plain RGB decoder of ``data`` sees exactly ``frames`` (no alpha, 16-bit,
-    EXIF rotation, CMYK/ICC, or frames past the judged ones)."""
+    """True when any plain decoder of ``data`` sees exactly the judged frames: 8-bit RGB,
+    grey or palette without transparency, no EXIF rotation, no CMYK/ICC conversion, no
+    frames past the judged ones. When False the judged pixels, not ``data``, are what may be
+    forwarded (:func:`forward_image`)."""
+    primary: tuple[Image.Image, ...] | None = None
+    """One reading per frame, the one :func:`forward_image` sends (None: all of ``frames``).
+    ``frames`` may hold several readings of one frame where decoders disagree (transparency:
+    composited over white, and with the alpha dropped); all are judged, the first is sent."""
 
     @property
     def image(self) -> Image.Image:
         return self.frames[0]
 
 
+def forward_image(decoded: DecodedImage) -> EncodedImage:
+    """What may be sent on to a model after ``decoded`` was judged.
+
+    The original bytes when the decode was unambiguous (same file, no re-encoding); else the
+    judged pixels re-encoded losslessly as PNG (every judged frame, as an animated PNG when
+    there are several), so no other decoder can see other pixels than the guard did.
+    """
+    mime = _MIME.get(decoded.format or "")
+    if decoded.faithful and decoded.data is not None and mime is not None:
+        return EncodedImage(decoded.data, decoded.source, mime)
+    buf = io.BytesIO()
+    first, *rest = decoded.primary or decoded.frames
+    if rest:
+        first.save(buf, format="PNG", save_all=True, append_images=rest)
+    else:
+        first.save(buf, format="PNG")
+    return EncodedImage(buf.getvalue(), decoded.source, "image/png")
+
+
 def describe_source(source: object) -> str:
     """A short, safe description of an image source for messages (never a whole payload)."""
     if isinstance(source, Image.Image):
         return f"<PIL image {source.mode} {source.size[0]}x{source.size[1]}>"
+    if isinstance(source, EncodedImage):
+        return source.source
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes>"
     if isinstance(source, os.PathLike):
@@ -101,7 +141,9 @@ def read_image_bytes(source: ImageSource, options: ImageOptions | None = None) -
     """The encoded bytes of a path / bytes / base64 / data URL / URL source."""
     opts = options or _DEFAULT_OPTIONS
     desc = describe_source(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
+    if isinstance(source, EncodedImage):
+        data = source.data
+    elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif isinstance(source, os.PathLike):
         data = _read_path(source, opts)
@@ -242,7 +284,7 @@ def _from_bytes(data: bytes, opts: ImageOptions, desc: str, *,
     digest = hashlib.sha256(data).hexdigest()
     out = decode_bytes(data, opts, desc, draft_size=draft_size)
     return DecodedImage(frames=out.frames, sha256=digest, source=desc, data=data,
-                        format=out.format, faithful=out.faithful)
+                        format=out.format, faithful=out.faithful, primary=out.primary)
 
 
 def _from_pil(img: Image.Image, opts: ImageOptions, desc: str) -> DecodedImage:
@@ -252,4 +294,4 @@ def _from_pil(img: Image.Image, opts: ImageOptions, desc: str) -> DecodedImage:
         h.update(f"{f.size[0]}x{f.size[1]}".encode())
         h.update(f.tobytes())
     return DecodedImage(frames=out.frames, sha256=h.hexdigest(), source=desc, data=None,
-                        format=out.format, faithful=False)
+                        format=out.format, faithful=False, primary=out.primary)

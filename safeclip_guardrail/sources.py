@@ -1,0 +1,184 @@
+"""Explicit image sources: where encoded image bytes come from, and who may name a path.
+
+The trust boundary starts here. Two kinds of caller hand the guard images:
+
+- **The application itself** (``guard.check("photo.jpg")``, the CLI, document metadata keys
+  an ingestion pipeline sets): it may name files on disk — :func:`from_path`.
+- **Message content** (a chat message, a request body, a tool result): whoever wrote it is
+  not trusted, so a string there is only ever a ``data:`` URL, base64, or an ``http(s)`` URL
+  (fetched only when :class:`~safeclip_guardrail.config.ImageOptions` allows it) —
+  :func:`from_untrusted_string`. It is never opened as a path, so message content cannot
+  make a server read, classify or probe its own files.
+
+Every constructor returns an :class:`EncodedImage`: the exact bytes that will be judged,
+and — after judging — the exact bytes that are forwarded to the model.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from safeclip_guardrail.config import ImageOptions
+from safeclip_guardrail.errors import ImageInputError
+
+__all__ = [
+    "EncodedImage",
+    "from_base64",
+    "from_bytes",
+    "from_data_url",
+    "from_path",
+    "from_untrusted_string",
+    "from_url",
+    "to_base64",
+    "to_data_url",
+]
+
+_DEFAULT_OPTIONS = ImageOptions()
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """Encoded image bytes and a short, safe description of where they came from."""
+
+    data: bytes
+    """The encoded image (PNG, JPEG, ...), exactly as judged or forwarded."""
+    source: str = "<bytes>"
+    """For messages and verdicts: a path, a URL host, ``<data URL, n chars>``; never a payload."""
+    mime_type: str | None = None
+    """The media type the bytes really have (sniffed), or None when not yet known."""
+
+    def __repr__(self) -> str:
+        return f"EncodedImage({len(self.data)} bytes, source={self.source!r}, mime_type={self.mime_type!r})"
+
+
+def from_bytes(data: bytes | bytearray | memoryview, *, source: str | None = None,
+               options: ImageOptions | None = None) -> EncodedImage:
+    """Bytes the application already holds."""
+    raw = bytes(data)
+    desc = source or f"<{len(raw)} bytes>"
+    return EncodedImage(_checked_size(raw, desc, options or _DEFAULT_OPTIONS), desc)
+
+
+def from_path(path: str | os.PathLike[str], *, options: ImageOptions | None = None) -> EncodedImage:
+    """A file named by the application itself (never by message content)."""
+    opts = options or _DEFAULT_OPTIONS
+    try:
+        p = Path(path)
+        desc = str(p)
+        if not p.exists():
+            raise ImageInputError(f"image file not found: {p}", source=desc)
+        if not p.is_file():
+            raise ImageInputError(f"not a regular file: {p}", source=desc)
+        size = p.stat().st_size
+        if size > opts.max_bytes:
+            raise ImageInputError(
+                f"image file {p} is {size} bytes, over the limit of {opts.max_bytes}; raise "
+                "ImageOptions.max_bytes if this is expected", source=desc)
+        data = p.read_bytes()
+    except ImageInputError:
+        raise
+    except (OSError, ValueError, TypeError) as exc:
+        shown = _short(str(path))
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ImageInputError(f"cannot read image file {shown}: {reason}", source=shown) from None
+    return EncodedImage(_checked_size(data, desc, opts), desc)
+
+
+def from_data_url(url: str, *, options: ImageOptions | None = None) -> EncodedImage:
+    """A ``data:[<image mime>];base64,<payload>`` URL."""
+    desc = f"<data URL, {len(url)} chars>"
+    header, sep, payload = url.strip().partition(",")
+    if not sep or not header[:5].lower() == "data:":
+        raise ImageInputError("malformed data URL: expected 'data:<mime>;base64,<data>'", source=desc)
+    mime = header[5:].split(";", 1)[0].strip().lower()
+    if mime and not mime.startswith("image/") and mime != "application/octet-stream":
+        raise ImageInputError(f"data URL has media type {mime!r}, not an image", source=desc)
+    if ";base64" not in header.lower():
+        raise ImageInputError("data URL is not base64-encoded (';base64' missing)", source=desc)
+    data = _b64decode(payload, desc, what="data URL payload")
+    return EncodedImage(_checked_size(data, desc, options or _DEFAULT_OPTIONS), desc)
+
+
+def from_base64(text: str, *, options: ImageOptions | None = None) -> EncodedImage:
+    """Plain base64 image data (no ``data:`` header)."""
+    desc = f"<base64, {len(text)} chars>"
+    data = _b64decode(text, desc, what="base64 image data")
+    return EncodedImage(_checked_size(data, desc, options or _DEFAULT_OPTIONS), desc)
+
+
+def from_url(url: str, *, options: ImageOptions | None = None) -> EncodedImage:
+    """An ``http(s)`` URL, fetched once (only when ``allow_urls`` and the host is allowed)."""
+    from safeclip_guardrail._fetch import fetch_url
+
+    opts = options or _DEFAULT_OPTIONS
+    data = fetch_url(url, opts)
+    return EncodedImage(_checked_size(data, _url_desc(url), opts), _url_desc(url))
+
+
+def from_untrusted_string(value: str, *, options: ImageOptions | None = None) -> EncodedImage:
+    """A string found in message content: a data URL, an http(s) URL, or base64 — never a path.
+
+    Anything else (a file path, another URL scheme, text) is an :class:`ImageInputError`
+    whose message is the same whether or not such a file exists, so it is no oracle either.
+    """
+    if not isinstance(value, str):
+        raise ImageInputError(
+            f"expected an image string (data URL, base64 or http(s) URL), got {type(value).__name__}",
+            source=f"<{type(value).__name__}>")
+    s = value.strip()
+    if not s:
+        raise ImageInputError("image string is empty", source="<empty string>")
+    head = s[:16].lower()
+    if head.startswith("data:"):
+        return from_data_url(s, options=options)
+    if head.startswith(("http://", "https://")):
+        return from_url(s, options=options)
+    if "://" in s[:32] or s.startswith(("/", "\\", "~", ".")) or ":\\" in s[:4]:
+        raise ImageInputError(
+            "an image in message content must be a data URL, base64 data or an http(s) URL; "
+            "file paths and other URL schemes are never read from messages (load the file in "
+            "your application and send its bytes)", source="<untrusted string>")
+    return from_base64(s, options=options)
+
+
+def to_base64(image: EncodedImage) -> str:
+    return base64.b64encode(image.data).decode("ascii")
+
+
+def to_data_url(image: EncodedImage) -> str:
+    return f"data:{image.mime_type or 'application/octet-stream'};base64,{to_base64(image)}"
+
+
+# ---------------------------------------------------------------------- helpers
+def _b64decode(text: str, desc: str, *, what: str) -> bytes:
+    compact = "".join(text.split())
+    compact += "=" * (-len(compact) % 4)
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        try:  # URL-safe alphabet, as some clients send
+            return base64.b64decode(compact, altchars=b"-_", validate=True)
+        except (binascii.Error, ValueError):
+            raise ImageInputError(f"{what} is not valid base64", source=desc) from None
+
+
+def _checked_size(data: bytes, desc: str, opts: ImageOptions) -> bytes:
+    if not data:
+        raise ImageInputError(f"image {desc} is empty (0 bytes)", source=desc)
+    if len(data) > opts.max_bytes:
+        raise ImageInputError(
+            f"image {desc} is {len(data)} bytes, over the limit of {opts.max_bytes}; raise "
+            "ImageOptions.max_bytes if this is expected", source=desc)
+    return data
+
+
+def _url_desc(url: str) -> str:
+    return _short(url)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 120 else text[:117] + "..."
