@@ -78,7 +78,7 @@ def _allowed(opts: ImageOptions) -> tuple[str, ...]:
 
 
 def decode_bytes(data: bytes, opts: ImageOptions, desc: str, *,
-                 draft_size: int | None = None) -> Decoded:
+                 draft_size: int | None = None, budget: int | None = None) -> Decoded:
     """Decode encoded ``data`` (size limits on the bytes are the caller's)."""
     fmt = sniff_format(data[:16])
     allowed = _allowed(opts)
@@ -94,13 +94,15 @@ def decode_bytes(data: bytes, opts: ImageOptions, desc: str, *,
             source=desc,
         )
     check_container(fmt, data, opts, desc)
-    return _guarded(fmt, desc, lambda: _open_and_decode(data, allowed, opts, desc, draft_size))
+    return _guarded(fmt, desc,
+                    lambda: _open_and_decode(data, allowed, opts, desc, draft_size, budget))
 
 
-def decode_pil(img: Image.Image, opts: ImageOptions, desc: str) -> Decoded:
+def decode_pil(img: Image.Image, opts: ImageOptions, desc: str, *,
+               budget: int | None = None) -> Decoded:
     """Decode a caller's PIL image (trusted as an object, still bounded in pixels)."""
     fmt = getattr(img, "format", None)
-    return _guarded(fmt or img.mode, desc, lambda: _frames(img, opts, desc, fmt))
+    return _guarded(fmt or img.mode, desc, lambda: _frames(img, opts, desc, fmt, budget))
 
 
 def _guarded(fmt: str, desc: str, work: Callable[[], Decoded]) -> Decoded:
@@ -125,7 +127,7 @@ def _guarded(fmt: str, desc: str, work: Callable[[], Decoded]) -> Decoded:
 
 
 def _open_and_decode(data: bytes, allowed: tuple[str, ...], opts: ImageOptions, desc: str,
-                     draft_size: int | None) -> Decoded:
+                     draft_size: int | None, budget: int | None) -> Decoded:
     img = Image.open(io.BytesIO(data), formats=allowed)
     fmt = img.format or "?"
     if fmt not in allowed:  # a plugin that hands over to another one
@@ -133,7 +135,7 @@ def _open_and_decode(data: bytes, allowed: tuple[str, ...], opts: ImageOptions, 
     if draft_size and draft_size > 0 and fmt in {"JPEG", "MPO"} and opts.frames == 1:
         check_pixels(img.size, opts, desc, frame=0)  # the declared size, before draft shrinks it
         img.draft(None, (draft_size, draft_size))  # takes effect in the decode below
-    return _frames(img, opts, desc, fmt)
+    return _frames(img, opts, desc, fmt, budget)
 
 
 def check_pixels(size: tuple[int, int], opts: ImageOptions, desc: str, *, frame: int) -> int:
@@ -152,8 +154,11 @@ def check_pixels(size: tuple[int, int], opts: ImageOptions, desc: str, *, frame:
     return w * h
 
 
-def _frames(img: Image.Image, opts: ImageOptions, desc: str, fmt: str | None) -> Decoded:
-    """Decode frames 0..frames-1 one at a time, each checked before its pixels are read."""
+def _frames(img: Image.Image, opts: ImageOptions, desc: str, fmt: str | None,
+            budget: int | None = None) -> Decoded:
+    """Decode frames 0..frames-1 one at a time, each checked before its pixels are read.
+
+    ``budget``: pixels the caller's request may still decode (``max_request_pixels``)."""
     views: list[Image.Image] = []
     primary: list[Image.Image] = []
     total = 0
@@ -173,6 +178,13 @@ def _frames(img: Image.Image, opts: ImageOptions, desc: str, fmt: str | None) ->
                 f"image {desc} has {total + n} pixels in its first {i + 1} frames, over the "
                 f"limit of {opts.max_total_pixels} across frames; lower ImageOptions.frames or "
                 "raise max_total_pixels",
+                source=desc,
+            )
+        if budget is not None and total + n > budget:
+            raise ImageInputError(
+                f"image {desc} was not decoded: this request has {max(budget, 0)} of its "
+                f"max_request_pixels={opts.max_request_pixels} decoded pixels left and the image "
+                f"needs {total + n}; send it in another request or raise max_request_pixels",
                 source=desc,
             )
         total += n
@@ -213,7 +225,8 @@ def _views(img: Image.Image) -> tuple[list[Image.Image], bool]:
         img = ImageOps.exif_transpose(img) or img
     if orientation not in (0, 1):
         faithful = False
-    if img.mode == "P" and ("transparency" in img.info or img.palette.mode == "RGBA"):
+    if img.mode == "P" and ("transparency" in img.info
+                            or (img.palette is not None and img.palette.mode == "RGBA")):
         img = img.convert("RGBA")
     if img.mode in _ALPHA_MODES:
         rgba = img.convert("RGBA")

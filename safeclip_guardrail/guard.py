@@ -181,35 +181,54 @@ class SafeCLIPGuard:
         """
         sources = _as_sources(images)
         descs = [describe_source(src) for src in sources]
-        out: list[Judgement] = []
-        pending: dict[str, list[int]] = {}
-        decoded: dict[str, DecodedImage] = {}
+        out: list[Judgement] = [Judgement(None, None, None, d) for d in descs]
+        opts = self.config.images
+        chunk = _Chunk()
+        done: dict[str, ImageVerdict | ImageError] = {}  # this request's earlier chunks
+        spent = 0
         for i, src in enumerate(sources):
             try:
-                img = self.decode(src)
+                img = self._decode(src, budget=opts.max_request_pixels - spent)
             except ImageInputError as exc:
-                out.append(Judgement(None, exc, source=descs[i]))
+                out[i] = Judgement(None, exc, source=descs[i])
                 continue
+            spent += img.pixels
             fwd = forward_image(img) if forward else None
-            cached = self._cache_get(img.sha256)
-            if cached is not None:
-                out.append(Judgement(cached.model_copy(update={"source": descs[i]}), None, fwd,
-                                     descs[i]))
-                continue
-            out.append(Judgement(None, None, fwd, descs[i]))  # verdict filled in below
-            pending.setdefault(img.sha256, []).append(i)
-            decoded.setdefault(img.sha256, img)
-        if decoded:
-            for digest, result in self._score_decoded(list(decoded.values())).items():
-                if isinstance(result, ImageVerdict):
-                    self._cache_put(digest, result)
-                for i in pending[digest]:
-                    if isinstance(result, ImageVerdict):
-                        verdict = result.model_copy(update={"source": descs[i]})
-                        out[i] = Judgement(verdict, None, out[i].forward, descs[i])
-                    else:
-                        out[i] = Judgement(None, result, None, descs[i])
+            out[i] = Judgement(None, None, fwd, descs[i])
+            earlier = done.get(img.sha256)
+            cached = self._cache_get(img.sha256) if earlier is None else None
+            known = earlier if earlier is not None else cached
+            if known is not None:
+                self._settle(out, [i], known)
+            elif not chunk.add(img, i):
+                continue  # the same image is already waiting in this chunk
+            if chunk.full(self.config.batch_size, opts.chunk_pixels):
+                self._flush(chunk, out, done)
+        self._flush(chunk, out, done)
         return out
+
+    def _flush(self, chunk: _Chunk, out: list[Judgement],
+               done: dict[str, ImageVerdict | ImageError]) -> None:
+        """Encode and score the waiting images, settle their inputs, let their pixels go."""
+        if not chunk.images:
+            return
+        for digest, result in self._score_decoded(list(chunk.images.values())).items():
+            if isinstance(result, ImageVerdict):
+                self._cache_put(digest, result)
+            done[digest] = result
+            self._settle(out, chunk.waiting[digest], result)
+        chunk.clear()
+
+    @staticmethod
+    def _settle(out: list[Judgement], indexes: list[int],
+                result: ImageVerdict | ImageError) -> None:
+        for i in indexes:
+            j = out[i]
+            if isinstance(result, ImageVerdict):
+                out[i] = Judgement(result.model_copy(update={"source": j.source}), None,
+                                   j.forward, j.source)
+            else:
+                out[i] = Judgement(None, result, None, j.source)
 
     async def acheck(self, image: ImageSource) -> ImageVerdict:
         """Async :meth:`check` (runs in a worker thread; the event loop stays free)."""
@@ -332,10 +351,13 @@ class SafeCLIPGuard:
     def decode(self, source: ImageSource) -> DecodedImage:
         """Read an image exactly as the guard does: the configured limits, big JPEGs in draft
         mode at the encoder's input size. Raises :class:`ImageInputError`."""
+        return self._decode(source)
+
+    def _decode(self, source: ImageSource, *, budget: int | None = None) -> DecodedImage:
         opts = self.config.images
         size = getattr(getattr(self.encoder, "preprocess", None), "size", None)
         draft = int(size) if opts.jpeg_draft and isinstance(size, int) else None
-        return decode_image(source, opts, draft_size=draft)
+        return decode_image(source, opts, draft_size=draft, pixel_budget=budget)
 
     def _encode(self, frames: Sequence[Any]) -> ImageEmbeddings:
         bs = self.config.batch_size
@@ -374,6 +396,39 @@ class SafeCLIPGuard:
         c = self.config
         return (f"SafeCLIPGuard(model={self.encoder.name!r}, classes={len(self.bank)}, "
                 f"threshold={c.threshold}, cls_source={c.cls_source!r})")
+
+
+class _Chunk:
+    """Decoded images waiting for one encoder forward, keyed by SHA-256 (duplicates wait once).
+
+    ``judge_batch`` streams: it decodes into a chunk until the chunk holds ``batch_size``
+    frames or ``chunk_pixels`` decoded pixels, then encodes it and drops the pixels, so a
+    request holds one chunk of decoded images whatever its length.
+    """
+
+    def __init__(self) -> None:
+        self.images: dict[str, DecodedImage] = {}
+        self.waiting: dict[str, list[int]] = {}
+        self.frames = 0
+        self.pixels = 0
+
+    def add(self, img: DecodedImage, index: int) -> bool:
+        """Queue input ``index``; False when its image was already queued (nothing new)."""
+        first = img.sha256 not in self.images
+        if first:
+            self.images[img.sha256] = img
+            self.frames += len(img.frames)
+            self.pixels += img.pixels
+        self.waiting.setdefault(img.sha256, []).append(index)
+        return first
+
+    def full(self, batch_size: int, max_pixels: int) -> bool:
+        return self.frames >= batch_size or self.pixels >= max_pixels
+
+    def clear(self) -> None:
+        self.images.clear()
+        self.waiting.clear()
+        self.frames = self.pixels = 0
 
 
 def _finite_verdict(verdict: ImageVerdict) -> bool:

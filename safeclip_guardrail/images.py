@@ -66,6 +66,8 @@ class DecodedImage:
     grey or palette without transparency, no EXIF rotation, no CMYK/ICC conversion, no
     frames past the judged ones. When False the judged pixels, not ``data``, are what may be
     forwarded (:func:`forward_image`)."""
+    pixels: int = 0
+    """Pixels decoded, summed over frames (as declared, before any JPEG draft scaling)."""
     primary: tuple[Image.Image, ...] | None = None
     """One reading per frame, the one :func:`forward_image` sends (None: all of ``frames``).
     ``frames`` may hold several readings of one frame where decoders disagree (transparency:
@@ -119,7 +121,7 @@ def describe_source(source: object) -> str:
 
 
 def decode_image(source: ImageSource, options: ImageOptions | None = None, *,
-                 draft_size: int | None = None) -> DecodedImage:
+                 draft_size: int | None = None, pixel_budget: int | None = None) -> DecodedImage:
     """Decode ``source`` into RGB frames, enforcing the limits in ``options``.
 
     ``draft_size``: a still JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, by libjpeg's
@@ -128,13 +130,17 @@ def decode_image(source: ImageSource, options: ImageOptions | None = None, *,
     ``draft_size`` anyway sees nearly the same pixels. None (default) decodes at full size.
     The pixel limits are checked on the declared size first, as always; the SHA-256 of
     encoded input is that of its bytes, so verdict caching is unaffected.
+
+    ``pixel_budget``: decoded pixels the caller may still spend (a request's share of
+    ``ImageOptions.max_request_pixels``); an image that needs more is refused before the
+    frame that would break it is decoded.
     """
     opts = options or _DEFAULT_OPTIONS
     desc = describe_source(source)
     if isinstance(source, Image.Image):
-        return _from_pil(source, opts, desc)
+        return _from_pil(source, opts, desc, budget=pixel_budget)
     data = read_image_bytes(source, opts)
-    return _from_bytes(data, opts, desc, draft_size=draft_size)
+    return _from_bytes(data, opts, desc, draft_size=draft_size, budget=pixel_budget)
 
 
 def read_image_bytes(source: ImageSource, options: ImageOptions | None = None) -> bytes:
@@ -280,18 +286,21 @@ def _read_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
 
 
 def _from_bytes(data: bytes, opts: ImageOptions, desc: str, *,
-                draft_size: int | None = None) -> DecodedImage:
+                draft_size: int | None = None, budget: int | None = None) -> DecodedImage:
     digest = hashlib.sha256(data).hexdigest()
-    out = decode_bytes(data, opts, desc, draft_size=draft_size)
+    out = decode_bytes(data, opts, desc, draft_size=draft_size, budget=budget)
     return DecodedImage(frames=out.frames, sha256=digest, source=desc, data=data,
-                        format=out.format, faithful=out.faithful, primary=out.primary)
+                        format=out.format, faithful=out.faithful, pixels=out.pixels,
+                        primary=out.primary)
 
 
-def _from_pil(img: Image.Image, opts: ImageOptions, desc: str) -> DecodedImage:
-    out = decode_pil(img, opts, desc)
+def _from_pil(img: Image.Image, opts: ImageOptions, desc: str, *,
+              budget: int | None = None) -> DecodedImage:
+    out = decode_pil(img, opts, desc, budget=budget)
     h = hashlib.sha256()
     for f in out.frames:
         h.update(f"{f.size[0]}x{f.size[1]}".encode())
         h.update(f.tobytes())
     return DecodedImage(frames=out.frames, sha256=h.hexdigest(), source=desc, data=None,
-                        format=out.format, faithful=False, primary=out.primary)
+                        format=out.format, faithful=False, pixels=out.pixels,
+                        primary=out.primary)
