@@ -108,8 +108,9 @@ def decode_pil(img: Image.Image, opts: ImageOptions, desc: str, *,
 def _guarded(fmt: str, desc: str, work: Callable[[], Decoded]) -> Decoded:
     try:
         with warnings.catch_warnings():
-            # our own pixel limits replace Pillow's warning
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # our pixel limits replace Pillow's bomb warning, and a hostile file must not
+            # flood logs with Pillow's "corrupt data" warnings: failures are errors here
+            warnings.simplefilter("ignore")
             return work()
     except ImageInputError:
         raise
