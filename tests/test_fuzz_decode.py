@@ -142,6 +142,7 @@ class _Stats:
     def __init__(self) -> None:
         self.outcomes: Counter[str] = Counter()
         self.slowest = 0.0
+        self.slowest_input = b""
         self.untyped: list[str] = []
 
     def run(self, data: bytes, opts: ImageOptions) -> None:
@@ -157,7 +158,9 @@ class _Stats:
             assert d.frames and all(f.mode == "RGB" for f in d.frames)
             self.outcomes["decoded"] += 1
         finally:
-            self.slowest = max(self.slowest, time.perf_counter() - started)
+            took = time.perf_counter() - started
+            if took > self.slowest:
+                self.slowest, self.slowest_input = took, data
 
 
 STATS = {name: _Stats() for name in OPTIONS}
@@ -196,6 +199,8 @@ def _report() -> None:
                "untyped": s.untyped, "slowest_input_s": round(s.slowest, 4)}
         for name, s in STATS.items()
     }
+    for name, stats in STATS.items():  # keep the slowest input of each run for a look
+        Path(f"{path}.slowest-{name}.bin").write_bytes(stats.slowest_input)
     summary["peak_rss_mb"] = round(rss / 1024 if sys.platform != "darwin" else rss / 2**20, 1)
     summary["rss_before_fuzzing_mb"] = _RSS_AT_IMPORT
     summary["seeds"] = len(seeds())
