@@ -49,8 +49,11 @@ def main(model: str = "llava-1.5", image: str | Path = "", text: str = "What is 
          parallel: bool = False, mode: str = "block", guard: SafeCLIPGuard | None = None,
          llm: BaseChatModel | None = None) -> str:
     """Ask ``text`` about ``image`` behind both guardrails; print and return the answer."""
-    guardrail = (SafeCLIPGuardrail(guard=guard, mode=mode) if guard is not None  # type: ignore[arg-type]
-                 else SafeCLIPGuardrail.from_pretrained(model, mode=mode))  # type: ignore[arg-type]
+    # on_block="defer": the image guardrail leaves its block on the messages, so the gate
+    # answers one refusal naming every guardrail that blocked (any block wins)
+    guardrail = (SafeCLIPGuardrail(guard=guard, mode=mode, on_block="defer")  # type: ignore[arg-type]
+                 if guard is not None
+                 else SafeCLIPGuardrail.from_pretrained(model, mode=mode, on_block="defer"))  # type: ignore[arg-type]
     llm = llm or FakeListChatModel(responses=["(the model's answer)"])
     data = base64.b64encode(Path(image).read_bytes()).decode()
     message = HumanMessage(content=[{"type": "text", "text": text},

@@ -17,11 +17,14 @@ from safeclip_guardrail.config import (
 )
 from safeclip_guardrail.errors import (
     ConfigurationError,
+    EncoderOutputError,
     GuardrailViolation,
+    GuardRuntimeError,
     ImageInputError,
     MissingDependencyError,
     ModelLoadError,
     SafeCLIPError,
+    UsageError,
 )
 from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.result import GuardResult, ImageVerdict
@@ -31,7 +34,17 @@ if TYPE_CHECKING:
     from safeclip_guardrail.rag import SafeCLIPDocumentGuard
     from safeclip_guardrail.runnable import SafeCLIPGuardrail
 
-__version__ = "0.1.0"
+def _version() -> str:
+    """The installed distribution's version: one source of truth, pyproject.toml."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("safeclip-guardrail")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 _LAZY = {
     "SafeCLIPGuardrail": ("safeclip_guardrail.runnable", "langchain-core", "langchain"),
@@ -59,8 +72,10 @@ __all__ = [
     "ConceptBank",
     "ConceptClass",
     "ConfigurationError",
+    "EncoderOutputError",
     "GuardConfig",
     "GuardResult",
+    "GuardRuntimeError",
     "GuardrailViolation",
     "ImageInputError",
     "ImageOptions",
@@ -71,5 +86,6 @@ __all__ = [
     "SafeCLIPError",
     "SafeCLIPGuard",
     "SafeCLIPGuardrail",
+    "UsageError",
     "__version__",
 ]

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from safeclip_guardrail._validation import ValidatedModel, first_error
 from safeclip_guardrail.errors import ConfigurationError
 
 __all__ = ["ConceptBank", "ConceptClass", "ConceptKind"]
@@ -25,7 +26,7 @@ __all__ = ["ConceptBank", "ConceptClass", "ConceptKind"]
 ConceptKind = Literal["toxic", "benign"]
 
 
-class ConceptClass(BaseModel):
+class ConceptClass(ValidatedModel):
     """One class of the bank: a name, whether it is toxic, and its descriptor texts."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -63,7 +64,7 @@ class ConceptClass(BaseModel):
         return self
 
 
-class ConceptBank(BaseModel):
+class ConceptBank(ValidatedModel):
     """An ordered set of classes; at least one benign and one toxic, names unique.
 
     The JSON/YAML format is the one of the shipped paper bank::
@@ -215,16 +216,9 @@ class ConceptBank(BaseModel):
     def __len__(self) -> int:
         return len(self.classes)
 
-    def __iter__(self) -> Iterable[ConceptClass]:  # type: ignore[override]
-        return iter(self.classes)
-
 
 def _as_dict(c: ConceptClass) -> dict[str, Any]:
     return {"name": c.name, "kind": c.kind, "descriptors": list(c.descriptors)}
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(x) for x in err.get("loc", ()))
-    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"{msg} (at {loc})" if loc else msg
+_first_error = first_error  # kept for modules that imported the private name

@@ -14,10 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from safeclip_guardrail._validation import ValidatedModel
 from safeclip_guardrail.concepts import ConceptBank, _first_error
 from safeclip_guardrail.errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT",
     "DEFAULT_FORMATS",
     "DEFAULT_REFUSAL",
     "DEFAULT_SAFE_INSTRUCTION",
@@ -25,8 +27,10 @@ __all__ = [
     "Decision",
     "GuardConfig",
     "ImageOptions",
+    "InterventionConfig",
     "Mode",
     "OnError",
+    "ScoringConfig",
 ]
 
 ClsSource = Literal["final", "penultimate"]
@@ -54,7 +58,7 @@ DEFAULT_FORMATS: tuple[str, ...] = (
 _NEVER_FORMATS = frozenset({"EPS", "PS"})
 
 
-class ImageOptions(BaseModel):
+class ImageOptions(ValidatedModel):
     """Limits and options for reading images; the defaults fail closed."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -119,8 +123,8 @@ class ImageOptions(BaseModel):
         return self
 
 
-class GuardConfig(BaseModel):
-    """Every option of a guard and of the guardrails built on it."""
+class ScoringConfig(ValidatedModel):
+    """How images are read and scored: the options the engine (``SafeCLIPGuard``) uses."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -143,20 +147,10 @@ class GuardConfig(BaseModel):
     """``float32``, ``float16``, ``bfloat16``; None picks half precision on GPU."""
     batch_size: int = Field(default=32, ge=1)
     """Images per encoder forward in ``check_batch``."""
-    on_error: OnError = "block"
-    """Unreadable image: ``block`` (fail closed), ``raise`` (ImageInputError), ``allow``."""
     cache_size: int = Field(default=4096, ge=0)
     """Verdicts kept in the image-hash LRU cache (0 disables it)."""
     images: ImageOptions = Field(default_factory=ImageOptions)
     """How images are read."""
-    mode: Mode = "rewrite"
-    """What a guardrail does with a flagged image (see ``intervention``)."""
-    policy: dict[str, Mode] = Field(default_factory=dict)
-    """Per-class overrides of ``mode``, e.g. ``{"alcohol": "annotate", "porn": "block"}``."""
-    safe_instruction: str = DEFAULT_SAFE_INSTRUCTION
-    """Text prepended to the user's message on ``rewrite``."""
-    refusal: str = DEFAULT_REFUSAL
-    """Answer on ``block`` (``{categories}`` is replaced by the flagged categories)."""
 
     @field_validator("thresholds")
     @classmethod
@@ -178,18 +172,10 @@ class GuardConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _known_classes(self) -> GuardConfig:
-        names = set(self.bank.class_names)
-        for field, keys in (("thresholds", self.thresholds), ("policy", self.policy)):
-            unknown = sorted(set(keys) - names)
-            if unknown:
-                raise ValueError(
-                    f"{field} names classes that are not in the concept bank: "
-                    f"{', '.join(unknown)} (known: {', '.join(sorted(names))})"
-                )
+    def _known_threshold_classes(self) -> ScoringConfig:
+        _check_names("thresholds", self.thresholds, set(self.bank.class_names))
         return self
 
-    # ----------------------------------------------------------------- helpers
     @property
     def bank(self) -> ConceptBank:
         """The concept bank in force (the default one when ``concepts`` is None)."""
@@ -197,6 +183,26 @@ class GuardConfig(BaseModel):
 
     def threshold_for(self, category: str) -> float:
         return self.thresholds.get(category, self.threshold)
+
+
+class InterventionConfig(ValidatedModel):
+    """What a guardrail does with the verdicts: the options of :mod:`safeclip_guardrail.policy`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    on_error: OnError = "block"
+    """Unreadable image: ``block`` (fail closed), ``raise`` (ImageInputError), ``allow``.
+    Whatever it says, an image that could not be judged is never forwarded to a model."""
+    mode: Mode = "rewrite"
+    """What a guardrail does with a flagged image (see ``intervention``)."""
+    policy: dict[str, Mode] = Field(default_factory=dict)
+    """Per-class overrides of ``mode``, e.g. ``{"alcohol": "annotate", "porn": "block"}``;
+    the key ``"unreadable"`` sets what an image that could not be judged does (default: the
+    strongest of ``block`` and ``mode``)."""
+    safe_instruction: str = DEFAULT_SAFE_INSTRUCTION
+    """Text prepended to the user's message on ``rewrite``."""
+    refusal: str = DEFAULT_REFUSAL
+    """Answer on ``block`` (``{categories}`` is replaced by the flagged categories)."""
 
     def refusal_for(self, categories: Sequence[str], *, fallback: str = "unsafe") -> str:
         """``refusal`` with ``{categories}`` filled in (``fallback`` when there are none)."""
@@ -207,8 +213,44 @@ class GuardConfig(BaseModel):
             return self.mode
         return self.policy.get(category, self.mode)
 
+
+class GuardConfig(InterventionConfig, ScoringConfig):
+    """Every option of a guard and of the guardrails built on it, in one file format.
+
+    It composes :class:`ScoringConfig` (what the engine uses) and
+    :class:`InterventionConfig` (what guardrails do with verdicts); ``.scoring`` and
+    ``.intervention`` give each half, :meth:`compose` joins two halves.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="after")
+    def _known_policy_classes(self) -> GuardConfig:
+        # policy may also say what an unreadable image does ("unreadable": "redact")
+        _check_names("policy", self.policy, set(self.bank.class_names) | {"unreadable"})
+        return self
+
+    @property
+    def scoring(self) -> ScoringConfig:
+        return ScoringConfig.model_validate(_fields_of(self, ScoringConfig))
+
+    @property
+    def intervention(self) -> InterventionConfig:
+        return InterventionConfig.model_validate(_fields_of(self, InterventionConfig))
+
+    @classmethod
+    def compose(cls, scoring: ScoringConfig, intervention: InterventionConfig | None = None,
+                ) -> GuardConfig:
+        """One GuardConfig from its two halves (default intervention options when omitted)."""
+        data = {**_fields_of(intervention or InterventionConfig(), InterventionConfig),
+                **_fields_of(scoring, ScoringConfig)}
+        return build_config(data)
+
     def replace(self, **changes: Any) -> GuardConfig:
-        """A validated copy with some fields changed (the config itself is frozen)."""
+        """A validated copy with some fields changed (the config itself is frozen).
+
+        None keeps a field's value; :data:`DEFAULT` resets it to its default
+        (``config.replace(refusal=DEFAULT)``)."""
         return build_config(self.model_dump(), **changes)
 
     # ----------------------------------------------------------------- files
@@ -254,7 +296,9 @@ def build_config(base: GuardConfig | dict[str, Any] | None = None, **changes: An
         base.model_dump() if isinstance(base, GuardConfig) else dict(base or {})
     )
     for key, value in changes.items():
-        if value is not None:
+        if value is DEFAULT:
+            data.pop(key, None)
+        elif value is not None:
             data[key] = value
     if isinstance(data.get("concepts"), (str, Path)):
         data["concepts"] = ConceptBank.from_file(data["concepts"])
@@ -265,6 +309,29 @@ def build_config(base: GuardConfig | dict[str, Any] | None = None, **changes: An
     except ValidationError as exc:
         raise ConfigurationError(f"invalid guard configuration: {_first_error(exc)}") from None
 
+
+def _check_names(field: str, keys: dict[str, Any], names: set[str]) -> None:
+    unknown = sorted(set(keys) - names)
+    if unknown:
+        raise ValueError(
+            f"{field} names classes that are not in the concept bank: "
+            f"{', '.join(unknown)} (known: {', '.join(sorted(names))})"
+        )
+
+
+def _fields_of(model: BaseModel, cls: type[BaseModel]) -> dict[str, Any]:
+    return {name: getattr(model, name) for name in cls.model_fields}
+
+
+class _Default:
+    """Sentinel type of :data:`DEFAULT`."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _Default()
+"""Pass to :meth:`GuardConfig.replace` (or ``build_config``) to reset a field to its default."""
 
 _DEFAULT_BANK: ConceptBank | None = None
 

@@ -1,17 +1,22 @@
-"""Exceptions raised by safeclip-guardrail.
+"""Exceptions raised by safeclip-guardrail, in a tree users can catch by kind.
 
-One base class, so ``except SafeCLIPError`` catches everything the library raises on purpose::
+One base class, so ``except SafeCLIPError`` catches everything the library raises on
+purpose; under it three kinds, as pydantic-ai separates a developer's mistake from a
+failed run::
 
     SafeCLIPError
-    ├── ConfigurationError      a usage mistake: bad option, bad concept bank, bad config file
-    ├── ModelLoadError          a model could not be found or loaded (says where it looked)
-    ├── ImageInputError         an image could not be read, or breaks a limit
-    ├── EncoderOutputError      the encoder gave a non-finite embedding: no verdict is possible
-    ├── MissingDependencyError  an optional extra is not installed (names the pip command)
-    └── GuardrailViolation      mode="raise" and an image was flagged (carries the result)
+    ├── UsageError                  fix your code: the call or the configuration is wrong
+    │   ├── ConfigurationError      bad option, bad concept bank, bad config file, wrong argument type
+    │   └── MissingDependencyError  an optional extra is not installed (names the pip command)
+    ├── GuardRuntimeError           this request or this environment failed; the code is fine
+    │   ├── ImageInputError         an image could not be read, or breaks a limit
+    │   ├── EncoderOutputError      the encoder gave a non-finite embedding: no verdict is possible
+    │   ├── ModelLoadError          a model could not be found or loaded (says where it looked)
+    │   └── CalibrationError        (safeclip_guardrail.eval) a target rate cannot be met on this data
+    └── GuardrailViolation          the policy outcome: the input was blocked (carries the result)
 
 A toxic verdict is data (``ImageVerdict.flagged``), never an exception, unless the caller
-asked for ``mode="raise"``.
+asked for ``mode="raise"`` (or ``block`` in an unwrapped chain).
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ConfigurationError",
     "EncoderOutputError",
+    "GuardRuntimeError",
     "GuardrailViolation",
     "ImageInputError",
     "MissingDependencyError",
     "ModelLoadError",
     "SafeCLIPError",
+    "UsageError",
 ]
 
 
@@ -36,16 +43,24 @@ class SafeCLIPError(Exception):
     """Base class of every error this library raises deliberately."""
 
 
-class ConfigurationError(SafeCLIPError, ValueError):
+class UsageError(SafeCLIPError):
+    """A mistake in the calling code or configuration: the message says how to fix it."""
+
+
+class GuardRuntimeError(SafeCLIPError):
+    """An input or the environment failed at run time (unreadable image, model, encoder)."""
+
+
+class ConfigurationError(UsageError, ValueError):
     """The caller asked for something invalid; the message says what and how to fix it."""
 
 
-class ModelLoadError(SafeCLIPError, OSError):
+class ModelLoadError(GuardRuntimeError, OSError):
     """A model could not be loaded: the message names the model, where it looked, and how
     to get it (e.g. download it on a machine with network access and pass the directory)."""
 
 
-class ImageInputError(SafeCLIPError, ValueError):
+class ImageInputError(GuardRuntimeError, ValueError):
     """An image could not be decoded or breaks a configured limit."""
 
     def __init__(self, message: str, *, source: str | None = None) -> None:
@@ -54,7 +69,7 @@ class ImageInputError(SafeCLIPError, ValueError):
         """A short, safe description of the input (never the whole base64 payload)."""
 
 
-class EncoderOutputError(SafeCLIPError, ArithmeticError):
+class EncoderOutputError(GuardRuntimeError, ArithmeticError):
     """The encoder returned a non-finite embedding (NaN/inf) for an image.
 
     Never a verdict: the image is handled like an unreadable one (``on_error``), because
@@ -65,7 +80,7 @@ class EncoderOutputError(SafeCLIPError, ArithmeticError):
         self.source = source
 
 
-class MissingDependencyError(SafeCLIPError, ImportError):
+class MissingDependencyError(UsageError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
     def __init__(self, package: str, *, extra: str, feature: str) -> None:

@@ -3,8 +3,8 @@
 Put it in front of any vision-language chat model::
 
     guardrail = SafeCLIPGuardrail.from_pretrained("llava-1.5", mode="rewrite")
-    chain = prompt | guardrail | llm            # rewrite / annotate / redact
-    safe_llm = guardrail.wrap(llm)              # block: refuse without calling the model
+    chain = prompt | guardrail | llm            # rewrite / annotate / redact; block raises
+    safe_llm = guardrail.wrap(llm)              # block: a refusal, the model is not called
 
 Input and output have the same shape: a ``str``, a message, a list of messages, a
 ``PromptValue`` or a dict with ``"messages"``. ``batch``/``abatch`` check the images of
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
@@ -46,7 +46,7 @@ from safeclip_guardrail._lc_compose import (
 from safeclip_guardrail._messages import guard_result_of
 from safeclip_guardrail.concepts import _first_error
 from safeclip_guardrail.config import GuardConfig, Mode, OnError, build_config
-from safeclip_guardrail.errors import ConfigurationError, SafeCLIPError
+from safeclip_guardrail.errors import ConfigurationError, GuardrailViolation, SafeCLIPError
 from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.intervention import (
     METADATA_KEY,
@@ -107,9 +107,18 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
     refusal: str | None = None
     """Answer on ``block``; ``{categories}`` is replaced by the flagged categories."""
     on_error: OnError | None = None
-    """Unreadable or unknown image blocks: ``block`` (fail closed), ``raise``, ``allow``."""
-    check_tool_messages: bool = False
-    """Also check images returned by tools (``ToolMessage``), not only human messages."""
+    """Unreadable or unknown image blocks: ``block`` (fail closed), ``raise``, ``allow``.
+    Whatever it says, an image that could not be judged is never forwarded."""
+    skip_roles: tuple[str, ...] = ()
+    """Roles whose images are NOT judged (``"tool"``, ``"system"``...). Empty by default: a
+    client that sends a whole conversation controls every role, so every role is judged."""
+    check_tool_messages: bool | None = None
+    """Deprecated: tool messages are judged by default; ``False`` adds ``tool`` to ``skip_roles``."""
+    on_block: Literal["raise", "defer"] = "raise"
+    """``block`` in a plain chain: ``raise`` :class:`GuardrailViolation` (carrying the result
+    and the refusal) so the model is never called; ``defer`` leaves the decision on the
+    messages for a downstream :func:`guardrail_gate`. :meth:`wrap` always answers with the
+    refusal instead."""
 
     _config: GuardConfig = PrivateAttr()
 
@@ -129,15 +138,18 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
     def from_pretrained(
         cls, model: str | None = None, *, mode: Mode | None = None,
         policy: dict[str, Mode] | None = None, safe_instruction: str | None = None,
-        refusal: str | None = None, check_tool_messages: bool = False,
+        refusal: str | None = None, skip_roles: tuple[str, ...] = (),
+        on_block: Literal["raise", "defer"] = "raise",
         config: GuardConfig | str | Path | None = None, **guard_options: Any,
     ) -> SafeCLIPGuardrail:
         """Load a guard (same arguments as ``SafeCLIPGuard.from_pretrained``) and wrap it."""
+        check_tool_messages = guard_options.pop("check_tool_messages", None)
         guard = SafeCLIPGuard.from_pretrained(
             model, config=config, mode=mode, policy=policy, safe_instruction=safe_instruction,
             refusal=refusal, **guard_options,
         )
-        return cls(guard=guard, check_tool_messages=check_tool_messages)
+        return cls(guard=guard, skip_roles=skip_roles, on_block=on_block,
+                   check_tool_messages=check_tool_messages)
 
     @property
     def config(self) -> GuardConfig:
@@ -170,22 +182,34 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
     # ------------------------------------------------------------------ internals
     def _invoke(self, input: Any, run_manager: CallbackManagerForChainRun,
                 config: RunnableConfig) -> Any:
-        return _unwrap(self.guard_inputs([input], [config], [run_manager])[0]).output
+        return self._output(self.guard_inputs([input], [config], [run_manager])[0], raise_=True)
 
     async def _ainvoke(self, input: Any, run_manager: AsyncCallbackManagerForChainRun,
                        config: RunnableConfig) -> Any:
         results = await self.aguard_inputs([input], [config], [run_manager])
-        return _unwrap(results[0]).output
+        return self._output(results[0], raise_=True)
 
     def _batch(self, inputs: list[Any], run_manager: list[CallbackManagerForChainRun],
                config: list[RunnableConfig]) -> list[Any]:
-        return [r if isinstance(r, Exception) else r.output
-                for r in self.guard_inputs(inputs, config, run_manager)]
+        return [self._output(r) for r in self.guard_inputs(inputs, config, run_manager)]
 
     async def _abatch(self, inputs: list[Any], run_manager: list[AsyncCallbackManagerForChainRun],
                       config: list[RunnableConfig]) -> list[Any]:
         results = await self.aguard_inputs(inputs, config, run_manager)
-        return [r if isinstance(r, Exception) else r.output for r in results]
+        return [self._output(r) for r in results]
+
+    def _output(self, result: GuardedOutput | Exception, *, raise_: bool = False) -> Any:
+        """The guarded output; a blocked input becomes GuardrailViolation unless deferred."""
+        if isinstance(result, GuardedOutput) and result.outcome.blocked \
+                and self.on_block == "raise":
+            refusal = result.outcome.refusal
+            result = GuardrailViolation(result.outcome.result,
+                                        refusal=str(refusal.content) if refusal else None)
+        if isinstance(result, Exception):
+            if raise_:
+                raise result
+            return result
+        return result.output
 
     def guard_inputs(self, inputs: Sequence[Any], configs: Sequence[RunnableConfig],
                      run_managers: Sequence[CallbackManagerForChainRun],
@@ -197,7 +221,8 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
         shaped = [_try_shape(x) for x in inputs]
         convs = [s.messages for s in shaped if isinstance(s, _Shaped)]
         outcomes = outcomes_or_errors(self.guard, convs, config=self._config,
-                                      check_tool_messages=self.check_tool_messages)
+                                      check_tool_messages=self.check_tool_messages,
+                                      skip_roles=self.skip_roles)
         out = _assemble(shaped, outcomes)
         for result, cfg, rm in zip(out, configs, run_managers, strict=True):
             if isinstance(result, GuardedOutput):
@@ -213,7 +238,8 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
         shaped = [_try_shape(x) for x in inputs]
         convs = [s.messages for s in shaped if isinstance(s, _Shaped)]
         outcomes = await aoutcomes_or_errors(self.guard, convs, config=self._config,
-                                             check_tool_messages=self.check_tool_messages)
+                                             check_tool_messages=self.check_tool_messages,
+                                             skip_roles=self.skip_roles)
         out = _assemble(shaped, outcomes)
         for result, cfg, rm in zip(out, configs, run_managers, strict=True):
             if isinstance(result, GuardedOutput):
@@ -224,12 +250,6 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
 
 
 # ---------------------------------------------------------------------- helpers
-def _unwrap(result: GuardedOutput | Exception) -> GuardedOutput:
-    if isinstance(result, Exception):
-        raise result
-    return result
-
-
 def _assemble(shaped: list[_Shaped | Exception],
               outcomes: list[GuardOutcome | SafeCLIPError]) -> list[GuardedOutput | Exception]:
     """Put outcomes (one per readable input) back in place, in each input's shape."""

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from safeclip_guardrail.concepts import ConceptBank
-from safeclip_guardrail.config import Decision, GuardConfig
+from safeclip_guardrail.config import Decision, ScoringConfig
 from safeclip_guardrail.result import ImageVerdict
 
 __all__ = ["class_masses", "decide", "descriptor_probabilities", "score"]
@@ -59,7 +59,7 @@ def decide(masses: np.ndarray, *, toxic: np.ndarray, thresholds: np.ndarray,
 
 
 def score(embeddings: np.ndarray, text_emb: np.ndarray, *, logit_scale: float,
-          bank: ConceptBank, config: GuardConfig) -> list[ImageVerdict]:
+          bank: ConceptBank, config: ScoringConfig) -> list[ImageVerdict]:
     """Verdicts for ``embeddings`` (n, d) against the bank's descriptor embeddings."""
     names = bank.class_names
     if embeddings.ndim != 2 or embeddings.shape[1] != text_emb.shape[1]:

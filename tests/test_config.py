@@ -78,3 +78,29 @@ def test_image_options_validation() -> None:
     assert ImageOptions(allow_urls=True, allowed_hosts=("img.example.com",)).allow_urls
     with pytest.raises(ValueError):
         ImageOptions(max_pixels=0)
+
+
+def test_config_splits_into_scoring_and_intervention_halves() -> None:
+    from safeclip_guardrail.config import InterventionConfig, ScoringConfig
+
+    cfg = GuardConfig(threshold=0.7, cls_source="penultimate", mode="block",
+                      policy={"gun": "redact", "unreadable": "redact"}, refusal="No.")
+    assert isinstance(cfg.scoring, ScoringConfig) and not isinstance(cfg.scoring, GuardConfig)
+    assert cfg.scoring.threshold == 0.7 and not hasattr(cfg.scoring, "mode")
+    assert isinstance(cfg.intervention, InterventionConfig)
+    assert cfg.intervention.policy == {"gun": "redact", "unreadable": "redact"}
+    assert not hasattr(cfg.intervention, "threshold")
+    assert GuardConfig.compose(cfg.scoring, cfg.intervention) == cfg
+    assert GuardConfig.compose(cfg.scoring).mode == GuardConfig().mode
+    # the file format is unchanged: one flat mapping, scoring options first
+    assert list(cfg.model_dump())[:3] == ["model", "concepts", "threshold"]
+
+
+def test_replace_can_reset_a_field_to_its_default() -> None:
+    from safeclip_guardrail.config import DEFAULT
+
+    cfg = GuardConfig(refusal="No.", threshold=0.8, device="cpu")
+    assert cfg.replace(refusal=None).refusal == "No."  # None keeps
+    reset = cfg.replace(refusal=DEFAULT, device=DEFAULT)
+    assert reset.refusal == GuardConfig().refusal and reset.device is None
+    assert reset.threshold == 0.8

@@ -26,6 +26,7 @@ from safeclip_guardrail.intervention import (
     guard_result_of,
     strongest_action,
 )
+from safeclip_guardrail.policy import UNREADABLE_PLACEHOLDER
 from safeclip_guardrail.testing import PlantedEncoder
 
 
@@ -68,7 +69,8 @@ def test_every_inline_image_form_is_read(planted: PlantedEncoder, planted_guard:
     out = guard_messages(planted_guard, [msg], config=cfg(planted_guard, mode="redact"))
     assert out.result.categories == ["gun"]
     assert out.result.verdicts[0].error is None
-    assert out.messages[0].content[1] == {"type": "text", "text": REDACTED.format(category="gun")}
+    kind = "input_text" if form == "responses_input_image" else "text"  # the block's dialect
+    assert out.messages[0].content[1] == {"type": kind, "text": REDACTED.format(category="gun")}
 
 
 @pytest.mark.parametrize("block", [
@@ -116,10 +118,13 @@ def test_malformed_or_unknown_blocks_follow_on_error(planted_guard: SafeCLIPGuar
     assert closed.blocked and closed.result.categories == ["unreadable"]
     assert closed.result.verdicts[0].error
     assert closed.messages[0].content[1] == {  # the block was redacted away
-        "type": "text", "text": REDACTED.format(category="unreadable")}
+        "type": "text", "text": UNREADABLE_PLACEHOLDER}
 
+    # "allow" lets the request go on, but a part that was not judged is never forwarded
     allowed = guard_messages(planted_guard, [msg], config=cfg(planted_guard, on_error="allow"))
-    assert not allowed.blocked and allowed.messages[0].content == msg.content
+    assert not allowed.blocked
+    assert allowed.messages[0].content == [msg.content[0],
+                                           {"type": "text", "text": UNREADABLE_PLACEHOLDER}]
 
     with pytest.raises(ImageInputError):
         guard_messages(planted_guard, [msg], config=cfg(planted_guard, on_error="raise"))
@@ -225,12 +230,15 @@ def test_every_human_turn_is_checked_and_a_resent_image_once(
     assert planted.forward_counter.count == 1
 
 
-def test_tool_messages_only_when_asked(planted: PlantedEncoder,
-                                       planted_guard: SafeCLIPGuard) -> None:
+def test_tool_messages_are_judged_unless_skipped(planted: PlantedEncoder,
+                                                 planted_guard: SafeCLIPGuard) -> None:
     tool = ToolMessage(content=[openai_image(b64(planted, "gun"))], tool_call_id="call-1")
-    assert not guard_messages(planted_guard, [tool]).result.verdicts
-    out = guard_messages(planted_guard, [tool], check_tool_messages=True)
+    out = guard_messages(planted_guard, [tool])
     assert out.result.categories == ["gun"] and out.result.action == "rewrite"
+    assert not guard_messages(planted_guard, [tool], skip_roles=("tool",)).result.verdicts
+    with pytest.warns(DeprecationWarning, match="skip_roles"):
+        skipped = guard_messages(planted_guard, [tool], check_tool_messages=False)
+    assert not skipped.result.verdicts
 
 
 def test_batches_make_one_guard_call(planted: PlantedEncoder,
@@ -264,4 +272,4 @@ def test_user_chat_messages_and_odd_content_items(planted: PlantedEncoder,
     odd = HumanMessage(content=["hello", {"type": "text", "text": "hi"}])
     odd.content.append(42)  # type: ignore[union-attr, arg-type]  # bypasses validation
     out = guard_messages(planted_guard, [odd])
-    assert out.blocked and "is of type int" in (out.result.verdicts[0].error or "")
+    assert out.blocked and "of type int" in (out.result.verdicts[0].error or "")

@@ -7,15 +7,27 @@ import sys
 
 import safeclip_guardrail
 
+PUBLIC = [
+    "DEFAULT_REFUSAL", "DEFAULT_SAFE_INSTRUCTION", "ChatLlava", "ConceptBank", "ConceptClass",
+    "ConfigurationError", "EncoderOutputError", "GuardConfig", "GuardResult", "GuardRuntimeError",
+    "GuardrailViolation", "ImageInputError", "ImageOptions", "ImageVerdict",
+    "MissingDependencyError", "ModelLoadError", "SafeCLIPDocumentGuard", "SafeCLIPError",
+    "SafeCLIPGuard", "SafeCLIPGuardrail", "UsageError", "__version__",
+]
 
-def test_all_is_sorted_and_pinned() -> None:
+
+def test_all_is_sorted_and_pinned_exactly() -> None:
     names = safeclip_guardrail.__all__
     assert names == sorted(names, key=lambda n: (not n.isupper(), n.startswith("_"), n))
-    for required in ("SafeCLIPGuard", "GuardConfig", "ConceptBank", "ImageVerdict", "GuardResult",
-                     "SafeCLIPGuardrail", "ChatLlava", "GuardrailViolation", "ImageInputError",
-                     "ModelLoadError", "ConfigurationError", "MissingDependencyError",
-                     "SafeCLIPError"):
-        assert required in names
+    assert names == PUBLIC  # a public name added or removed is a deliberate, reviewed change
+    for name in names:
+        assert getattr(safeclip_guardrail, name) is not None
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    assert safeclip_guardrail.__version__ == version("safeclip-guardrail")
 
 
 def test_engine_imports_no_langchain() -> None:

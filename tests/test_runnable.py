@@ -92,10 +92,11 @@ def test_guardrail_mode_under_execution(planted: PlantedEncoder, planted_guard: 
                                         mode: str, how: str) -> None:
     guardrail = SafeCLIPGuardrail(guard=planted_guard, mode=mode)
     msg = image_message(planted, "gun")
-    if mode == "raise":
+    if mode in ("raise", "block"):  # a plain chain must stop: the model is never called
         with pytest.raises(GuardrailViolation) as info:
             execute(guardrail, [msg], how)
         assert info.value.result.categories == ["gun"]
+        assert (info.value.refusal is not None) == (mode == "block")
         return
     (out,) = execute(guardrail, [msg], how)
     result = guard_result_of(out)
@@ -106,7 +107,7 @@ def test_guardrail_mode_under_execution(planted: PlantedEncoder, planted_guard: 
     elif mode == "annotate":
         assert out.content == msg.content
         assert convert_to_openai_messages(out) == convert_to_openai_messages(msg)
-    else:  # redact, and block when used without wrap: the image never passes on
+    else:  # redact: the image never passes on
         assert out.content[0] == msg.content[0]
         assert out.content[1]["type"] == "text" and "gun" in out.content[1]["text"]
 
@@ -184,7 +185,7 @@ def test_prompt_template_then_guardrail_then_model(planted: PlantedEncoder,
 # ---------------------------------------------------------------- LangChain-native
 def test_batch_of_eight_is_one_encoder_forward(planted: PlantedEncoder,
                                                planted_guard: SafeCLIPGuard) -> None:
-    guardrail = SafeCLIPGuardrail(guard=planted_guard, mode="block")
+    guardrail = SafeCLIPGuardrail(guard=planted_guard, mode="block", on_block="defer")
     inputs = [[image_message(planted, "gun" if i % 3 == 0 else "neutral")] for i in range(8)]
     outs = guardrail.batch(inputs)
     assert planted.forward_counter.count == 1
@@ -245,9 +246,10 @@ def test_with_config_retry_fallbacks_and_pipes(planted: PlantedEncoder,
     guardrail = SafeCLIPGuardrail(guard=planted_guard, mode="block")
     msg = image_message(planted, "gun")
     named = guardrail.with_config(run_name="image-check")
-    with collect_runs() as runs:
+    with collect_runs() as runs, pytest.raises(GuardrailViolation):
         named.invoke([msg])
     assert runs.traced_runs[0].name == "image-check"
+    assert runs.traced_runs[0].error  # the block is visible in the trace
 
     failing = GenericFakeChatModel(messages=iter([]))  # raises StopIteration-based error
     llm, rec = counting_llm("from fallback")
@@ -267,7 +269,13 @@ def test_with_config_retry_fallbacks_and_pipes(planted: PlantedEncoder,
     retried = guardrail.wrap(RunnableLambda(flaky)).with_retry(
         stop_after_attempt=2, retry_if_exception_type=(RuntimeError,), wait_exponential_jitter=False)
     assert retried.invoke([image_message(planted, "neutral")]).content == "second try"
-    piped = guardrail | RunnableLambda(lambda ms: guard_result_of(ms[0]))
+    never: list[Any] = []
+    stopped = guardrail | RunnableLambda(lambda ms: never.append(ms))
+    with pytest.raises(GuardrailViolation) as info:
+        stopped.invoke([msg])
+    assert never == [] and info.value.refusal and info.value.refusal.startswith("I cannot")
+    deferred = guardrail.model_copy(update={"on_block": "defer"})
+    piped = deferred | RunnableLambda(lambda ms: guard_result_of(ms[0]))
     assert piped.invoke([msg]).action == "block"  # type: ignore[union-attr]
 
 

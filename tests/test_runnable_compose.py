@@ -46,12 +46,12 @@ def ask(planted: PlantedEncoder, target: str, text: str) -> list[BaseMessage]:
 
 
 def sequence(guard: SafeCLIPGuard, llm: Runnable[Any, Any], mode: str) -> Runnable[Any, Any]:
-    image = SafeCLIPGuardrail(guard=guard, mode=mode)  # type: ignore[arg-type]
+    image = SafeCLIPGuardrail(guard=guard, mode=mode, on_block="defer")  # type: ignore[arg-type]
     return image | text_guardrail(no_bombs, name="keywords") | guardrail_gate(llm)
 
 
 def parallel(guard: SafeCLIPGuard, llm: Runnable[Any, Any], mode: str) -> Runnable[Any, Any]:
-    image = SafeCLIPGuardrail(guard=guard, mode=mode)  # type: ignore[arg-type]
+    image = SafeCLIPGuardrail(guard=guard, mode=mode, on_block="defer")  # type: ignore[arg-type]
     both = RunnableParallel(text=text_guardrail(no_bombs, name="keywords"), image=image)
     return both | merge_guardrails | guardrail_gate(llm)
 
@@ -136,7 +136,7 @@ def test_composition_under_other_execution_modes(planted: PlantedEncoder,
 
 def test_combined_outcome_reads_every_shape(planted: PlantedEncoder,
                                             planted_guard: SafeCLIPGuard) -> None:
-    guarded = SafeCLIPGuardrail(guard=planted_guard, mode="block").invoke(
+    guarded = SafeCLIPGuardrail(guard=planted_guard, mode="block", on_block="defer").invoke(
         {"messages": ask(planted, "porn", "?")})
     outcome = combined_outcome(guarded)
     assert outcome.blocked and [d.name for d in outcome.blocking] == ["safeclip"]

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.config import Decision, GuardConfig
-from safeclip_guardrail.errors import ConfigurationError
+from safeclip_guardrail.errors import ConfigurationError, GuardRuntimeError
 from safeclip_guardrail.eval.datasets import EvalDataset, UnreadableFile
 from safeclip_guardrail.eval.embed import embed_dataset, subset
 from safeclip_guardrail.eval.metrics import class_masses_for, flags_for
@@ -47,8 +47,9 @@ __all__ = [
 DEFAULT_MARGIN = 1e-4
 
 
-class CalibrationError(ConfigurationError):
-    """The target false-positive rate cannot be met on this benign set."""
+class CalibrationError(GuardRuntimeError, ValueError):
+    """The target false-positive rate cannot be met on this benign set (a run-time outcome
+    of the data, not a usage mistake)."""
 
 
 class CalibrationResult(BaseModel):

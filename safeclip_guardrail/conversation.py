@@ -1,0 +1,174 @@
+"""Guard whole conversations: find every image, judge it, apply the policy, forward exactly it.
+
+Framework-free; the LangChain layer, the agent adapters, the HTTP service and the LiteLLM
+guardrail are thin converters around :func:`guard_conversations`. All images of all the
+conversations given go through ONE ``guard.judge_batch`` call (one encoder forward per
+``batch_size`` chunk), and each conversation's outcome is independent: an error in one
+(``on_error="raise"``, ``mode="raise"``) is returned in its place, never for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from safeclip_guardrail import policy
+from safeclip_guardrail.config import GuardConfig
+from safeclip_guardrail.errors import GuardrailViolation, SafeCLIPError
+from safeclip_guardrail.extraction import (
+    ImagePart,
+    MessageView,
+    apply_parts,
+    canonical,
+    dict_of_view,
+    find_image_parts,
+    placeholder,
+    prepend_text,
+    value_at,
+    view_of_dict,
+)
+from safeclip_guardrail.result import GuardResult, ImageVerdict
+
+if TYPE_CHECKING:
+    from safeclip_guardrail.guard import Judgement, SafeCLIPGuard
+
+__all__ = [
+    "GuardedConversation",
+    "aguard_conversations",
+    "guard_conversations",
+    "guard_dict_messages",
+]
+
+
+@dataclass(frozen=True)
+class GuardedConversation:
+    """What the guard made of one conversation."""
+
+    messages: list[MessageView]
+    """The conversation to forward: judged images as canonical blocks, others replaced."""
+    result: GuardResult
+    """Every verdict, in the order the images appear; ``action`` is the strongest action."""
+    blocked: bool
+    """True when the request must not reach the model (answer with ``refusal``)."""
+    refusal: str | None
+    """The refusal text on ``block``."""
+    message_results: list[GuardResult | None]
+    """Per message: its GuardResult when it held images, else None."""
+    changed: list[bool]
+    """Per message: whether what is forwarded differs from what came in."""
+
+    def as_dicts(self, originals: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The guarded conversation as provider dict messages (the originals' other keys kept)."""
+        return [dict_of_view(o, v) if c else dict(o)
+                for o, v, c in zip(originals, self.messages, self.changed, strict=True)]
+
+
+def guard_conversations(guard: SafeCLIPGuard, conversations: Sequence[Sequence[MessageView]], *,
+                        config: GuardConfig | None = None, skip_roles: Collection[str] = (),
+                        ) -> list[GuardedConversation | SafeCLIPError]:
+    """Guard many conversations with one guard batch; errors come back in place.
+
+    ``config`` sets the intervention (mode, policy, on_error, texts); scoring and image
+    limits are the guard's own.
+    """
+    cfg = config or guard.config
+    found = [find_image_parts(conv, options=guard.config.images, skip_roles=skip_roles)
+             for conv in conversations]
+    readable = [p.image for parts in found for p in parts if p.image is not None]
+    judgements = iter(guard.judge_batch(readable, forward=True) if readable else [])
+    outcomes: list[GuardedConversation | SafeCLIPError] = []
+    for conv, parts in zip(conversations, found, strict=True):
+        mine = [(p, next(judgements) if p.image is not None else None) for p in parts]
+        try:
+            outcomes.append(_outcome(list(conv), mine, cfg))
+        except SafeCLIPError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+async def aguard_conversations(guard: SafeCLIPGuard,
+                               conversations: Sequence[Sequence[MessageView]], *,
+                               config: GuardConfig | None = None,
+                               skip_roles: Collection[str] = (),
+                               ) -> list[GuardedConversation | SafeCLIPError]:
+    """Async :func:`guard_conversations` (reading, fetching and encoding in a worker thread)."""
+    return await asyncio.to_thread(guard_conversations, guard, conversations, config=config,
+                                   skip_roles=skip_roles)
+
+
+def guard_dict_messages(guard: SafeCLIPGuard, messages: Sequence[Mapping[str, Any]], *,
+                        config: GuardConfig | None = None, skip_roles: Collection[str] = (),
+                        ) -> GuardedConversation:
+    """One conversation of provider dict messages (OpenAI, Anthropic, Ollama); raises errors.
+
+    ``outcome.as_dicts(messages)`` is what to send on when ``outcome.blocked`` is False.
+    """
+    views = [view_of_dict(m) for m in messages]
+    outcome = guard_conversations(guard, [views], config=config, skip_roles=skip_roles)[0]
+    if isinstance(outcome, SafeCLIPError):
+        raise outcome
+    return outcome
+
+
+# ---------------------------------------------------------------------- internals
+def _verdict(part: ImagePart, judgement: Judgement | None, config: GuardConfig) -> ImageVerdict:
+    if part.error is not None:
+        return policy.error_verdict(part.error, config, source=part.error.source)
+    if judgement is None or judgement.verdict is None:
+        from safeclip_guardrail.errors import EncoderOutputError
+
+        source = part.image.source if part.image is not None else None
+        error = (judgement.error if judgement is not None and judgement.error is not None
+                 else EncoderOutputError("the image was not judged", source=source))
+        return policy.error_verdict(error, config, source=getattr(error, "source", None))
+    return judgement.verdict
+
+
+def _outcome(conv: list[MessageView], parts: list[tuple[ImagePart, Judgement | None]],
+             config: GuardConfig) -> GuardedConversation:
+    per_message: dict[int, list[tuple[ImagePart, Judgement | None, ImageVerdict]]] = {}
+    for part, judgement in parts:
+        per_message.setdefault(part.message, []).append(
+            (part, judgement, _verdict(part, judgement, config)))
+    actions = {m: policy.strongest_action([policy.action_for(v, config) for _, _, v in found])
+               for m, found in per_message.items()}
+    overall = policy.strongest_action(list(actions.values()))
+    all_verdicts = [v for m in sorted(per_message) for _, _, v in per_message[m]]
+    if overall == "raise":
+        raise GuardrailViolation(GuardResult(verdicts=all_verdicts, action="raise"))
+    result = GuardResult(verdicts=all_verdicts, action=overall)
+    blocked = overall == "block"
+    out: list[MessageView] = []
+    results: list[GuardResult | None] = []
+    changed: list[bool] = []
+    for m, view in enumerate(conv):
+        found = per_message.get(m)
+        if not found:
+            out.append(view)
+            results.append(None)
+            changed.append(False)
+            continue
+        action = actions[m]
+        replacements: dict[tuple[str | int, ...], Any] = {}
+        for part, judgement, verdict in found:
+            original = value_at(view, part.path)
+            forward = judgement.forward if judgement is not None else None
+            if policy.forwarded(verdict, action) and forward is not None:
+                replacements[part.path] = canonical(part.style, forward, detail=part.detail,
+                                                    original=original)
+            else:
+                replacements[part.path] = placeholder(part.style, policy.placeholder_for(verdict),
+                                                      original=original)
+        new = apply_parts(view, replacements)
+        if action == "rewrite":
+            responses = any(p.style == "responses" for p, _, _ in found)
+            new = MessageView(new.role, prepend_text(new.content, config.safe_instruction,
+                                                     responses_style=responses), new.extras)
+        out.append(new)
+        results.append(GuardResult(verdicts=[v for _, _, v in found], action=action))
+        changed.append(True)
+    refusal = policy.refusal_text(config, result.categories) if blocked else None
+    return GuardedConversation(messages=out, result=result, blocked=blocked, refusal=refusal,
+                               message_results=results, changed=changed)
