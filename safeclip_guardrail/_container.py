@@ -24,17 +24,20 @@ __all__ = ["check_container"]
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def check_container(fmt: str, data: bytes, opts: ImageOptions, desc: str) -> None:
-    """Raise :class:`ImageInputError` when ``data`` (already sniffed as ``fmt``) is a record
-    bomb or hides pictures larger than the pixel limit."""
-    if fmt == "PNG":
+def check_container(data: bytes, opts: ImageOptions, desc: str) -> None:
+    """Raise :class:`ImageInputError` when ``data`` is a record bomb or hides pictures larger
+    than the pixel limit. Dispatches on the signature, not on a sniffed name, so a file that
+    a looser signature check claims for another format is still walked."""
+    head = data[:4]
+    if data[:8] == _PNG_MAGIC:
         _png(data, opts, desc)
-    elif fmt == "GIF":
+    elif head in (b"GIF8",):
         _gif(data, opts, desc)
-    elif fmt == "ICO":
-        _ico(data, opts, desc)
-    elif fmt == "TIFF":
+    elif head in (b"II*\x00", b"MM\x00*"):
         _tiff(data, opts, desc)
+    elif head in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00") and (
+            {"ICO", "CUR"} & set(opts.formats)):
+        _ico(data, opts, desc)
 
 
 def _too_many(kind: str, count: int, desc: str, opts: ImageOptions) -> ImageInputError:

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from safeclip_guardrail._container import check_container
 from safeclip_guardrail.config import ImageOptions
@@ -80,32 +80,32 @@ def _allowed(opts: ImageOptions) -> tuple[str, ...]:
 def decode_bytes(data: bytes, opts: ImageOptions, desc: str, *,
                  draft_size: int | None = None, budget: int | None = None) -> Decoded:
     """Decode encoded ``data`` (size limits on the bytes are the caller's)."""
-    fmt = sniff_format(data[:16])
     allowed = _allowed(opts)
-    if fmt is None:
-        raise ImageInputError(
-            f"image {desc} is not in a format Pillow can decode (or it is corrupt)", source=desc
-        )
-    if fmt not in allowed:
-        raise ImageInputError(
-            f"image {desc} is {fmt}, which is not an allowed image format (allowed: "
-            f"{', '.join(opts.formats)}); convert it to PNG or JPEG, or add {fmt!r} to "
-            "ImageOptions.formats if you trust Pillow's parser for it",
-            source=desc,
-        )
-    check_container(fmt, data, opts, desc)
-    return _guarded(fmt, desc,
-                    lambda: _open_and_decode(data, allowed, opts, desc, draft_size, budget))
+    check_container(data, opts, desc)
+    opened: list[str] = []
+
+    def label() -> str:
+        return opened[0] if opened else sniff_format(data[:16]) or "image"
+
+    return _guarded(label, desc, lambda: _open_and_decode(data, allowed, opts, desc, draft_size,
+                                                          budget, opened))
 
 
 def decode_pil(img: Image.Image, opts: ImageOptions, desc: str, *,
                budget: int | None = None) -> Decoded:
     """Decode a caller's PIL image (trusted as an object, still bounded in pixels)."""
     fmt = getattr(img, "format", None)
-    return _guarded(fmt or img.mode, desc, lambda: _frames(img, opts, desc, fmt, budget))
+    start = img.tell()
+    try:
+        return _guarded(lambda: fmt or img.mode, desc,
+                        lambda: _frames(img, opts, desc, fmt, budget, probe=False))
+    finally:  # the caller's image stays at the frame it was at
+        with contextlib.suppress(Exception):
+            if img.tell() != start:
+                img.seek(start)
 
 
-def _guarded(fmt: str, desc: str, work: Callable[[], Decoded]) -> Decoded:
+def _guarded(label: Callable[[], str], desc: str, work: Callable[[], Decoded]) -> Decoded:
     try:
         with warnings.catch_warnings():
             # our pixel limits replace Pillow's bomb warning, and a hostile file must not
@@ -115,22 +115,37 @@ def _guarded(fmt: str, desc: str, work: Callable[[], Decoded]) -> Decoded:
     except ImageInputError:
         raise
     except Image.DecompressionBombError:
-        raise ImageInputError(f"{fmt} image {desc} declares too many pixels", source=desc) from None
+        raise ImageInputError(f"{label()} image {desc} declares too many pixels",
+                              source=desc) from None
     except Exception as exc:  # the decode is total: any parser failure is this image's error
         detail = f"{type(exc).__name__}: {exc}"
         if len(detail) > _DETAIL:
             detail = detail[:_DETAIL - 3] + "..."
         raise ImageInputError(
-            f"{fmt} image {desc} is truncated or corrupt ({detail}); re-encode it or send "
+            f"{label()} image {desc} is truncated or corrupt ({detail}); re-encode it or send "
             "another copy",
             source=desc,
         ) from None
 
 
 def _open_and_decode(data: bytes, allowed: tuple[str, ...], opts: ImageOptions, desc: str,
-                     draft_size: int | None, budget: int | None) -> Decoded:
-    img = Image.open(io.BytesIO(data), formats=allowed)
+                     draft_size: int | None, budget: int | None, opened: list[str]) -> Decoded:
+    try:
+        img = Image.open(io.BytesIO(data), formats=allowed)  # only allowed parsers are tried
+    except UnidentifiedImageError:
+        sniffed = sniff_format(data[:16])
+        if sniffed is not None and sniffed not in allowed:
+            raise ImageInputError(
+                f"image {desc} is {sniffed}, which is not an allowed image format (allowed: "
+                f"{', '.join(opts.formats)}); convert it to PNG or JPEG, or add {sniffed!r} to "
+                "ImageOptions.formats if you trust Pillow's parser for it",
+                source=desc,
+            ) from None
+        raise ImageInputError(
+            f"image {desc} is not in a format Pillow can decode (or it is corrupt)", source=desc
+        ) from None
     fmt = img.format or "?"
+    opened.append(fmt)
     if fmt not in allowed:  # a plugin that hands over to another one
         raise ImageInputError(f"image {desc} opened as {fmt}, which is not allowed", source=desc)
     if draft_size and draft_size > 0 and fmt in {"JPEG", "MPO"} and opts.frames == 1:
@@ -156,7 +171,7 @@ def check_pixels(size: tuple[int, int], opts: ImageOptions, desc: str, *, frame:
 
 
 def _frames(img: Image.Image, opts: ImageOptions, desc: str, fmt: str | None,
-            budget: int | None = None) -> Decoded:
+            budget: int | None = None, *, probe: bool = True) -> Decoded:
     """Decode frames 0..frames-1 one at a time, each checked before its pixels are read.
 
     ``budget``: pixels the caller's request may still decode (``max_request_pixels``)."""
@@ -193,7 +208,7 @@ def _frames(img: Image.Image, opts: ImageOptions, desc: str, fmt: str | None,
         views.extend(frame_views)
         primary.append(frame_views[0])
         faithful = faithful and frame_faithful
-    if faithful and _has_more_frames(img, opts.frames):
+    if faithful and probe and _has_more_frames(img, opts.frames):
         faithful = False
     return Decoded(frames=tuple(views), format=fmt, faithful=faithful, pixels=total,
                    primary=tuple(primary) if len(primary) != len(views) else None)
@@ -223,7 +238,8 @@ def _views(img: Image.Image) -> tuple[list[Image.Image], bool]:
     orientation = 1
     with contextlib.suppress(Exception):  # broken EXIF must not make a readable image unreadable
         orientation = int(img.getexif().get(0x0112, 1))
-        img = ImageOps.exif_transpose(img) or img
+        if 2 <= orientation <= 8:  # (exif_transpose would copy even an upright image)
+            img = ImageOps.exif_transpose(img) or img
     if orientation not in (0, 1):
         faithful = False
     if img.mode == "P" and ("transparency" in img.info
