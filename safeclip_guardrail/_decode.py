@@ -71,10 +71,16 @@ def sniff_format(prefix: bytes) -> str | None:
 
 
 def _allowed(opts: ImageOptions) -> tuple[str, ...]:
-    """Allowed formats that this Pillow knows, in Pillow's own probing order."""
+    """Openers of the allowed formats that this Pillow knows, in Pillow's probing order."""
     Image.init()
     wanted = set(opts.formats)
-    return tuple(f for f in Image.ID if f in wanted or _FAMILY.get(f) in wanted)
+    return tuple(f for f in Image.ID
+                 if f in wanted or any(_FAMILY.get(w) == f for w in wanted))
+
+
+def _format_allowed(fmt: str, opts: ImageOptions) -> bool:
+    """An opened format is allowed when listed, or when its family is (JPEG allows MPO)."""
+    return fmt in opts.formats or _FAMILY.get(fmt) in opts.formats
 
 
 def decode_bytes(data: bytes, opts: ImageOptions, desc: str, *,
@@ -146,7 +152,7 @@ def _open_and_decode(data: bytes, allowed: tuple[str, ...], opts: ImageOptions, 
         ) from None
     fmt = img.format or "?"
     opened.append(fmt)
-    if fmt not in allowed:  # a plugin that hands over to another one
+    if not _format_allowed(fmt, opts):  # an opener that hands over to another format
         raise ImageInputError(f"image {desc} opened as {fmt}, which is not allowed", source=desc)
     if draft_size and draft_size > 0 and fmt in {"JPEG", "MPO"} and opts.frames == 1:
         check_pixels(img.size, opts, desc, frame=0)  # the declared size, before draft shrinks it
@@ -208,7 +214,8 @@ def _frames(img: Image.Image, opts: ImageOptions, desc: str, fmt: str | None,
         views.extend(frame_views)
         primary.append(frame_views[0])
         faithful = faithful and frame_faithful
-    if faithful and probe and _has_more_frames(img, opts.frames):
+    # plain decoders of an MPO see its first picture only: later ones are not "more frames"
+    if faithful and probe and fmt != "MPO" and _has_more_frames(img, opts.frames):
         faithful = False
     return Decoded(frames=tuple(views), format=fmt, faithful=faithful, pixels=total,
                    primary=tuple(primary) if len(primary) != len(views) else None)

@@ -263,3 +263,16 @@ def test_plain_images_are_faithful() -> None:
     for fmt in ("PNG", "JPEG", "WEBP", "BMP", "GIF"):
         d = decode_image(encode(noise(), fmt))
         assert d.faithful and d.format == fmt and d.data is not None, fmt
+
+
+def test_multi_picture_jpegs_from_cameras_decode() -> None:
+    data = encode(noise(), "MPO", save_all=True, append_images=[noise(seed=1)])
+    d = decode_image(data)
+    assert d.format == "MPO" and len(d.frames) == 1
+    assert d.faithful  # a plain JPEG decoder sees the first picture only, the judged one
+    assert len(decode_image(data, TWO).frames) == 2
+    assert decode_image(data, ImageOptions(formats=("JPEG",))).format == "MPO"
+    with pytest.raises(ImageInputError, match="JPEG, which is not an allowed image format"):
+        decode_image(data, ImageOptions(formats=("PNG",)))
+    with pytest.raises(ImageInputError, match="opened as JPEG, which is not allowed"):
+        decode_image(encode(noise(), "JPEG"), ImageOptions(formats=("MPO",)))
