@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from safeclip_guardrail import scoring
+from safeclip_guardrail._stream import ChunkStream
 from safeclip_guardrail.bank_cache import text_embeddings
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.config import GuardConfig, ImageOptions, build_config
@@ -183,41 +184,35 @@ class SafeCLIPGuard:
         descs = [describe_source(src) for src in sources]
         out: list[Judgement] = [Judgement(None, None, None, d) for d in descs]
         opts = self.config.images
-        chunk = _Chunk()
-        done: dict[str, ImageVerdict | ImageError] = {}  # this request's earlier chunks
-        spent = 0
-        for i, src in enumerate(sources):
-            try:
-                img = self._decode(src, budget=opts.max_request_pixels - spent)
-            except ImageInputError as exc:
-                out[i] = Judgement(None, exc, source=descs[i])
-                continue
-            spent += img.pixels
-            fwd = forward_image(img) if forward else None
-            out[i] = Judgement(None, None, fwd, descs[i])
-            earlier = done.get(img.sha256)
-            cached = self._cache_get(img.sha256) if earlier is None else None
-            known = earlier if earlier is not None else cached
-            if known is not None:
-                self._settle(out, [i], known)
-            elif not chunk.add(img, i):
-                continue  # the same image is already waiting in this chunk
-            if chunk.full(self.config.batch_size, opts.chunk_pixels):
-                self._flush(chunk, out, done)
-        self._flush(chunk, out, done)
-        return out
 
-    def _flush(self, chunk: _Chunk, out: list[Judgement],
-               done: dict[str, ImageVerdict | ImageError]) -> None:
-        """Encode and score the waiting images, settle their inputs, let their pixels go."""
-        if not chunk.images:
-            return
-        for digest, result in self._score_decoded(list(chunk.images.values())).items():
+        def settle(digest: str, result: ImageVerdict | ImageError, indexes: list[int]) -> None:
             if isinstance(result, ImageVerdict):
                 self._cache_put(digest, result)
-            done[digest] = result
-            self._settle(out, chunk.waiting[digest], result)
-        chunk.clear()
+            self._settle(out, indexes, result)
+
+        stream: ChunkStream[ImageVerdict | ImageError] = ChunkStream(
+            self._score_decoded, settle, batch_size=self.config.batch_size,
+            chunk_pixels=opts.chunk_pixels)
+        spent = 0
+        try:
+            for i, src in enumerate(sources):
+                try:
+                    img = self._decode(src, budget=opts.max_request_pixels - spent)
+                except ImageInputError as exc:
+                    out[i] = Judgement(None, exc, source=descs[i])
+                    continue
+                spent += img.pixels
+                out[i] = Judgement(None, None, forward_image(img) if forward else None, descs[i])
+                earlier = stream.done.get(img.sha256)
+                known = earlier if earlier is not None else self._cache_get(img.sha256)
+                if known is not None:
+                    self._settle(out, [i], known)
+                elif not stream.join(img.sha256, i):
+                    stream.add(img, i, more=i + 1 < len(sources))
+            stream.finish()
+        finally:
+            stream.close()
+        return out
 
     @staticmethod
     def _settle(out: list[Judgement], indexes: list[int],
@@ -396,39 +391,6 @@ class SafeCLIPGuard:
         c = self.config
         return (f"SafeCLIPGuard(model={self.encoder.name!r}, classes={len(self.bank)}, "
                 f"threshold={c.threshold}, cls_source={c.cls_source!r})")
-
-
-class _Chunk:
-    """Decoded images waiting for one encoder forward, keyed by SHA-256 (duplicates wait once).
-
-    ``judge_batch`` streams: it decodes into a chunk until the chunk holds ``batch_size``
-    frames or ``chunk_pixels`` decoded pixels, then encodes it and drops the pixels, so a
-    request holds one chunk of decoded images whatever its length.
-    """
-
-    def __init__(self) -> None:
-        self.images: dict[str, DecodedImage] = {}
-        self.waiting: dict[str, list[int]] = {}
-        self.frames = 0
-        self.pixels = 0
-
-    def add(self, img: DecodedImage, index: int) -> bool:
-        """Queue input ``index``; False when its image was already queued (nothing new)."""
-        first = img.sha256 not in self.images
-        if first:
-            self.images[img.sha256] = img
-            self.frames += len(img.frames)
-            self.pixels += img.pixels
-        self.waiting.setdefault(img.sha256, []).append(index)
-        return first
-
-    def full(self, batch_size: int, max_pixels: int) -> bool:
-        return self.frames >= batch_size or self.pixels >= max_pixels
-
-    def clear(self) -> None:
-        self.images.clear()
-        self.waiting.clear()
-        self.frames = self.pixels = 0
 
 
 def _finite_verdict(verdict: ImageVerdict) -> bool:

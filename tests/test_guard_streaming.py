@@ -16,6 +16,7 @@ from PIL import Image
 from safeclip_guardrail import ConfigurationError, SafeCLIPGuard
 from safeclip_guardrail.encoders.base import ImageEmbeddings
 from safeclip_guardrail.testing import PlantedEncoder
+from tests._imgs import noise
 
 
 class Watching(PlantedEncoder):
@@ -93,3 +94,14 @@ def test_a_lone_str_or_bytes_is_not_a_batch(single: object) -> None:
         guard.check_batch(single)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="iterable of images"):
         guard.judge_batch(single)  # type: ignore[arg-type]
+
+
+def test_an_encoder_failure_in_a_later_chunk_reaches_the_caller() -> None:
+    enc = PlantedEncoder()
+    guard = SafeCLIPGuard(enc).with_options(batch_size=2, cache_size=0)
+    good = [enc.plant_bytes("neutral") for _ in range(4)]
+    stranger = noise(24, 24, seed=99)  # never planted: the planted encoder refuses it
+    with pytest.raises(ConfigurationError, match="not planted"):
+        guard.check_batch([*good[:3], stranger, good[3]])
+    # the guard stays usable (the encode worker of the failed request is gone)
+    assert all(v.error is None for v in guard.check_batch(good))
