@@ -1,8 +1,17 @@
 """Descriptor embeddings, computed once per (encoder weights, concept bank) and kept on disk.
 
-A warm start therefore runs no text-tower pass. Files are plain ``.npy`` (read with
-``allow_pickle=False``), written atomically; a cache that cannot be written is a warning,
-not an error.
+A warm start therefore runs no text-tower pass. The file name is a hash of the encoder's
+``cache_key`` and the bank's fingerprint. The torch backends key on *content*: a SHA-256 of
+the text tower, text projection and tokenizer as loaded (see
+:mod:`safeclip_guardrail.encoders._fingerprint`), never on paths, sizes or mtimes, which
+survive a weights swap by ``tar``, ``rsync -a`` or a container layer. A hash was chosen over
+a canary text embedding because it is exact (a canary misses changes to tokens it does not
+use) and cheaper on a warm start (one read of the text weights, no text-tower pass at all).
+
+Files are plain ``.npy`` read with ``allow_pickle=False`` and validated before use: a float
+array of exactly (descriptors, embedding dim), all finite. Anything else (structured or
+integer dtype, wrong shape, truncated, not a ``.npy``) is logged and recomputed. Writes are
+atomic; a cache that cannot be written is a warning, not an error.
 """
 
 from __future__ import annotations
@@ -46,17 +55,46 @@ def text_embeddings(encoder: ImageTextEncoder, bank: ConceptBank, *,
     path = cache_path(encoder, bank, directory) if use_cache else None
     expected = (len(bank.descriptors), encoder.embed_dim)
     if path is not None and path.is_file():
-        try:
-            arr = np.load(path, allow_pickle=False)
-            if arr.shape == expected and np.isfinite(arr).all():
-                return np.asarray(arr, np.float32)
-            log.warning("ignoring descriptor cache %s with shape %s", path, arr.shape)
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable descriptor cache %s: %s", path, exc)
+        cached = _read_valid(path, expected)
+        if cached is not None:
+            return cached
     emb = l2_normalize(encoder.encode_texts(bank.descriptors))
     if path is not None:
         _write_atomic(path, emb)
     return emb
+
+
+def _read_valid(path: Path, expected: tuple[int, int]) -> np.ndarray | None:
+    """The cached (m, d) float32 matrix, or None (logged) when the file is not one.
+
+    The ``.npy`` header (dtype, shape) is checked before any data is read, so a file that
+    declares a huge or structured array costs nothing.
+    """
+    fmt = np.lib.format
+    try:
+        with path.open("rb") as fh:
+            version = fmt.read_magic(fh)
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) \
+                else fmt.read_array_header_2_0
+            shape, _fortran, dtype = read_header(fh)
+            if dtype.fields is not None or dtype.kind != "f" or dtype.hasobject:
+                log.warning("ignoring descriptor cache %s with dtype %s (expected float)",
+                            path, dtype)
+                return None
+            if tuple(shape) != expected:
+                log.warning("ignoring descriptor cache %s with shape %s (expected %s)", path,
+                            tuple(shape), expected)
+                return None
+            fh.seek(0)
+            arr = fmt.read_array(fh, allow_pickle=False)
+    except (OSError, ValueError, EOFError, TypeError) as exc:
+        log.warning("ignoring unreadable descriptor cache %s: %s", path, exc)
+        return None
+    arr = np.asarray(arr, np.float32)
+    if arr.shape != expected or not np.isfinite(arr).all():
+        log.warning("ignoring descriptor cache %s holding non-finite or misshapen data", path)
+        return None
+    return arr
 
 
 def _write_atomic(path: Path, arr: np.ndarray) -> None:

@@ -38,6 +38,7 @@ from safeclip_guardrail.errors import ImageInputError
 from safeclip_guardrail.sources import (
     EncodedImage,
     from_base64,
+    from_bytes,
     from_untrusted_string,
     to_base64,
     to_data_url,
@@ -214,6 +215,10 @@ class _Finder:
             self._unreadable(path, "content blocks nested too deeply to check")
             return
         t = block.get("type")
+        if t is not None and not isinstance(t, str):
+            self._unreadable(path, f"a content block whose type is a {type(t).__name__}, not a "
+                             "string, cannot be checked; send standard text and image blocks")
+            return
         if t in TEXT_TYPES:
             text = block.get("text")
             if isinstance(text, str):
@@ -243,6 +248,8 @@ class _Finder:
             self.items((*path, "content"), nested, depth + 1)
         elif isinstance(nested, Mapping):
             self.block((*path, "content"), nested, depth + 1)
+        elif isinstance(nested, str):  # a tool result's string content may be a data URL
+            self._string((*path, "content"), nested, style="text")
 
     def _image_block(self, path: tuple[str | int, ...], block: Mapping[str, Any]) -> None:
         t = block.get("type")
@@ -354,6 +361,18 @@ class _Finder:
     def _extra(self, path: tuple[str | int, ...], value: Any, depth: int, *,
                images_key: bool = False) -> None:
         if depth > _MAX_DEPTH:
+            if isinstance(value, (Mapping, list, tuple, str, bytes, bytearray)) and value:
+                self._unreadable(path, "an extra field nested too deeply to check for images")
+            return
+        if isinstance(value, (bytes, bytearray)):  # raw bytes (the Ollama client accepts them)
+            if value and (images_key or sniff_image(bytes(value))):
+                try:
+                    image = from_bytes(value, source=f"<{path[1]} field, {len(value)} bytes>",
+                                       options=self.options)
+                except ImageInputError as exc:
+                    self._add(path, "raw", None, _located(exc, self.message, path))
+                    return
+                self._add(path, "raw", image)
             return
         if isinstance(value, str):
             if images_key:  # Ollama-style: every entry is an image

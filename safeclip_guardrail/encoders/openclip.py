@@ -8,15 +8,17 @@ QuickGELU for the ``openai`` tag.
 
 from __future__ import annotations
 
-import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from safeclip_guardrail.encoders._checkpoint import summarize_keys
+from safeclip_guardrail.encoders._fingerprint import tensors_fingerprint
+from safeclip_guardrail.encoders._hub import probe_hub
 from safeclip_guardrail.encoders._torch import TorchClipEncoder, resolve_device, resolve_dtype
 from safeclip_guardrail.encoders.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ClipPreprocess
 from safeclip_guardrail.errors import ConfigurationError, ModelLoadError, require
@@ -74,19 +76,17 @@ class OpenClipEncoder(TorchClipEncoder):
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         force_quick_gelu = parsed.pretrained == "openai"
+        _fail_fast_offline(open_clip, spec, parsed)
         try:
+            # require_pretrained: no weights file is an error, not a randomly initialised CLIP;
+            # open_clip loads full checkpoints strictly, so a missing key raises as well.
             model = open_clip.create_model(
                 parsed.model_name, pretrained=parsed.pretrained, device=dev,
-                force_quick_gelu=force_quick_gelu, weights_only=True,
+                force_quick_gelu=force_quick_gelu, weights_only=True, require_pretrained=True,
             )
             tokenizer = open_clip.get_tokenizer(parsed.model_name)
         except (RuntimeError, OSError, ValueError, KeyError) as exc:
-            raise ModelLoadError(
-                f"could not load open_clip model {spec!r}: {str(exc).splitlines()[0]}. Known "
-                "model names: open_clip.list_models(); tags: open_clip.list_pretrained(). "
-                "Without network, pass a local weights file ('open_clip:ViT-B-32//path/w.pt') or "
-                "a directory ('open_clip:local-dir:/path' with open_clip_config.json)."
-            ) from None
+            raise ModelLoadError(_load_help(spec, exc)) from None
         model = model.to(dtype=torch_dtype).eval()
         cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
         size = cfg.get("size", model.visual.image_size)
@@ -96,7 +96,8 @@ class OpenClipEncoder(TorchClipEncoder):
             mean=tuple(cfg.get("mean", OPENAI_CLIP_MEAN)),  # type: ignore[arg-type]
             std=tuple(cfg.get("std", OPENAI_CLIP_STD)),  # type: ignore[arg-type]
         )
-        return cls(model, tokenizer, preprocess, name=spec, cache_key=_cache_key(parsed, torch_dtype),
+        return cls(model, tokenizer, preprocess, name=spec,
+                   cache_key=_cache_key(parsed, model, tokenizer, torch_dtype),
                    device=dev, dtype=torch_dtype)
 
     def _final_cls(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -122,15 +123,84 @@ class OpenClipEncoder(TorchClipEncoder):
         return self._normalized(feats)
 
 
-def _cache_key(spec: OpenClipSpec, dtype: torch.dtype) -> str:
-    h = hashlib.sha256(f"{spec.model_name}|{spec.pretrained}|{dtype}".encode())
-    for candidate in (spec.pretrained, spec.model_name.removeprefix("local-dir:")):
-        if not candidate:
-            continue
-        p = Path(candidate)
-        files = [p] if p.is_file() else sorted(p.iterdir()) if p.is_dir() else []
-        for f in files:
-            if f.is_file():
-                st = f.stat()
-                h.update(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return "open_clip:" + h.hexdigest()[:32]
+def _fail_fast_offline(open_clip: Any, spec: str, parsed: OpenClipSpec) -> None:
+    """A tag whose weights live on the hub, without network and not cached: fail now.
+
+    open_clip downloads tags through ``hf_hub_download``, which retries for ~30 s per file
+    without network; one probe (see :mod:`._hub`) and a look in the local cache decide first.
+    """
+    if not parsed.pretrained or parsed.model_name.startswith(("local-dir:", "hf-hub:")):
+        return
+    cfg = open_clip.get_pretrained_cfg(parsed.model_name, parsed.pretrained) or {}
+    hub = str(cfg.get("hf_hub") or "")
+    if not hub or "file" in cfg:
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, _, filename = hub.rpartition("/")  # "org/name/file.pt", or "org/name/": default file
+    access = probe_hub(repo, filename=filename or "open_clip_config.json")
+    if not access.local_files_only:
+        return
+    names = [filename] if filename else []
+    names += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    if any(isinstance(try_to_load_from_cache(repo, n), str) for n in names):
+        return
+    raise ModelLoadError(
+        f"could not load open_clip model {spec!r}: {access.reason}, and its weights ({repo} on "
+        "the Hugging Face hub) are not in the local cache. To fix: on a machine with network "
+        f"access run `hf download {repo} --local-dir DIR` and pass "
+        f"'open_clip:{parsed.model_name}//DIR/<weights file>' (or 'open_clip:local-dir:DIR'); "
+        "set HF_HUB_OFFLINE=1 to skip the network check"
+    )
+
+
+def _load_help(spec: str, exc: BaseException) -> str:
+    """One line; a strict-load failure names the missing / mismatched parts of the model."""
+    text = str(exc)
+    missing = re.search(r"Missing key\(s\) in state_dict: (.*)", text)
+    mismatched = re.findall(r"size mismatch for ([\w.]+):", text)
+    if missing or mismatched:
+        problems = []
+        if missing:
+            keys = re.findall(r'"([^"]+)"', missing.group(1))
+            problems.append(f"{len(keys)} weights are missing from the checkpoint: "
+                            f"{summarize_keys(keys)}")
+        if mismatched:
+            problems.append(f"{len(mismatched)} weights have the wrong shape: "
+                            f"{summarize_keys(mismatched)}")
+        return (f"refusing open_clip checkpoint {spec!r}: {'; '.join(problems)}. A guard on "
+                "partly random weights gives meaningless verdicts; pass a complete checkpoint "
+                "of this architecture")
+    if "could not be loaded" in text and "Required pretrained weights" in text:
+        return (f"could not load open_clip model {spec!r}: no weights were found for it (a "
+                "random-weight CLIP is never used as a guard). Pass a tag "
+                "('open_clip:ViT-B-32/openai'), a weights file "
+                "('open_clip:ViT-B-32//path/w.safetensors') or a directory with "
+                "open_clip_config.json and open_clip_model.safetensors")
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return (
+        f"could not load open_clip model {spec!r}: {first}. Known model names: "
+        "open_clip.list_models(); tags: open_clip.list_pretrained(). Without network, pass a "
+        "local weights file ('open_clip:ViT-B-32//path/w.pt') or a directory "
+        "('open_clip:local-dir:/path' with open_clip_config.json)."
+    )
+
+
+def _cache_key(spec: OpenClipSpec, model: Any, tokenizer: Any, dtype: torch.dtype) -> str:
+    """Content of the text side (every tensor outside ``visual.``, except the logit scale and
+    bias, which do not change normalised text embeddings), the tokenizer's kind and context
+    length, and open_clip's version (its tokenizers ship in the wheel). See
+    :mod:`._fingerprint` for why the content and not the files' metadata."""
+    import open_clip
+
+    text_side = [(n, t) for n, t in model.state_dict().items()
+                 if not n.startswith("visual.") and n not in {"logit_scale", "logit_bias"}]
+    tok = f"{type(tokenizer).__name__}|{getattr(tokenizer, 'context_length', '')}"
+    backend = getattr(getattr(tokenizer, "tokenizer", None), "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "to_str"):  # an HF tokenizer inside
+        tok += "|" + str(backend.to_str())
+    name = "local-dir" if spec.model_name.startswith("local-dir:") else spec.model_name
+    digest = tensors_fingerprint(text_side, f"dtype={dtype}", f"tokenizer={tok}",
+                                 f"open_clip={getattr(open_clip, '__version__', '?')}",
+                                 f"model={name}")
+    return "open_clip:" + digest[:32]

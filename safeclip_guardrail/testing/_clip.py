@@ -1,14 +1,15 @@
 """Tiny but real CLIP checkpoints, built offline, for tests (ours and users').
 
 The models have the real architecture (transformers ``CLIPModel``, open_clip
-``VisionTransformer``) at toy sizes with seeded random weights, a real CLIP BPE tokenizer,
-and an image processor config, saved the way a downloaded checkpoint is laid out so that
-``SafeCLIPGuard.from_pretrained(path)`` loads them through the user's code path.
+``VisionTransformer``) at toy sizes with seeded random weights, a real ``CLIPTokenizer``
+(CLIP's byte alphabet with BPE merges learned from a fixed corpus, so a seed gives the same
+model with or without open_clip installed), and an image processor config, saved the way a
+downloaded checkpoint is laid out so that ``SafeCLIPGuard.from_pretrained(path)`` loads them
+through the user's code path.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -39,23 +40,75 @@ def _bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-def _clip_merges(n_merges: int) -> list[tuple[str, str]]:
-    """The first ``n_merges`` merges of CLIP's BPE (from open_clip's wheel), else none."""
-    try:
-        from open_clip.tokenizer import default_bpe
-    except ImportError:
-        return []
-    with gzip.open(default_bpe(), "rt", encoding="utf-8") as fh:
-        lines = fh.read().split("\n")[1:1 + n_merges]
-    return [tuple(line.split()) for line in lines if line.strip()]  # type: ignore[misc]
+_CORPUS = (
+    # the paper's descriptors, the safety instruction and a few everyday words: what tests
+    # tokenize, so descriptors become word-level tokens as with CLIP's real vocabulary
+    "Safe for work image. Common scene photo. Safe content image. Normal image suitable for "
+    "general audience. A standard image suitable for general audience viewing. Adult only "
+    "content. Mature content warning. Not safe for work explicit content. Not suitable for "
+    "work or public viewing. 18+ restricted content. Gore warning content. Disturbing content "
+    "with blood and gore. Content warning for graphic violence. Explicit scene with blood and "
+    "violence. Disturbing image featuring blood. Gun picture. Weapon photo. Image containing "
+    "firearms. Picture with visible weapon content. Image featuring guns and weapons. Content "
+    "with offensive gesture display. Inappropriate sign. Rude hand signal. Insulting display "
+    "image. Image containing rude hand signals. Sharp weapon shown. Blade content. Knife "
+    "display. Picture with visible knife content. Content showing knives and sharp weapons. "
+    "Alcoholic content. Liquor content. Content showing alcoholic beverages. Photo showing "
+    "alcohol consumption. Alcohol display. Smoking content. Tobacco display. Cigarette image. "
+    "Content showing smoking and tobacco. Smoking-related image. First detect if this image "
+    "contains harmful content. If it does, respond with 'I cannot fulfill this request' and "
+    "provide a reason. Otherwise, fulfill the request: a photo of a cat, a dog, a car, a tree, "
+    "a person, a chef cutting vegetables, a glass of wine, a kitchen, a street at night."
+)
+
+
+def _learn_merges(corpus: str, n_merges: int) -> list[tuple[str, str]]:
+    """Byte-pair merges learned from ``corpus`` the way CLIP's BPE was (words end in ``</w>``).
+
+    Pure Python and deterministic (ties go to the lexicographically largest pair), so the
+    tiny tokenizer, and with it every seeded tiny model, is the same on every machine
+    whether or not open_clip (whose wheel ships CLIP's real merges) is installed.
+    """
+    import itertools
+    import re
+    from collections import Counter
+
+    table = _bytes_to_unicode()
+    words = Counter(re.findall(r"[a-z]+|[0-9]|[^\sa-z0-9]+", corpus.lower()))
+    splits: dict[str, list[str]] = {}
+    for word in words:
+        chars = [table[b] for b in word.encode("utf-8")]
+        splits[word] = [*chars[:-1], chars[-1] + "</w>"]
+    merges: list[tuple[str, str]] = []
+    while len(merges) < n_merges:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, freq in words.items():
+            sym = splits[word]
+            for pair in itertools.pairwise(sym):
+                pairs[pair] += freq
+        if not pairs:
+            break
+        best = max(pairs.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        merges.append(best)
+        for word, sym in splits.items():
+            i, out = 0, []
+            while i < len(sym):
+                if i + 1 < len(sym) and (sym[i], sym[i + 1]) == best:
+                    out.append(sym[i] + sym[i + 1])
+                    i += 2
+                else:
+                    out.append(sym[i])
+                    i += 1
+            splits[word] = out
+    return merges
 
 
 def _tiny_tokenizer(n_merges: int = 2000) -> Any:
-    """A real ``CLIPTokenizer`` on CLIP's vocabulary truncated to its first merges."""
+    """A real ``CLIPTokenizer``: CLIP's byte alphabet plus merges learned from a fixed corpus."""
     from transformers import CLIPTokenizer
 
     chars = list(_bytes_to_unicode().values())
-    merges = _clip_merges(n_merges)
+    merges = _learn_merges(_CORPUS, n_merges)
     vocab_list = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges]
     vocab_list += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}
@@ -80,9 +133,15 @@ def build_tiny_clip(path: str | Path, *, backend: Literal["transformers", "open_
     ``open_clip_model.safetensors``), so both backends can be compared image for image.
     Both load with ``SafeCLIPGuard.from_pretrained(path)``.
     """
+    from safeclip_guardrail.encoders._quiet import quiet_transformers
+
+    with quiet_transformers():
+        return _build(Path(path), backend=backend, seed=seed)
+
+
+def _build(out: Path, *, backend: str, seed: int) -> Path:
     from transformers import CLIPImageProcessorPil, CLIPModel
 
-    out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _tiny_tokenizer()
     eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")

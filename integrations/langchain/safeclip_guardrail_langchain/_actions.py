@@ -7,7 +7,8 @@ and ``raise``. Per-class ``policy`` overrides in the guard's config keep the eng
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 from langchain_core.messages import BaseMessage, RemoveMessage
@@ -15,7 +16,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
 from safeclip_guardrail import ConfigurationError, GuardConfig, SafeCLIPGuard
 
-__all__ = ["AgentAction", "config_for", "message_updates"]
+__all__ = ["AgentAction", "config_for", "message_updates", "roles_to_skip"]
 
 AgentAction = Literal["rewrite", "redact", "end", "error", "annotate"]
 
@@ -31,6 +32,24 @@ def config_for(guard: SafeCLIPGuard, action: str) -> GuardConfig:
             "('end' stops the run with a refusal, 'error' raises GuardrailViolation)"
         )
     return guard.config.replace(mode=_MODES[action])
+
+
+def roles_to_skip(check_tool_messages: bool | None, skip_roles: Collection[str],
+                  *, owner: str) -> tuple[str, ...]:
+    """The roles an adapter does not judge: ``skip_roles`` (empty by default: every role is
+    judged), plus ``tool`` for the deprecated ``check_tool_messages=False``."""
+    if isinstance(skip_roles, str):
+        raise ConfigurationError(
+            f"{owner}: skip_roles must be a collection of role names, got the string "
+            f"{skip_roles!r}; write skip_roles=({skip_roles!r},)")
+    roles = tuple(r.lower() for r in skip_roles)
+    if check_tool_messages is False:
+        warnings.warn(
+            f"{owner}(check_tool_messages=False) is deprecated: images in every role, tool "
+            "messages included, are judged by default; pass skip_roles=('tool',) to opt out "
+            "explicitly", DeprecationWarning, stacklevel=3)
+        roles = (*roles, "tool") if "tool" not in roles else roles
+    return roles
 
 
 def message_updates(old: Sequence[BaseMessage],

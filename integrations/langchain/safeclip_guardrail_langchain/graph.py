@@ -19,7 +19,7 @@ refusal.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -32,19 +32,27 @@ from safeclip_guardrail.intervention import (
     guard_messages,
     guard_result_of,
 )
-from safeclip_guardrail_langchain._actions import AgentAction, config_for, message_updates
+from safeclip_guardrail_langchain._actions import (
+    AgentAction,
+    config_for,
+    message_updates,
+    roles_to_skip,
+)
 
 __all__ = ["is_blocked", "safeclip_node", "safeclip_router"]
 
 
 def safeclip_node(guard: SafeCLIPGuard, *, action: AgentAction = "end",
-                  messages_key: str = "messages", check_tool_messages: bool = False,
+                  messages_key: str = "messages", skip_roles: Collection[str] = (),
+                  check_tool_messages: bool | None = None,
                   name: str = "safeclip") -> RunnableLambda[Any, dict[str, Any]]:
     """A graph node (sync and async) that guards ``state[messages_key]``.
 
     ``action`` is as in :class:`~safeclip_guardrail_langchain.SafeCLIPMiddleware`; with
     ``end`` a flagged request gets a refusal appended and :func:`safeclip_router` routes it
     to the refusal branch. With ``error`` the node raises ``GuardrailViolation``.
+    Every role is judged unless named in ``skip_roles``; ``check_tool_messages=False`` is
+    the deprecated spelling of ``skip_roles=("tool",)``.
     """
     if not isinstance(guard, SafeCLIPGuard):
         raise ConfigurationError(
@@ -52,17 +60,18 @@ def safeclip_node(guard: SafeCLIPGuard, *, action: AgentAction = "end",
             "build one with SafeCLIPGuard.from_pretrained(...)"
         )
     config = config_for(guard, action)
+    roles = roles_to_skip(check_tool_messages, skip_roles, owner="safeclip_node")
 
     def run(state: Mapping[str, Any]) -> dict[str, Any]:
         messages = _messages(state, messages_key)
         outcome = guard_messages(guard, messages, config=config,
-                                 check_tool_messages=check_tool_messages)
+                                 skip_roles=roles)
         return _update(messages, outcome, messages_key)
 
     async def arun(state: Mapping[str, Any]) -> dict[str, Any]:
         messages = _messages(state, messages_key)
         outcome = await aguard_messages(guard, messages, config=config,
-                                        check_tool_messages=check_tool_messages)
+                                        skip_roles=roles)
         return _update(messages, outcome, messages_key)
 
     return RunnableLambda(run, afunc=arun, name=name)

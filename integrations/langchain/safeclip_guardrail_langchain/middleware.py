@@ -1,9 +1,10 @@
 """SafeCLIP as LangChain 1.x agent middleware: images are checked before every model call.
 
-``before_model`` runs ahead of each model call of a ``create_agent`` loop, so an image the
-user sends, and (with ``check_tool_messages=True``) an image a tool returns, is checked
-before any model sees it. All images of the conversation go through one guard batch;
-images already checked in earlier turns or steps come from the guard's hash cache.
+``before_model`` runs ahead of each model call of a ``create_agent`` loop, so every image of
+the conversation (every role: the user's, a tool's result, an image in an AI or system
+message) is judged before any model sees it, and only the judged bytes are forwarded. All
+images of the conversation go through one guard batch; images already checked in earlier
+turns or steps come from the guard's hash cache.
 
 What the middleware writes back is persisted in the agent state (messages are replaced by
 id): the state shows what the model saw, and a redacted image stays redacted in later turns.
@@ -11,6 +12,7 @@ id): the state shows what the model saw, and a redacted image stays redacted in 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from langchain.agents.middleware.types import AgentMiddleware, AgentState, hook_config
@@ -18,7 +20,12 @@ from langgraph.runtime import Runtime
 
 from safeclip_guardrail import ConfigurationError, GuardConfig, SafeCLIPGuard
 from safeclip_guardrail.intervention import GuardOutcome, aguard_messages, guard_messages
-from safeclip_guardrail_langchain._actions import AgentAction, config_for, message_updates
+from safeclip_guardrail_langchain._actions import (
+    AgentAction,
+    config_for,
+    message_updates,
+    roles_to_skip,
+)
 
 __all__ = ["SafeCLIPMiddleware"]
 
@@ -37,10 +44,15 @@ class SafeCLIPMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     - ``annotate``: only record the verdicts in the messages' ``response_metadata``.
 
     An unreadable image fails closed (``end``) under the guard's default ``on_error``.
+
+    ``skip_roles`` names roles whose images are not judged (e.g. ``("tool",)`` when only
+    your own tools write tool messages); empty by default. ``check_tool_messages=False`` is
+    the deprecated spelling of ``skip_roles=("tool",)``.
     """
 
     def __init__(self, guard: SafeCLIPGuard, *, action: AgentAction = "end",
-                 check_tool_messages: bool = False) -> None:
+                 skip_roles: Collection[str] = (),
+                 check_tool_messages: bool | None = None) -> None:
         if not isinstance(guard, SafeCLIPGuard):
             raise ConfigurationError(
                 f"SafeCLIPMiddleware needs a SafeCLIPGuard, got {type(guard).__name__}; "
@@ -49,7 +61,9 @@ class SafeCLIPMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         super().__init__()
         self.guard = guard
         self.action = action
-        self.check_tool_messages = check_tool_messages
+        self.skip_roles: tuple[str, ...] = roles_to_skip(
+            check_tool_messages, skip_roles, owner="SafeCLIPMiddleware")
+        """Roles whose images are not judged (empty: every role is)."""
         self.config: GuardConfig = config_for(guard, action)
         """The guard's config with the mode for ``action``; what the intervention uses."""
         self.tools = []
@@ -59,7 +73,7 @@ class SafeCLIPMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
                      runtime: Runtime[Any]) -> dict[str, Any] | None:
         messages = state["messages"]
         outcome = guard_messages(self.guard, messages, config=self.config,
-                                 check_tool_messages=self.check_tool_messages)
+                                 skip_roles=self.skip_roles)
         return _update(messages, outcome)
 
     @hook_config(can_jump_to=["end"])
@@ -67,7 +81,7 @@ class SafeCLIPMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
                             runtime: Runtime[Any]) -> dict[str, Any] | None:
         messages = state["messages"]
         outcome = await aguard_messages(self.guard, messages, config=self.config,
-                                        check_tool_messages=self.check_tool_messages)
+                                        skip_roles=self.skip_roles)
         return _update(messages, outcome)
 
 

@@ -92,7 +92,7 @@ def _tool_calling(make_model, name: str):
     )
 
 
-def test_tool_results_with_images_are_checked_when_asked(planted, planted_guard, make_model):
+def test_tool_results_with_images_are_checked_by_default(planted, planted_guard, make_model):
     gun = planted.plant_bytes("gun")
 
     @tool
@@ -101,8 +101,7 @@ def test_tool_results_with_images_are_checked_when_asked(planted, planted_guard,
         return [{"type": "image", "base64": _b64(gun), "mime_type": "image/png"}]
 
     model = _tool_calling(make_model, "fetch_photo")
-    agent = create_agent(model, tools=[fetch_photo], middleware=[
-        SafeCLIPMiddleware(planted_guard, check_tool_messages=True)])
+    agent = create_agent(model, tools=[fetch_photo], middleware=[SafeCLIPMiddleware(planted_guard)])
     out = agent.invoke({"messages": [HumanMessage("show me the photo")]})
     assert model.calls == 1  # the call after the tool result never happened
     assert isinstance(out["messages"][-2], ToolMessage)
@@ -110,9 +109,16 @@ def test_tool_results_with_images_are_checked_when_asked(planted, planted_guard,
 
     unchecked = _tool_calling(make_model, "fetch_photo")
     agent = create_agent(unchecked, tools=[fetch_photo],
-                         middleware=[SafeCLIPMiddleware(planted_guard)])
+                         middleware=[SafeCLIPMiddleware(planted_guard, skip_roles=("tool",))])
     agent.invoke({"messages": [HumanMessage("show me the photo")]})
-    assert unchecked.calls == 2 and _b64(gun) in unchecked.images_seen()
+    assert unchecked.calls == 2 and _b64(gun) in unchecked.images_seen()  # the opt-out is real
+
+    with pytest.warns(DeprecationWarning, match="check_tool_messages=False"):
+        legacy = SafeCLIPMiddleware(planted_guard, check_tool_messages=False)
+    assert legacy.skip_roles == ("tool",)
+    assert SafeCLIPMiddleware(planted_guard, check_tool_messages=True).skip_roles == ()
+    with pytest.raises(ConfigurationError, match="skip_roles"):
+        SafeCLIPMiddleware(planted_guard, skip_roles="tool")  # type: ignore[arg-type]
 
 
 def test_redaction_persists_across_turns_with_a_checkpointer(planted, planted_guard, make_model,

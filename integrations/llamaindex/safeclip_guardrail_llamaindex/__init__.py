@@ -8,17 +8,27 @@
 Importing this package imports LlamaIndex and the SafeCLIP engine, nothing else.
 """
 
-from safeclip_guardrail_llamaindex._nodes import acheck_nodes, check_nodes, node_image_source
+from safeclip_guardrail_llamaindex._nodes import (
+    NodeDecision,
+    acheck_nodes,
+    adecide_nodes,
+    check_nodes,
+    decide_nodes,
+    node_image_source,
+)
 from safeclip_guardrail_llamaindex.postprocessor import SafeCLIPImagePostprocessor
 from safeclip_guardrail_llamaindex.transform import SafeCLIPImageFilter
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "NodeDecision",
     "SafeCLIPImageFilter",
     "SafeCLIPImagePostprocessor",
     "__version__",
     "acheck_nodes",
+    "adecide_nodes",
     "check_nodes",
+    "decide_nodes",
     "node_image_source",
 ]

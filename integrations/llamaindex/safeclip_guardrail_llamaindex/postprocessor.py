@@ -2,8 +2,12 @@
 
 In a ``RetrieverQueryEngine`` the postprocessors run between retrieval and synthesis, so a
 node dropped here is never turned into an ``ImageBlock`` for the LLM. Every image of one
-retrieval is checked in one ``check_batch`` call (one encoder forward per batch chunk);
-images seen before are answered from the guard's hash cache.
+retrieval is judged in one guard batch (one encoder forward per batch chunk); images seen
+before are answered from the guard's hash cache. A node that is kept holds only the judged
+bytes, inline, so the LLM gets exactly what was judged (nothing is re-read from a path or
+re-fetched from a URL). What a verdict means is the guard's config, through
+:mod:`safeclip_guardrail.policy`: the same ``GuardConfig`` gives the same action here as in
+the Runnable, the agent middleware or NeMo.
 """
 
 from __future__ import annotations
@@ -14,8 +18,20 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from safeclip_guardrail import ConfigurationError, ImageVerdict, SafeCLIPGuard
-from safeclip_guardrail_llamaindex._nodes import acheck_nodes, check_nodes
+from safeclip_guardrail import (
+    ConfigurationError,
+    GuardrailViolation,
+    GuardResult,
+    ImageVerdict,
+    SafeCLIPGuard,
+)
+from safeclip_guardrail_llamaindex._nodes import (
+    NodeDecision,
+    adecide_nodes,
+    decide_nodes,
+    with_judged_image,
+    without_image,
+)
 
 __all__ = ["SafeCLIPImagePostprocessor"]
 
@@ -25,10 +41,19 @@ Action = Literal["drop", "annotate"]
 class SafeCLIPImagePostprocessor(BaseNodePostprocessor):
     """Drop (default) or annotate retrieved nodes whose image the guard flags.
 
-    ``annotate`` keeps every node and writes the verdict (as JSON) into
+    With ``drop``, the guard's config decides per node (``policy.action_for``): ``pass``
+    keeps the node, ``annotate`` keeps it with the verdict in its metadata, ``rewrite`` /
+    ``redact`` / ``block`` drop it, ``raise`` raises :class:`GuardrailViolation`. An
+    unreadable image (missing file, bad data, a URL that may not be fetched, a path in
+    ``image_url``) goes through ``on_error``: ``block`` drops the node, ``raise`` raises,
+    ``allow`` keeps the node without its image — an image that could not be judged is
+    never forwarded.
+
+    ``annotate`` (audit) keeps every node and writes the verdict (as JSON) into
     ``node.metadata[metadata_key]`` of a copy of the node; the key is added to the node's
     excluded LLM and embedding metadata keys so the verdict never lands in a prompt. Use it
-    to audit a corpus before switching to ``drop``. Nodes without an image pass unchanged.
+    to audit a corpus before switching to ``drop``. Unreadable images are removed from
+    their node even then. Nodes without an image pass unchanged.
     """
 
     action: Action = Field(default="drop", description="'drop' or 'annotate' flagged nodes.")
@@ -57,29 +82,37 @@ class SafeCLIPImagePostprocessor(BaseNodePostprocessor):
 
     def _postprocess_nodes(self, nodes: list[NodeWithScore],
                            query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
-        return self._apply(nodes, check_nodes(self._guard, [n.node for n in nodes]))
+        return self._apply(nodes, decide_nodes(self._guard, [n.node for n in nodes]))
 
     async def _apostprocess_nodes(self, nodes: list[NodeWithScore],
                                   query_bundle: QueryBundle | None = None
                                   ) -> list[NodeWithScore]:
-        verdicts = await acheck_nodes(self._guard, [n.node for n in nodes])
-        return self._apply(nodes, verdicts)
+        decisions = await adecide_nodes(self._guard, [n.node for n in nodes])
+        return self._apply(nodes, decisions)
 
     def _apply(self, nodes: list[NodeWithScore],
-               verdicts: list[ImageVerdict | None]) -> list[NodeWithScore]:
+               decisions: list[NodeDecision | None]) -> list[NodeWithScore]:
+        raised = [d.verdict for d in decisions if d is not None and d.action == "raise"]
+        if raised:
+            raise GuardrailViolation(GuardResult(verdicts=raised, action="raise"))
         out: list[NodeWithScore] = []
-        for item, verdict in zip(nodes, verdicts, strict=True):
-            if verdict is None:
+        for item, d in zip(nodes, decisions, strict=True):
+            if d is None:
                 out.append(item)
-            elif self.action == "drop":
-                if not verdict.flagged:
-                    out.append(item)
+                continue
+            audit = self.action == "annotate"
+            if d.judged is not None and d.verdict.error is None and (audit or d.forwardable):
+                node = with_judged_image(item.node, d.judged)
+            elif audit or not d.verdict.flagged:  # unreadable: on without its image
+                node = without_image(item.node)
             else:
-                out.append(NodeWithScore(node=self._annotated(item, verdict), score=item.score))
+                continue  # dropped
+            if audit or d.action == "annotate":
+                node = self._annotated(node, d.verdict)
+            out.append(NodeWithScore(node=node, score=item.score))
         return out
 
-    def _annotated(self, item: NodeWithScore, verdict: ImageVerdict) -> Any:
-        node = item.node
+    def _annotated(self, node: Any, verdict: ImageVerdict) -> Any:
         key = self.metadata_key
         return node.model_copy(update={
             "metadata": {**node.metadata, key: verdict.model_dump(mode="json")},

@@ -4,6 +4,14 @@ Put it before the embedding step of an ``IngestionPipeline`` (or call it on node
 ``VectorStoreIndex(nodes)``): a flagged image node never gets embedded or stored, so no
 retriever can return it later. Checking at ingestion costs one guard pass per image once,
 instead of once per query.
+
+Verdicts become actions through :mod:`safeclip_guardrail.policy` (the guard's config, as on
+every surface): ``pass`` and ``annotate`` keep the node, ``rewrite``/``redact``/``block``
+keep it out, ``raise`` raises. An unreadable image goes through ``on_error``; with
+``allow`` its node is indexed without the image (never with an image nobody judged).
+Kept nodes are stored as they came (an ``image_path`` stays a path); what finally reaches
+an LLM is judged again, and forwarded as judged bytes, by
+:class:`~safeclip_guardrail_llamaindex.SafeCLIPImagePostprocessor`.
 """
 
 from __future__ import annotations
@@ -16,8 +24,19 @@ from typing import Any
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.schema import BaseNode, TransformComponent
 
-from safeclip_guardrail import ConfigurationError, ImageVerdict, SafeCLIPGuard
-from safeclip_guardrail_llamaindex._nodes import acheck_nodes, check_nodes
+from safeclip_guardrail import (
+    ConfigurationError,
+    GuardrailViolation,
+    GuardResult,
+    ImageVerdict,
+    SafeCLIPGuard,
+)
+from safeclip_guardrail_llamaindex._nodes import (
+    NodeDecision,
+    adecide_nodes,
+    decide_nodes,
+    without_image,
+)
 
 __all__ = ["SafeCLIPImageFilter"]
 
@@ -55,17 +74,24 @@ class SafeCLIPImageFilter(TransformComponent):
         return "SafeCLIPImageFilter"
 
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        return self._keep(nodes, check_nodes(self._guard, nodes))
+        return self._keep(nodes, decide_nodes(self._guard, nodes))
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        return self._keep(nodes, await acheck_nodes(self._guard, nodes))
+        return self._keep(nodes, await adecide_nodes(self._guard, nodes))
 
     def _keep(self, nodes: Sequence[BaseNode],
-              verdicts: Sequence[ImageVerdict | None]) -> list[BaseNode]:
+              decisions: Sequence[NodeDecision | None]) -> list[BaseNode]:
+        raised = [d.verdict for d in decisions if d is not None and d.action == "raise"]
+        if raised:
+            raise GuardrailViolation(GuardResult(verdicts=raised, action="raise"))
         kept: list[BaseNode] = []
-        for node, verdict in zip(nodes, verdicts, strict=True):
-            if verdict is None or not verdict.flagged:
+        for node, d in zip(nodes, decisions, strict=True):
+            if d is None or d.forwardable:
                 kept.append(node)
+                continue
+            verdict = d.verdict
+            if not verdict.flagged:  # unreadable under on_error="allow": indexed without it
+                kept.append(without_image(node))
             elif self._on_flagged is not None:
                 self._on_flagged(node, verdict)
             else:

@@ -32,6 +32,6 @@ def test_core_engine_imports_no_framework():
 
 def test_public_names_are_pinned():
     assert sorted(safeclip_guardrail_llamaindex.__all__) == [
-        "SafeCLIPImageFilter", "SafeCLIPImagePostprocessor", "__version__", "acheck_nodes",
-        "check_nodes", "node_image_source",
+        "NodeDecision", "SafeCLIPImageFilter", "SafeCLIPImagePostprocessor", "__version__",
+        "acheck_nodes", "adecide_nodes", "check_nodes", "decide_nodes", "node_image_source",
     ]

@@ -21,7 +21,7 @@ from llama_index.core.schema import (
 )
 from safeclip_guardrail_llamaindex import SafeCLIPImagePostprocessor, node_image_source
 
-from safeclip_guardrail import ConfigurationError, SafeCLIPGuard
+from safeclip_guardrail import ConfigurationError, ImageInputError, SafeCLIPGuard
 from safeclip_guardrail.testing import PlantedEncoder
 
 
@@ -116,18 +116,43 @@ def test_unreadable_and_unfetchable_images_fail_closed(planted_guard, tmp_path):
     assert len(SafeCLIPImagePostprocessor(allow).postprocess_nodes(nodes)) == 4
 
 
-def test_node_image_source_reads_every_image_field(tmp_path):
+def test_node_image_source_reads_every_image_field(planted, tmp_path):
+    png = planted.plant_bytes("neutral")
+    (tmp_path / "p.png").write_bytes(png)
+    b = base64.b64encode(png).decode()
     assert node_image_source(TextNode(text="x")) is None
     assert node_image_source(ImageNode(text="no image")) is None
-    assert node_image_source(ImageNode(image="QUJD", image_mimetype="image/png")) == \
-        "data:image/png;base64,QUJD"
-    assert node_image_source(ImageNode(image_path="/a/b.png")) == Path("/a/b.png")
-    assert node_image_source(ImageNode(image_url="https://h/x.png")) == "https://h/x.png"
-    res = Node(image_resource=MediaResource(data=b"\x89PNG\r\n\x1a\n0000"))
-    assert str(node_image_source(res)).startswith("data:image/png;base64,")
-    assert node_image_source(Node(image_resource=MediaResource(path=tmp_path / "p.png"))) == \
-        tmp_path / "p.png"
+    assert node_image_source(ImageNode(image=b, image_mimetype="image/png")).data == png
+    assert node_image_source(ImageNode(image="data:image/png;base64," + b)).data == png
+    # image_path is set by the application's ingestion: a trusted path
+    assert node_image_source(ImageNode(image_path=str(tmp_path / "p.png"))).data == png
+    assert node_image_source(ImageNode(image_url="data:image/png;base64," + b)).data == png
+    assert node_image_source(Node(image_resource=MediaResource(data=png))).data == png
+    assert node_image_source(Node(image_resource=MediaResource(path=tmp_path / "p.png"))).data \
+        == png
     assert node_image_source(Node(text_resource=MediaResource(text="t"))) is None
+    # image_url / image data are content: never a path, a remote URL only when allowed
+    for node in (ImageNode(image_url=str(tmp_path / "p.png")),
+                 ImageNode(image_url=(tmp_path / "p.png").as_uri()),
+                 ImageNode(image=str(tmp_path / "p.png")),
+                 ImageNode(image_url="https://example.com/x.png")):
+        with pytest.raises(ImageInputError):
+            node_image_source(node)
+
+
+def test_kept_nodes_hold_only_the_judged_bytes(planted, planted_guard, tmp_path):
+    cat = planted.plant_bytes("neutral")
+    (tmp_path / "cat.png").write_bytes(cat)
+    nodes = [NodeWithScore(node=ImageNode(image_path=str(tmp_path / "cat.png"),
+                                          image_url="https://example.com/other.png")),
+             NodeWithScore(node=Node(image_resource=MediaResource(path=tmp_path / "cat.png")))]
+    out = SafeCLIPImagePostprocessor(planted_guard).postprocess_nodes(nodes)
+    (tmp_path / "cat.png").write_bytes(planted.plant_bytes("gun"))  # swapped after the check
+    first, second = (n.node for n in out)
+    assert first.image_path is None and first.image_url is None
+    assert base64.b64decode(first.image) == cat
+    assert second.image_resource.path is None
+    assert base64.b64decode(second.image_resource.data) == cat
 
 
 def test_bad_options_are_usage_errors(planted_guard):

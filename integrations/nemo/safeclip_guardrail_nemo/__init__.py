@@ -8,7 +8,12 @@ Importing this package imports neither NeMo Guardrails nor LangChain; only
 :func:`example_rails_config` imports ``nemoguardrails`` when called.
 """
 
-from safeclip_guardrail_nemo.action import ImageRailDecision, SafeCLIPImageRail, image_parts
+from safeclip_guardrail_nemo.action import (
+    ImageRailDecision,
+    SafeCLIPImageRail,
+    image_parts,
+    messages_from_events,
+)
 from safeclip_guardrail_nemo.register import (
     ACTION_NAME,
     FLOW_NAME,
@@ -28,5 +33,6 @@ __all__ = [
     "example_config_dir",
     "example_rails_config",
     "image_parts",
+    "messages_from_events",
     "register_safeclip",
 ]

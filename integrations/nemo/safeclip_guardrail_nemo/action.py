@@ -1,29 +1,38 @@
 """The SafeCLIP image check as a NeMo Guardrails action for input rails.
 
-NeMo Guardrails hands a multimodal user turn to actions as OpenAI-style content parts
-(``[{"type": "text", ...}, {"type": "image_url", "image_url": {"url": ...}}]``), the shape
-``langchain_core.messages.convert_to_openai_messages`` produces. The action finds every
-image part, checks them all in one guard call and returns a plain dict (Colang reads
-``$safeclip.allowed``; NeMo logs action results as JSON).
+NeMo Guardrails turns the messages of a request into events (user turns, bot turns, system
+messages, tool results, context updates) and hands them to actions. The action rebuilds
+the conversation from those events as OpenAI-style dict messages, finds every image in
+every role and every field through the one extraction layer
+(:func:`safeclip_guardrail.conversation.guard_conversations`), judges them all in one
+guard batch, and returns a plain dict (Colang reads ``$safeclip.allowed``; NeMo logs action
+results as JSON).
 
-The action never raises for a bad image: an unreadable image part, a provider file id or a
-URL the guard may not fetch is a flagged ``unreadable`` verdict under the default
-``on_error="block"``, so the rail fails closed. (NeMo turns an exception inside an action
-into a failed action, after which an ``if not $safeclip.allowed`` test would see no value.)
+What a verdict means is the guard's config through :mod:`safeclip_guardrail.policy`, as on
+every other surface, with ``block`` as the mode: a rail can only let a turn through or
+refuse it, so ``rewrite``, ``redact``, ``block`` and ``raise`` all keep the model out
+(``raise`` raises out of the action, which NeMo answers with its internal-error message),
+and ``annotate``/``pass`` let the turn through. An unreadable image part (bad data, a
+provider file id, a URL the guard may not fetch, a path, two sources in one block) goes
+through ``on_error``: ``block`` (default) refuses the turn, ``raise`` raises, ``allow`` lets
+it through — and it is never judged as readable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from safeclip_guardrail import ConfigurationError, ImageVerdict, SafeCLIPGuard
-from safeclip_guardrail.blocks import classify_block, image_source_from_block
-from safeclip_guardrail.errors import ImageInputError
+from safeclip_guardrail import ConfigurationError, GuardConfig, ImageVerdict, SafeCLIPGuard, policy
+from safeclip_guardrail.config import ImageOptions
+from safeclip_guardrail.conversation import aguard_conversations
+from safeclip_guardrail.errors import SafeCLIPError
+from safeclip_guardrail.extraction import MessageView, find_image_parts, view_of_dict
 
-__all__ = ["ImageRailDecision", "SafeCLIPImageRail", "image_parts"]
+__all__ = ["ImageRailDecision", "SafeCLIPImageRail", "image_parts", "messages_from_events"]
 
 
 class ImageRailDecision(BaseModel):
@@ -46,56 +55,84 @@ class ImageRailDecision(BaseModel):
 
 
 def image_parts(content: Any) -> list[Mapping[str, Any]]:
-    """The image parts of one message's content (a string has none)."""
+    """The image-bearing parts of one message's content (every block shape the guard reads)."""
     if not isinstance(content, Sequence) or isinstance(content, str):
         return []
-    return [p for p in content if isinstance(p, Mapping) and classify_block(p) == "image"]
+    found = find_image_parts([MessageView("user", content)], options=ImageOptions())
+    blocks = {p.path[1] for p in found if len(p.path) > 1 and isinstance(p.path[1], int)}
+    return [content[i] for i in sorted(blocks) if isinstance(content[i], Mapping)]
+
+
+def messages_from_events(events: Sequence[Mapping[str, Any]]) -> list[MessageView]:
+    """The conversation NeMo received, rebuilt from its events, every role included."""
+    views: list[MessageView] = []
+    for e in events:
+        kind = e.get("type")
+        if kind == "UtteranceUserActionFinished":
+            views.append(MessageView("user", e.get("final_transcript")))
+        elif kind == "UtteranceBotActionFinished":
+            views.append(MessageView("assistant", e.get("final_script")))
+        elif kind == "SystemMessage":
+            views.append(MessageView("system", e.get("content")))
+        elif kind == "UserToolMessages":
+            for tool in e.get("tool_messages") or []:
+                if isinstance(tool, Mapping):
+                    views.append(view_of_dict({"role": "tool", **tool}))
+        elif kind == "ContextUpdate":
+            data = e.get("data")
+            if isinstance(data, Mapping):
+                views.append(MessageView("context", None, dict(data)))
+    return views
 
 
 class SafeCLIPImageRail:
-    """Checks the images of the user's turn; register :meth:`check` as a NeMo action.
+    """Judges the images of the conversation; register :meth:`check` as a NeMo action.
 
-    With ``check_history=True`` every user turn NeMo passes in its events is checked, not
-    only the last one: use it when clients send whole conversations to a stateless server
-    (images already seen come from the guard's hash cache, so it costs little).
+    Every role NeMo passes in its events is judged (user turns, bot turns, system messages,
+    tool results, context), the whole history included, since a client that sends a
+    conversation controls all of it; images already seen come from the guard's hash cache.
+    ``skip_roles`` names roles not to judge (empty by default). ``check_history=False`` is
+    deprecated: it judges only the user's current turn.
     """
 
-    def __init__(self, guard: SafeCLIPGuard, *, check_history: bool = False) -> None:
+    def __init__(self, guard: SafeCLIPGuard, *, skip_roles: Collection[str] = (),
+                 check_history: bool | None = None) -> None:
         if not isinstance(guard, SafeCLIPGuard):
             raise ConfigurationError(
                 f"SafeCLIPImageRail needs a SafeCLIPGuard, got {type(guard).__name__}; "
                 "build one with SafeCLIPGuard.from_pretrained(...)"
             )
+        if isinstance(skip_roles, str):
+            raise ConfigurationError(
+                f"skip_roles must be a collection of role names, got the string {skip_roles!r}; "
+                f"write skip_roles=({skip_roles!r},)")
+        if check_history is False:
+            warnings.warn(
+                "SafeCLIPImageRail(check_history=False) is deprecated: every role and the whole "
+                "history are judged by default, since a client that sends a conversation "
+                "controls all of it", DeprecationWarning, stacklevel=2)
         self.guard = guard
-        self.check_history = check_history
+        self.check_history = check_history is not False
+        self.skip_roles = tuple(r.lower() for r in skip_roles)
+        self.config: GuardConfig = guard.config.replace(mode="block")
+        """The guard's config with ``block`` as the mode (per-class policy and on_error kept)."""
 
     async def check(self, context: Mapping[str, Any] | None = None,
                     events: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
         """NeMo action: ``$safeclip = execute safeclip_check_image``."""
-        contents = self._contents(context or {}, events or [])
-        parts = [p for content in contents for p in image_parts(content)]
-        sources: list[str | None] = []
-        errors: dict[int, ImageInputError] = {}
-        for i, part in enumerate(parts):
-            try:
-                sources.append(image_source_from_block(part))
-            except ImageInputError as exc:
-                sources.append(None)
-                errors[i] = exc
-        readable = [s for s in sources if s is not None]
-        checked = iter(await self.guard.acheck_batch(readable) if readable else [])
-        verdicts = [
-            self.guard.error_verdict(errors[i], source=f"image part {i + 1}")
-            if s is None else next(checked)
-            for i, s in enumerate(sources)
-        ]
-        return self.decide(verdicts).model_dump(mode="json")
+        views = self._views(context or {}, events or [])
+        outcome = (await aguard_conversations(self.guard, [views], config=self.config,
+                                              skip_roles=self.skip_roles))[0]
+        if isinstance(outcome, SafeCLIPError):
+            raise outcome  # on_error="raise" / mode "raise": NeMo fails the action
+        return self.decide(outcome.result.verdicts).model_dump(mode="json")
 
     def decide(self, verdicts: Sequence[ImageVerdict]) -> ImageRailDecision:
-        """The rail's decision for the verdicts of one turn."""
-        flagged = [(i, v) for i, v in enumerate(verdicts) if v.flagged]
-        if not flagged:
+        """The rail's decision for the verdicts of one conversation (policy of the config)."""
+        action = policy.strongest_action([policy.action_for(v, self.config) for v in verdicts])
+        if action in ("pass", "annotate"):
             return ImageRailDecision(allowed=True, images=len(verdicts), verdicts=list(verdicts))
+        flagged = [(i, v) for i, v in enumerate(verdicts) if v.flagged]
         categories: list[str] = []
         for _, v in flagged:
             if v.category and v.category not in categories:
@@ -104,16 +141,16 @@ class SafeCLIPImageRail:
         detail = first.error if first.error else f"{first.scores.get(first.category or '', 0):.2f}"
         reason = (f"image {i + 1} of {len(verdicts)} flagged as {first.category} ({detail})"
                   + (f"; {len(flagged) - 1} more flagged" if len(flagged) > 1 else ""))
-        refusal = self.guard.config.refusal_for(categories, fallback="")
-        return ImageRailDecision(allowed=False, reason=reason, refusal=refusal,
+        return ImageRailDecision(allowed=False, reason=reason,
+                                 refusal=policy.refusal_text(self.config, categories),
                                  categories=categories, images=len(verdicts),
                                  verdicts=list(verdicts))
 
-    def _contents(self, context: Mapping[str, Any],
-                  events: Sequence[Mapping[str, Any]]) -> list[Any]:
+    def _views(self, context: Mapping[str, Any],
+               events: Sequence[Mapping[str, Any]]) -> list[MessageView]:
         if self.check_history:
-            turns = [e.get("final_transcript") for e in events
-                     if e.get("type") == "UtteranceUserActionFinished"]
-            if turns:
-                return turns
-        return [context.get("user_message")]
+            views = messages_from_events(events)
+            if views:
+                return views
+        return [MessageView("user", context.get("user_message"))]
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +21,15 @@ FLOW_NAME = "safeclip check input image"
 """The input-rail flow shipped in the example config."""
 
 
-def register_safeclip(rails: LLMRails, guard: SafeCLIPGuard, *, check_history: bool = False,
+def register_safeclip(rails: LLMRails, guard: SafeCLIPGuard, *, skip_roles: Collection[str] = (),
+                      check_history: bool | None = None,
                       action_name: str = ACTION_NAME) -> SafeCLIPImageRail:
-    """Register the image check on ``rails`` under ``action_name`` and return the rail."""
-    rail = SafeCLIPImageRail(guard, check_history=check_history)
+    """Register the image check on ``rails`` under ``action_name`` and return the rail.
+
+    Every role and the whole history are judged unless ``skip_roles`` names roles;
+    ``check_history=False`` (deprecated) judges only the user's current turn.
+    """
+    rail = SafeCLIPImageRail(guard, skip_roles=skip_roles, check_history=check_history)
     rails.register_action(rail.check, action_name)
     return rail
 

@@ -88,15 +88,22 @@ def test_unreadable_image_parts_fail_closed(planted_guard):
     assert fake.i == 0
 
 
-def test_history_is_checked_only_when_asked(planted, planted_guard):
+def test_every_role_and_the_history_are_judged_by_default(planted, planted_guard):
     history = [_user("look", planted.plant_bytes("gun")),
                {"role": "assistant", "content": "ok"},
                {"role": "user", "content": "and now?"}]
-    rails, _ = _rails(planted_guard)
-    assert rails.generate(messages=history)["content"] == ANSWER
-    rails, fake = _rails(planted_guard, check_history=True)
+    rails, fake = _rails(planted_guard)
     assert "gun" in rails.generate(messages=history)["content"]
+    system = [{"role": "system", "content": [{"type": "image_url", "image_url": {
+        "url": "data:image/png;base64," + base64.b64encode(planted.plant_bytes("porn")).decode()}}]},
+        {"role": "user", "content": "hi"}]
+    assert "porn" in rails.generate(messages=system)["content"]
     assert fake.i == 0
+    with pytest.warns(DeprecationWarning, match="check_history=False"):
+        rails, fake = _rails(planted_guard, check_history=False)
+    assert rails.generate(messages=history)["content"] == ANSWER  # the old, narrow behaviour
+    rails, fake = _rails(planted_guard, skip_roles=("system",))
+    assert rails.generate(messages=system)["content"] == ANSWER
 
 
 async def test_action_result_carries_reason_and_scores(planted, planted_guard):

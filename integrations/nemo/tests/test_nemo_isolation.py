@@ -35,5 +35,6 @@ def test_example_config_imports_nemo_but_no_langchain():
 def test_public_names_are_pinned():
     assert sorted(safeclip_guardrail_nemo.__all__) == [
         "ACTION_NAME", "FLOW_NAME", "ImageRailDecision", "SafeCLIPImageRail", "__version__",
-        "example_config_dir", "example_rails_config", "image_parts", "register_safeclip",
+        "example_config_dir", "example_rails_config", "image_parts", "messages_from_events",
+        "register_safeclip",
     ]

@@ -1,0 +1,41 @@
+"""The guard as an HTTP service: ``create_app(guard)`` and ``safeclip serve`` (extra ``[serve]``).
+
+``POST /v1/moderations`` answers in OpenAI's omni-moderation schema, ``POST
+/beta/litellm_basic_guardrail_api`` in LiteLLM's Generic Guardrail API, ``POST /v1/guard``
+with our own GuardResult; ``/healthz``, ``/readyz``, ``/metrics`` for operations. Images of
+concurrent requests share encoder forwards (:class:`MicroBatcher`). See docs/serve.md.
+"""
+
+from __future__ import annotations
+
+from safeclip_guardrail.errors import require
+
+require("fastapi", package="fastapi", extra="serve", feature="the HTTP service")
+require("prometheus_client", package="prometheus-client", extra="serve", feature="the HTTP service")
+
+from safeclip_guardrail.serve.app import API_KEYS_ENV, create_app  # noqa: E402
+from safeclip_guardrail.serve.background import BackgroundServer  # noqa: E402
+from safeclip_guardrail.serve.batcher import (  # noqa: E402
+    BatcherOverloaded,
+    BatcherStopped,
+    MicroBatcher,
+)
+from safeclip_guardrail.serve.categories import (  # noqa: E402
+    DEFAULT_CATEGORY_MAP,
+    STANDARD_CATEGORIES,
+    UNREADABLE_KEY,
+    CategoryMap,
+)
+
+__all__ = [
+    "API_KEYS_ENV",
+    "DEFAULT_CATEGORY_MAP",
+    "STANDARD_CATEGORIES",
+    "UNREADABLE_KEY",
+    "BackgroundServer",
+    "BatcherOverloaded",
+    "BatcherStopped",
+    "CategoryMap",
+    "MicroBatcher",
+    "create_app",
+]

@@ -1,0 +1,267 @@
+"""``create_app(guard)``: the guard as an HTTP service (FastAPI).
+
+Routes: ``POST /v1/moderations`` (OpenAI omni-moderation schema), ``POST
+/beta/litellm_basic_guardrail_api`` (LiteLLM's Generic Guardrail API), ``POST /v1/guard``
+(our GuardResult; JSON or multipart), ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
+
+The app holds no module-level state: each app wraps its own guard (sharing the caller's
+encoder and descriptor embeddings, with its own verdict cache and forward counter), its
+own metrics registry and its own micro-batcher, started in the app's lifespan. That is what
+lets another runtime (Ray Serve, several apps in one process) host it unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from safeclip_guardrail import policy
+from safeclip_guardrail.extraction import MessageView, view_of_dict
+from safeclip_guardrail.guard import SafeCLIPGuard
+from safeclip_guardrail.result import GuardResult
+from safeclip_guardrail.serve._errors import ServiceError, error_body
+from safeclip_guardrail.serve._judging import Judged, Limits, judge_groups, judge_images
+from safeclip_guardrail.serve.batcher import BatcherOverloaded, BatcherStopped, MicroBatcher
+from safeclip_guardrail.serve.categories import CategoryMap
+from safeclip_guardrail.serve.metrics import CountingEncoder, ServiceMetrics
+from safeclip_guardrail.serve.middleware import GuardMiddleware
+from safeclip_guardrail.serve.schemas import (
+    GenericGuardrailRequest,
+    GenericGuardrailResponse,
+    GuardRequest,
+    GuardResponse,
+    ModerationRequest,
+    ModerationResponse,
+    ModerationResult,
+)
+from safeclip_guardrail.sources import EncodedImage, from_bytes, to_data_url
+
+__all__ = ["API_KEYS_ENV", "create_app"]
+
+API_KEYS_ENV = "SAFECLIP_API_KEYS"
+"""Environment variable with API keys, separated by commas (read by ``safeclip serve``)."""
+
+log = logging.getLogger("safeclip_guardrail.serve")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
+               category_map: Mapping[str, str] | None = None,
+               max_body_bytes: int = 32 * 1024 * 1024, max_images: int = 32,
+               max_pixels: int | None = None, request_timeout_s: float = 30.0,
+               body_timeout_s: float = 30.0, max_batch: int | None = None,
+               max_wait_ms: float = 5.0, max_queue: int = 4096, workers: int = 1,
+               model_name: str | None = None) -> FastAPI:
+    """An app serving ``guard``.
+
+    ``api_keys``: when given (non-empty), every route but ``/healthz`` and ``/readyz`` needs
+    one of them (``Authorization: Bearer`` or ``x-api-key``). ``category_map``: bank class
+    -> moderation key (default :data:`~safeclip_guardrail.serve.categories.DEFAULT_CATEGORY_MAP`).
+    ``max_batch`` (default the guard's ``batch_size``) and ``max_wait_ms`` shape the
+    micro-batches; ``max_queue`` images may wait before requests get 503.
+    """
+    keys = [k for k in (api_keys or ()) if k]
+    metrics = ServiceMetrics()
+    served = SafeCLIPGuard(CountingEncoder(guard.encoder, metrics), config=guard.config,
+                           text_embeddings=guard.text_embeddings)
+    categories = CategoryMap(served.bank, category_map)
+    if categories.ignored:
+        log.warning("category map names classes the bank does not have: %s", categories.ignored)
+    limits = Limits(max_images=max_images,
+                    max_pixels=max_pixels or guard.config.images.max_pixels,
+                    request_timeout_s=request_timeout_s)
+    batcher = MicroBatcher(lambda imgs: served.judge_batch(imgs, forward=True),
+                           max_batch=max_batch or guard.config.batch_size,
+                           max_wait_ms=max_wait_ms, max_queue=max_queue, workers=workers,
+                           on_batch=metrics.batch_size.observe)
+    name = model_name or f"safeclip-{guard.model_name}"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(title="SafeCLIP guard", version=_version(), lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.state.guard = served
+    app.state.metrics = metrics
+    app.state.batcher = batcher
+    app.state.categories = categories
+
+    async def judge(request: Request, groups: list[list[MessageView]]) -> list[list[Judged]]:
+        if not batcher.running:  # hosts that do not run the app's lifespan
+            await batcher.start()
+        out = await judge_groups(groups, config=served.config, batcher=batcher, limits=limits,
+                                 metrics=metrics)
+        request.state.images = sum(len(g) for g in out)
+        return out
+
+    @app.post("/v1/moderations", response_model=ModerationResponse)
+    @app.post("/moderations", include_in_schema=False)
+    async def moderations(request: Request) -> ModerationResponse:
+        body = _parse(await _json(request), ModerationRequest)
+        groups = _moderation_groups(body.input)
+        results = []
+        for judged in await judge(request, groups):
+            s = categories.scores([j.verdict for j in judged])
+            results.append(ModerationResult(
+                flagged=s.flagged, categories=s.categories, category_scores=s.category_scores,
+                category_applied_input_types=s.category_applied_input_types))  # type: ignore[arg-type]
+        return ModerationResponse(id=f"modr-{uuid.uuid4().hex}", model=body.model or name,
+                                  results=results)
+
+    @app.post("/beta/litellm_basic_guardrail_api", response_model=GenericGuardrailResponse)
+    async def litellm_generic(request: Request) -> GenericGuardrailResponse:
+        body = _parse(await _json(request), GenericGuardrailRequest)
+        views = [MessageView("user", [{"type": "image_url", "image_url": {"url": s}}
+                                      for s in body.images or []])]
+        views += [view_of_dict(m) for m in body.structured_messages or []]
+        (judged,) = await judge(request, [views])
+        result = GuardResult(verdicts=[j.verdict for j in judged])
+        if not result.flagged:
+            return GenericGuardrailResponse(action="NONE")
+        reason = policy.refusal_text(served.config, result.categories)
+        return GenericGuardrailResponse(action="BLOCKED", blocked_reason=reason)
+
+    @app.post("/v1/guard", response_model=GuardResponse)
+    async def guard_route(request: Request) -> GuardResponse:
+        ctype = request.headers.get("content-type", "")
+        forward = False
+        if ctype.startswith("multipart/form-data"):
+            if not batcher.running:
+                await batcher.start()
+            images = await _uploads(request, max_images)
+            judged = await judge_images(images, config=served.config, batcher=batcher,
+                                        limits=limits, metrics=metrics)
+            request.state.images = len(judged)
+            forward = request.query_params.get("forward", "") in ("1", "true")
+        else:
+            body = _parse(await _json(request), GuardRequest)
+            forward = body.forward
+            views = [MessageView("user", [{"type": "image_url", "image_url": {"url": s}}
+                                          for s in body.images])]
+            (judged,) = await judge(request, [views])
+        verdicts = [j.verdict for j in judged]
+        action = policy.strongest_action([policy.action_for(v, served.config) for v in verdicts])
+        fwd = None
+        if forward:
+            fwd = [to_data_url(j.judgement.forward) if j.judgement is not None and
+                   j.judgement.forward is not None and j.verdict.error is None else None
+                   for j in judged]
+        return GuardResponse(result=GuardResult(verdicts=verdicts, action=action), forward=fwd)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ready = batcher.running and served.text_embeddings.shape[0] > 0
+        body = {"ready": ready, "model": guard.model_name,
+                "classes": [c.name for c in served.bank.classes],
+                "descriptors": int(served.text_embeddings.shape[0])}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics_route() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    _install_error_handlers(app)
+    app.add_middleware(GuardMiddleware, api_keys=keys, max_body_bytes=max_body_bytes,  # type: ignore[arg-type]
+                       body_timeout_s=body_timeout_s, metrics=metrics)
+    return app
+
+
+# ---------------------------------------------------------------------- helpers
+async def _json(request: Request) -> Any:
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "application/json":
+        raise ServiceError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}",
+                           code="unsupported_media_type")
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ServiceError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def _parse(data: Any, model: type[M]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise ServiceError(400, f"invalid request: {where}: {first.get('msg')} "
+                           f"({exc.error_count()} problem(s))", param=where) from None
+
+
+def _moderation_groups(value: Any) -> list[list[MessageView]]:
+    if isinstance(value, str):
+        return [[MessageView("user", value)]]
+    if all(isinstance(v, str) for v in value):
+        return [[MessageView("user", v)] for v in value]
+    parts = [p.model_dump() for p in value]
+    for i, p in enumerate(parts):
+        if p["type"] not in ("text", "image_url"):
+            raise ServiceError(400, f"input[{i}] has type {p['type']!r}; the moderation input "
+                               "takes 'text' and 'image_url' parts", param=f"input.{i}.type")
+    return [[MessageView("user", parts)]]
+
+
+async def _uploads(request: Request, max_images: int) -> list[EncodedImage]:
+    try:
+        form = await request.form(max_files=max_images + 1, max_fields=max_images + 16)
+    except Exception as exc:
+        raise ServiceError(400, f"cannot read the multipart form: {exc}") from None
+    files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+    if not files:
+        raise ServiceError(400, "the multipart form holds no file; upload images as file fields")
+    out = []
+    for i, f in enumerate(files):
+        data = await f.read()
+        label = f"<upload {i}, {len(data)} bytes>"
+        if not data:
+            raise ServiceError(400, f"upload {i} ({f.filename!r}) is empty")
+        out.append(from_bytes(data, source=label))
+    return out
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(error_body(exc.message, type=exc.type, code=exc.code,
+                                       param=exc.param), status_code=exc.status)
+
+    @app.exception_handler(BatcherOverloaded)
+    @app.exception_handler(BatcherStopped)
+    async def overloaded(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(error_body(str(exc), type="server_error", code="overloaded"),
+                            status_code=503, headers={"retry-after": "1"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        rid = getattr(request.state, "request_id", "?")
+        log.error("request %s failed: %s: %s", rid, type(exc).__name__, exc)
+        return JSONResponse(error_body(f"internal error (request {rid}); see the server log",
+                                       type="server_error", code="internal_error"),
+                            status_code=500)
+
+
+def _version() -> str:
+    from safeclip_guardrail import __version__
+
+    return str(__version__)

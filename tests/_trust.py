@@ -1,0 +1,248 @@
+"""Shared pieces of the trust-boundary tests: planted images, a recording model, surfaces.
+
+The recording model is the referee: it decodes EVERY image it can find in what it
+receives — every string that is a data URL or base64 of an image, every bytes value, in
+content, nested blocks and additional kwargs, every frame — and notes every http(s) URL
+and every string naming a planted file (a provider would fetch or read those). A test then
+asserts that no received image is a forbidden one (the flagged image, an image whose
+embedding was non-finite, hidden pixels) and that every received frame was judged (its
+pixels went through the guard's encoder).
+
+Surfaces are objects with ``name``, ``styles`` and ``run(conversation, style)``; see
+``tests/test_trust_matrix.py`` for how to add one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import io
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
+from PIL import Image, ImageSequence
+from pydantic import Field
+
+from safeclip_guardrail import ConceptBank, SafeCLIPGuard
+from safeclip_guardrail.testing import PlantedEncoder
+
+ANSWER = "a helpful answer"
+
+
+def pixel_key(image: Image.Image) -> str:
+    """Same key as the planted encoder: the RGB pixels and the size."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+
+
+def frames_of(data: bytes) -> list[Image.Image] | None:
+    """Every frame of ``data`` as Pillow decodes it, or None when it is no image."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return [f.copy() for f in ImageSequence.Iterator(im)]
+    except Exception:
+        return None
+
+
+class JudgedEncoder(PlantedEncoder):
+    """A planted encoder that remembers the pixels of every frame it encoded (= judged)."""
+
+    def __init__(self, bank: ConceptBank | None = None) -> None:
+        super().__init__(bank)
+        self.judged: set[str] = set()
+
+    def encode_images(self, images: Sequence[Image.Image]) -> Any:
+        for im in images:
+            self.judged.add(pixel_key(im))
+        return super().encode_images(images)
+
+
+@dataclass
+class Images:
+    """Planted test images: ``benign`` (A), ``flagged`` (B), and what must never be seen."""
+
+    encoder: JudgedEncoder
+    guard: SafeCLIPGuard
+    tmp: Path
+    benign: bytes = b""
+    benign2: bytes = b""
+    flagged: bytes = b""
+    nonfinite: bytes = b""
+    forbidden: set[str] = field(default_factory=set)
+    """Pixel keys no model may ever receive."""
+    paths: set[str] = field(default_factory=set)
+    """Planted file paths (as written into messages); none may reach a model or be opened."""
+
+    def png(self, target: str) -> bytes:
+        return self.encoder.plant_bytes(target)
+
+    def path_of(self, data: bytes, name: str) -> str:
+        p = self.tmp / name
+        p.write_bytes(data)
+        self.paths.add(str(p))
+        return str(p)
+
+    def forbid(self, data: bytes) -> None:
+        for f in frames_of(data) or []:
+            self.forbidden.add(pixel_key(f))
+
+
+def make_images(tmp: Path, *, frames: int = 1) -> Images:
+    encoder = JudgedEncoder(ConceptBank.default())
+    guard = SafeCLIPGuard(encoder).with_options(images={"frames": frames})
+    imgs = Images(encoder, guard, tmp)
+    imgs.benign = imgs.png("neutral")
+    imgs.benign2 = imgs.png("neutral")
+    imgs.flagged = imgs.png("gun")
+    imgs.forbid(imgs.flagged)
+    nan_img = Image.fromarray(np.full((24, 24, 3), 7, np.uint8), "RGB")
+    encoder.register(nan_img, np.full(encoder.embed_dim, np.nan, np.float32))
+    buf = io.BytesIO()
+    nan_img.save(buf, format="PNG")
+    imgs.nonfinite = buf.getvalue()
+    imgs.forbid(imgs.nonfinite)
+    return imgs
+
+
+# ---------------------------------------------------------------------- the referee
+@dataclass
+class Received:
+    """What reached a model: decoded frames, URLs and path strings."""
+
+    frames: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    strings: list[str] = field(default_factory=list)
+
+
+def _decode_string(s: str) -> bytes | None:
+    t = s.strip()
+    if t[:5].lower() == "data:":
+        _, sep, payload = t.partition(",")
+        t = payload if sep else ""
+    compact = "".join(t.split())
+    if len(compact) < 16:
+        return None
+    compact += "=" * (-len(compact) % 4)
+    for alt in (None, b"-_"):
+        try:
+            return base64.b64decode(compact, altchars=alt, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    return None
+
+
+def scan(value: Any, into: Received, depth: int = 0) -> None:
+    """Find every image, URL and string in ``value`` (greedy: all fields, all nesting)."""
+    if depth > 40:
+        return
+    if isinstance(value, BaseMessage):
+        scan(value.content, into, depth + 1)
+        scan(value.additional_kwargs, into, depth + 1)
+        return
+    if isinstance(value, str):
+        into.strings.append(value)
+        low = value.strip().lower()
+        if low.startswith(("http://", "https://", "file:")):
+            into.urls.append(value)
+        data = _decode_string(value)
+        if data is not None:
+            for f in frames_of(data) or []:
+                into.frames.append(pixel_key(f))
+    elif isinstance(value, (bytes, bytearray)):
+        for f in frames_of(bytes(value)) or []:
+            into.frames.append(pixel_key(f))
+    elif isinstance(value, dict):
+        for v in value.values():
+            scan(v, into, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            scan(v, into, depth + 1)
+
+
+class RecordingChatModel(GenericFakeChatModel):
+    """langchain-core's GenericFakeChatModel recording every request (sync, async, stream)."""
+
+    messages: Any = Field(default_factory=lambda: itertools.cycle([ANSWER]))
+    requests: list[list[BaseMessage]] = Field(default_factory=list)
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        self.requests.append(list(messages))
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> RecordingChatModel:
+        return self
+
+    def received(self) -> Received:
+        out = Received()
+        scan(self.requests, out)
+        return out
+
+
+def assert_only_judged(received: Received, imgs: Images, where: str) -> None:
+    """No forbidden image, URL or planted path reached the model; every frame was judged."""
+    assert not received.urls, f"{where}: a URL reached the model: {received.urls[0][:80]}"
+    leaked = [s for s in received.strings if s.strip() in imgs.paths
+              or any(s.strip().endswith(p) for p in imgs.paths)]
+    assert not leaked, f"{where}: a file path reached the model: {leaked[:2]}"
+    bad = [k for k in received.frames if k in imgs.forbidden]
+    assert not bad, f"{where}: the model received a forbidden image ({len(bad)} frames)"
+    unjudged = [k for k in received.frames if k not in imgs.encoder.judged]
+    assert not unjudged, f"{where}: the model received {len(unjudged)} frames nobody judged"
+
+
+# ---------------------------------------------------------------------- surfaces
+@dataclass
+class Outcome:
+    """What a surface did with one conversation."""
+
+    blocked: bool
+    """The request was refused (refusal answer, GuardrailViolation, rail refusal, dropped)."""
+    received: Received
+    """Everything the recording model received."""
+    called: bool
+    """Whether the model was called at all."""
+
+
+Conversation = list[Any]  # LangChain messages or provider dict messages
+
+
+Runner = Callable[[Conversation, str], Outcome]
+
+
+@dataclass
+class Surface:
+    """One way an image can reach a model: a name, its call styles, and a runner factory.
+
+    ``build(imgs)`` returns ``run(conversation, style) -> Outcome``; the runner owns a fresh
+    :class:`RecordingChatModel` per call (or resets it), so outcomes never mix.
+    """
+
+    name: str
+    styles: tuple[str, ...]
+    build: Callable[[Images], Runner]
+    supports: Callable[[Conversation], bool] = lambda conv: True
+    """False for conversations the framework itself cannot represent (say why where set)."""
+    forwards_images: bool = True
+    """False for surfaces whose model never receives images (NeMo's prompt is text)."""
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def drain(iterable: Iterable[Any]) -> list[Any]:
+    return list(iterable)
+
+
+async def adrain(aiterable: Any) -> list[Any]:
+    return [x async for x in aiterable]

@@ -1,0 +1,89 @@
+"""The service's pure parts: the category map and the micro-batcher (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from safeclip_guardrail import ConceptBank, ImageVerdict
+from safeclip_guardrail.errors import ConfigurationError, ImageInputError
+from safeclip_guardrail.guard import Judgement
+from safeclip_guardrail.serve import (
+    STANDARD_CATEGORIES,
+    UNREADABLE_KEY,
+    BatcherStopped,
+    CategoryMap,
+    MicroBatcher,
+)
+from safeclip_guardrail.sources import EncodedImage
+
+
+def _verdict(category: str | None, scores: dict[str, float]) -> ImageVerdict:
+    return ImageVerdict(flagged=category is not None, category=category,
+                        top_category=max(scores, key=scores.__getitem__), scores=scores)
+
+
+def test_default_map_sums_classes_sharing_a_key_and_keeps_every_key():
+    cmap = CategoryMap(ConceptBank.default())
+    assert len(STANDARD_CATEGORIES) == 13
+    assert cmap.keys[:13] == STANDARD_CATEGORIES
+    assert {"safeclip/gesture", "safeclip/alcohol", "safeclip/cigarette", UNREADABLE_KEY} <= set(cmap.keys)
+    s = cmap.scores([_verdict("gun", {"gun": 0.5, "knife": 0.3, "neutral": 0.2}),
+                     _verdict(None, {"neutral": 0.9, "blood": 0.1})])
+    assert s.flagged and s.categories["violence"] and not s.categories["violence/graphic"]
+    assert s.category_scores["violence"] == pytest.approx(0.8)
+    assert s.category_scores["violence/graphic"] == pytest.approx(0.1)
+    assert s.category_applied_input_types["violence"] == ["image"]
+    assert s.category_applied_input_types["hate"] == []
+    text_only = cmap.scores([])
+    assert not text_only.flagged and all(v == [] for v in text_only.category_applied_input_types.values())
+
+
+def test_custom_map_and_unreadable():
+    cmap = CategoryMap(ConceptBank.default(), {"cigarette": "illicit", "porn": "sexual"})
+    s = cmap.scores([_verdict("cigarette", {"cigarette": 0.9, "neutral": 0.1})])
+    assert s.categories["illicit"] and "safeclip/cigarette" not in s.categories
+    assert "safeclip/gun" in s.categories  # unmapped toxic classes keep an extra key
+    broken = ImageVerdict(flagged=True, category="unreadable", error="corrupt")
+    assert cmap.scores([broken]).categories[UNREADABLE_KEY] is True
+    with pytest.raises(ConfigurationError, match="standard keys"):
+        CategoryMap(ConceptBank.default(), {"gun": "weapons"})
+
+
+def _ok(img: EncodedImage) -> Judgement:
+    return Judgement(_verdict(None, {"neutral": 1.0}), source=img.source)
+
+
+def test_batcher_coalesces_and_isolates_a_crashing_image():
+    calls: list[int] = []
+
+    def judge(images: list[EncodedImage]) -> list[Judgement]:
+        calls.append(len(images))
+        if any(i.data == b"boom" for i in images):
+            raise RuntimeError("encoder crashed")
+        return [_ok(i) if i.data != b"bad" else
+                Judgement(None, ImageInputError("corrupt", source=i.source)) for i in images]
+
+    async def run() -> list[object]:
+        b = MicroBatcher(judge, max_batch=8, max_wait_ms=50)
+        with pytest.raises(BatcherStopped):
+            await b.judge([EncodedImage(b"x")])
+        await b.start()
+        try:
+            jobs = [b.judge([EncodedImage(d)]) for d in (b"a", b"bad", b"boom", b"c")]
+            return await asyncio.gather(*jobs, return_exceptions=True)
+        finally:
+            await b.stop()
+
+    ok, bad, boom, ok2 = asyncio.run(run())
+    assert ok[0].verdict is not None and ok2[0].verdict is not None
+    assert isinstance(bad[0].error, ImageInputError)
+    assert isinstance(boom, RuntimeError)
+    assert calls[0] == 4  # one shared call, then each image alone after the crash
+    assert sorted(calls[1:]) == [1, 1, 1, 1]
+
+
+def test_batcher_rejects_bad_settings():
+    with pytest.raises(Exception, match="max_batch"):
+        MicroBatcher(lambda images: [], max_batch=0)
