@@ -22,8 +22,9 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
@@ -240,7 +241,7 @@ def _views(img: Image.Image) -> tuple[list[Image.Image], bool]:
     """Load one frame; its RGB readings and whether a plain RGB loader agrees with them."""
     img.load()
     faithful = img.mode not in _WIDE_MODES and img.mode != "CMYK"
-    if img.info.get("icc_profile"):
+    if img.info.get("icc_profile") or _colour_managed(img.info):
         faithful = False
     orientation = 1
     with contextlib.suppress(Exception):  # broken EXIF must not make a readable image unreadable
@@ -260,6 +261,15 @@ def _views(img: Image.Image) -> tuple[list[Image.Image], bool]:
         composited = Image.alpha_composite(background, rgba).convert("RGB")
         return [composited, rgba.convert("RGB")], False
     return [_rgb(img)], faithful
+
+
+def _colour_managed(info: Mapping[Any, Any]) -> bool:
+    """PNG gAMA/cHRM that a colour-managing decoder (browsers, some providers) would apply,
+    changing the pixels: a gamma other than sRGB's 1/2.2, or primaries without sRGB intent."""
+    gamma = info.get("gamma")
+    if isinstance(gamma, (int, float)) and abs(float(gamma) - 1 / 2.2) > 0.01:
+        return True
+    return "chromaticity" in info and "srgb" not in info
 
 
 def _rgb(img: Image.Image) -> Image.Image:

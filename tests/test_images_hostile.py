@@ -276,3 +276,15 @@ def test_multi_picture_jpegs_from_cameras_decode() -> None:
         decode_image(data, ImageOptions(formats=("PNG",)))
     with pytest.raises(ImageInputError, match="opened as JPEG, which is not allowed"):
         decode_image(encode(noise(), "JPEG"), ImageOptions(formats=("MPO",)))
+
+
+@pytest.mark.parametrize(("gamma", "faithful"), [(45455, True), (5000, False), (100000, False)])
+def test_png_gamma_other_than_srgb_is_not_faithful(gamma: int, faithful: bool) -> None:
+    import struct
+
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", struct.pack(">I", gamma))
+    data = encode(noise(), "PNG", pnginfo=info)
+    assert decode_image(data).faithful is faithful
