@@ -1,60 +1,78 @@
+"""The deprecated ``safeclip_guardrail.blocks`` shim: the extraction layer's trust rules."""
+
 from __future__ import annotations
 
+import base64
+import io
+import sys
+from typing import Any
+
 import pytest
+from PIL import Image
 
 from safeclip_guardrail import ImageInputError
 from safeclip_guardrail.blocks import classify_block, image_source_from_block
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-@pytest.mark.parametrize(
-    ("block", "expected"),
-    [
-        ({"type": "image", "base64": "QUJD", "mime_type": "image/png"}, "data:image/png;base64,QUJD"),
-        ({"type": "image", "url": "https://x/y.png"}, "https://x/y.png"),
-        ({"type": "image", "source_type": "base64", "data": "QUJD", "mime_type": "image/jpeg"},
-         "data:image/jpeg;base64,QUJD"),
-        ({"type": "image", "source_type": "url", "url": "https://x/y.png"}, "https://x/y.png"),
-        ({"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}},
-         "data:image/png;base64,QUJD"),
-        ({"type": "image_url", "image_url": "https://x/y.png"}, "https://x/y.png"),
-        ({"type": "input_image", "image_url": "data:image/png;base64,QUJD"},
-         "data:image/png;base64,QUJD"),
-        ({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "QUJD"}},
-         "data:image/png;base64,QUJD"),
-        ({"type": "non_standard", "value": {"type": "image_url", "image_url": {"url": "u://x"}}},
-         "u://x"),
-    ],
-)
-def test_every_image_block_shape(block: dict, expected: str) -> None:
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+B64 = base64.b64encode(_png()).decode()
+URL = f"data:image/png;base64,{B64}"
+
+
+@pytest.mark.parametrize("block", [
+    {"type": "image", "base64": B64, "mime_type": "image/png"},
+    {"type": "image", "source_type": "base64", "data": B64, "mime_type": "image/jpeg"},
+    {"type": "image_url", "image_url": {"url": URL}},
+    {"type": "image_url", "image_url": URL},
+    {"type": "input_image", "image_url": URL},
+    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": B64}},
+    {"type": "non_standard", "value": {"type": "image_url", "image_url": {"url": URL}}},
+    {"type": "file", "base64": B64, "mime_type": "application/pdf"},  # bytes decide, not MIME
+])
+def test_every_image_block_shape_gives_a_data_url_of_its_bytes(block: dict[str, Any]) -> None:
     assert classify_block(block) == "image"
-    assert image_source_from_block(block) == expected
+    out = image_source_from_block(block)
+    assert out.startswith("data:image/") and base64.b64decode(out.split(",", 1)[1]) == _png()
 
 
-@pytest.mark.parametrize(
-    ("block", "needle"),
-    [
-        ({"type": "image", "file_id": "file-123"}, "provider file id"),
-        ({"type": "image", "source_type": "id", "id": "f"}, "provider file id"),
-        ({"type": "image"}, "no image data"),
-        ({"type": "image", "base64": ""}, "empty or missing base64"),
-        ({"type": "image_url", "image_url": {}}, "no usable image_url"),
-        ({"type": "image", "source": {"type": "file"}}, "base64 data or a url"),
-        ({"type": "text", "text": "hi"}, "not an image block"),
-    ],
-)
-def test_unreadable_image_blocks(block: dict, needle: str) -> None:
+@pytest.mark.parametrize(("block", "needle"), [
+    ({"type": "image", "file_id": "file-123"}, "provider file id"),
+    ({"type": "image"}, "no image data"),
+    ({"type": "image", "base64": B64, "url": "https://x/y.png"}, "2 sources"),
+    ({"type": "image_url", "image_url": {"url": "/etc/hostname"}}, "file paths"),
+    ({"type": "image", "url": "https://example.com/x.png"}, "http"),
+    ({"type": "hologram"}, "unknown type"),
+    ({"type": "text", "text": "hi"}, "holds no image"),
+])
+def test_unreadable_blocks_raise(block: dict[str, Any], needle: str) -> None:
     with pytest.raises(ImageInputError, match=needle):
         image_source_from_block(block)
 
 
-def test_classify() -> None:
-    assert classify_block("plain text") == "text"
+def test_a_path_is_never_opened() -> None:
+    opened: list[str] = []
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event in ("open", "os.stat", "os.listdir") and args and "hostname" in str(args[0]):
+            opened.append(event)
+
+    sys.addaudithook(hook)
+    with pytest.raises(ImageInputError):
+        image_source_from_block({"type": "image_url", "image_url": {"url": "/etc/hostname"}})
+    assert opened == []
+
+
+def test_classify_and_deprecation() -> None:
+    with pytest.warns(DeprecationWarning, match="extraction"):
+        assert classify_block("plain text") == "text"
     assert classify_block({"type": "text", "text": "x"}) == "text"
-    assert classify_block({"type": "audio", "base64": "x"}) == "other"
-    assert classify_block({"type": "hologram"}) == "unknown"
-    # a provider block LangChain wrapped as non_standard is judged by what it wraps
-    assert classify_block({"type": "non_standard", "value": {"type": "hologram"}}) == "unknown"
-    assert classify_block({"type": "non_standard", "value": "opaque"}) == "unknown"
+    assert classify_block({"type": "audio", "base64": "AAAA"}) == "other"
+    assert classify_block({"type": "hologram"}) == "image"  # unknown: unreadable, fails closed
     assert classify_block({"type": "non_standard", "value": {"type": "citation"}}) == "other"
-    assert classify_block({"type": "non_standard", "value": {"type": "text", "text": "x"}}) == "text"
-    assert classify_block(42) == "unknown"

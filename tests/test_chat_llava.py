@@ -30,6 +30,7 @@ from safeclip_guardrail import (
 )
 from safeclip_guardrail.chat_models import ChatLlava
 from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
+from safeclip_guardrail.policy import REDACTED, UNREADABLE_PLACEHOLDER
 from safeclip_guardrail.testing import PlantedEncoder, build_tiny_llava
 
 INSTRUCTION = GuardConfig().safe_instruction
@@ -339,7 +340,7 @@ def test_redact_replaces_the_image(llava_dir: Path, tiny_clip_dir: Path) -> None
         {"type": "image", "base64": _b64(OK), "mime_type": "image/png"},
         {"type": "text", "text": "What?"}])]
     prompt = fused.render_prompt(msgs)
-    assert prompt.count("<image>") == 1 and "[image removed: flagged as gun]" in prompt
+    assert prompt.count("<image>") == 1 and REDACTED.format(category="gun") in prompt
     msg = fused.invoke(msgs)
     assert msg.content and msg.response_metadata["safeclip"]["action"] == "redact"
     only_flag = fused.invoke(_ask(FLAG))  # no image left at all
@@ -379,17 +380,22 @@ def test_unreadable_image_follows_on_error(llava_dir: Path, tiny_clip_dir: Path,
          "mime_type": "image/png"}, {"type": "text", "text": "What?"}])]
     with pytest.raises(ImageInputError):
         llm.invoke(bad)  # no guard: nothing to fall back on
+    # fail closed: blocked whatever the mode (policy.action_for: strongest of block and mode)
     fail_closed = _guarded(llava_dir, tiny_clip_dir, mode="rewrite")
     msg = fail_closed.invoke(bad)
     result = msg.response_metadata["safeclip"]
-    assert result["verdicts"][0]["category"] == "unreadable" and result["action"] == "redact"
-    assert "[image could not be read]" in fail_closed.render_prompt(bad)
-    blocked = _guarded(llava_dir, tiny_clip_dir, mode="block").invoke(bad)
-    assert blocked.response_metadata["finish_reason"] == "guardrail"
+    assert result["verdicts"][0]["category"] == "unreadable" and result["action"] == "block"
+    assert msg.response_metadata["finish_reason"] == "guardrail"
+    # a policy for "unreadable" may soften that; the image is still never sent
+    softened = _guarded(llava_dir, tiny_clip_dir, mode="rewrite", policy={"unreadable": "redact"})
+    assert softened.invoke(bad).response_metadata["safeclip"]["action"] == "redact"
+    assert UNREADABLE_PLACEHOLDER in softened.render_prompt(bad)
+    assert "<image>" not in softened.render_prompt(bad)
     with pytest.raises(ImageInputError):
         _guarded(llava_dir, tiny_clip_dir, on_error="raise").invoke(bad)
-    allowed = _guarded(llava_dir, tiny_clip_dir, on_error="allow").invoke(bad)
-    assert allowed.response_metadata["safeclip"]["flagged"] is False
+    allowed = _guarded(llava_dir, tiny_clip_dir, on_error="allow")
+    assert allowed.invoke(bad).response_metadata["safeclip"]["flagged"] is False
+    assert "<image>" not in allowed.render_prompt(bad)  # allowed on, but never sent
 
 
 def test_unsupported_blocks_and_remote_urls(llm: ChatLlava) -> None:
@@ -399,7 +405,7 @@ def test_unsupported_blocks_and_remote_urls(llm: ChatLlava) -> None:
     with pytest.raises(ImageInputError):  # URLs are not fetched unless allowed
         llm.invoke([HumanMessage(content=[{"type": "image_url", "image_url": {
             "url": "https://example.com/cat.png"}}])])
-    with pytest.raises(ConfigurationError, match="non_standard"):  # never dropped silently
+    with pytest.raises(ImageInputError, match="hologram"):  # never dropped silently
         llm.invoke([HumanMessage(content=[{"type": "non_standard",
                                            "value": {"type": "hologram", "data": "AAAA"}}])])
 

@@ -18,6 +18,7 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from safeclip_guardrail import ImageInputError, SafeCLIPDocumentGuard, SafeCLIPGuard
+from safeclip_guardrail.policy import UNREADABLE_PLACEHOLDER
 from safeclip_guardrail.testing import PlantedEncoder
 
 
@@ -61,17 +62,18 @@ def test_drop_keeps_order_and_metadata_of_the_rest(planted: PlantedEncoder,
 def test_annotate_keeps_everything_and_marks_the_flagged(planted_guard: SafeCLIPGuard,
                                                          docs: list[Document]) -> None:
     out = SafeCLIPDocumentGuard(guard=planted_guard, action="annotate").invoke(docs)
-    assert ids(out) == ids(docs)
+    # the unreadable remote URL (5) fails closed, as in the Runnable: block beats annotate
+    assert ids(out) == [0, 1, 2, 3, 4, 6]
     marked = {d.metadata["id"]: d.metadata["safeclip"]["categories"]
               for d in out if "safeclip" in d.metadata}
-    assert marked == {1: ["gun"], 3: ["alcohol"], 4: ["blood"], 5: ["unreadable"]}
+    assert marked == {1: ["gun"], 3: ["alcohol"], 4: ["blood"]}
     assert out[1].metadata["image_path"] == docs[1].metadata["image_path"]
 
 
 def test_redact_removes_the_image_but_keeps_the_text(planted_guard: SafeCLIPGuard,
                                                      docs: list[Document]) -> None:
     out = SafeCLIPDocumentGuard(guard=planted_guard, action="redact").invoke(docs)
-    assert ids(out) == ids(docs)
+    assert ids(out) == [0, 1, 2, 3, 4, 6]  # the unreadable remote URL fails closed
     assert out[1].page_content == "a rifle" and "image_path" not in out[1].metadata
     assert "gun" in out[1].metadata["image_redacted"]
     assert out[4].page_content.startswith("[image removed") and "blood" in out[4].page_content
@@ -120,7 +122,9 @@ def test_bad_inputs(planted: PlantedEncoder, planted_guard: SafeCLIPGuard) -> No
     with pytest.raises(ImageInputError):
         strict.invoke([broken])
     lenient = SafeCLIPDocumentGuard(guard=planted_guard.with_options(on_error="allow"))
-    assert lenient.invoke([broken]) == [broken]
+    (kept,) = lenient.invoke([broken])  # the document goes on, its unjudged image never does
+    assert kept.page_content == "x" and "image_base64" not in kept.metadata
+    assert kept.metadata["image_redacted"] == UNREADABLE_PLACEHOLDER
 
 
 class Recorder(BaseCallbackHandler):

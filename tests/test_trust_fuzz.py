@@ -42,7 +42,15 @@ from langchain_core.messages import (
 from safeclip_guardrail import SafeCLIPError
 from safeclip_guardrail.conversation import guard_dict_messages
 from safeclip_guardrail.intervention import guard_messages
-from tests._trust import Images, Received, assert_only_judged, make_images, scan
+from tests._trust import (
+    Images,
+    Received,
+    assert_only_judged,
+    make_images,
+    pixel_key,
+    scan,
+)
+from tests._trust_chat import raised_in_langchain_core, tiny_llava_dir
 
 EXAMPLES = int(os.environ.get("SAFECLIP_FUZZ_EXAMPLES", "250"))
 MESSAGES_SEEN = {"messages": 0, "conversations": 0, "blocked": 0, "forwarded_images": 0}
@@ -217,6 +225,44 @@ def test_no_generated_conversation_forwards_an_unjudged_image(
         return
     MESSAGES_SEEN["forwarded_images"] += len(received.frames)
     assert_only_judged(received, imgs, f"fuzz ({'dicts' if as_dicts else 'langchain'})")
+
+
+@settings(max_examples=max(50, EXAMPLES // 2), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.filter_too_much])
+@given(conv=conversation, mode=st.sampled_from(["block", "redact"]),
+       on_error=st.sampled_from(["block", "allow"]))
+def test_chat_llava_fuzzed_conversations_send_only_judged_images(
+        conv: list[tuple[str, Any, dict[str, Any]]], mode: str, on_error: str) -> None:
+    """The fuzzer's conversations through ChatLlava: what LLaVA's processor receives is
+    judged and never flagged; nothing raises but a SafeCLIPError (ConfigurationError for
+    blocks LLaVA cannot show) or langchain-core's own refusal of a malformed block."""
+    from safeclip_guardrail.chat_models import ChatLlava
+
+    imgs = _ctx()
+    llm = ChatLlava.from_pretrained(tiny_llava_dir(), device="cpu", dtype="float32",
+                                    max_new_tokens=1,
+                                    guard=imgs.guard.with_options(mode=mode, on_error=on_error))
+    received = Received()
+    processor_cls = type(llm.processor)
+    real_call = processor_cls.__call__
+
+    def record(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for im in kwargs.get("images") or []:
+            received.frames.append(pixel_key(im))
+        return real_call(self, *args, **kwargs)
+
+    processor_cls.__call__ = record
+    try:
+        llm.invoke([_lc_message(r, c, x) for r, c, x in conv])
+    except SafeCLIPError:
+        pass
+    except (ValueError, TypeError) as exc:
+        if not raised_in_langchain_core(exc):
+            raise
+    finally:
+        processor_cls.__call__ = real_call
+    assert_only_judged(received, imgs, "fuzz (chat_llava)")
 
 
 def test_fuzz_report(capsys: pytest.CaptureFixture[str]) -> None:

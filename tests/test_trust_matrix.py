@@ -14,7 +14,7 @@ and always: no forbidden image (B, a non-finite-embedding image, pixels hidden u
 or in an unjudged frame), no URL and no planted path reach the model, and every frame it
 receives was judged by the guard's encoder.
 
-Adding a surface (e.g. ChatLlava or the RAG guard) is a few lines: write
+Adding a surface (ChatLlava and the RAG guard are in tests/_trust_chat.py) is a few lines: write
 ``def _my_surface(imgs) -> Runner`` returning ``run(conversation, style) -> Outcome`` and
 append ``Surface("name", ("invoke", ...), _my_surface)`` to ``SURFACES`` (or to
 ``NODE_SURFACES`` for document/node inputs). A conversation is a list of LangChain messages
@@ -66,6 +66,7 @@ from tests._trust import (
     run_async,
     scan,
 )
+from tests._trust_chat import chat_llava_surface, doc_placements, rag_run
 
 
 # ---------------------------------------------------------------------- helpers
@@ -404,8 +405,9 @@ SURFACES: list[Surface] = [
     Surface("langgraph", ("invoke", "ainvoke", "batch", "stream", "astream"), _langgraph),
     Surface("nemo", ("invoke", "ainvoke"), _nemo, supports=_nemo_supports,
             forwards_images=False),
+    chat_llava_surface(_call),  # LLaVA itself is the model (tests/_trust_chat.py)
 ]
-"""Message surfaces. ChatLlava and the RAG guard (branch ``chat``) append theirs here."""
+"""Message surfaces. The RAG guard's documents: test_rag_documents_... below."""
 
 
 def _check(surface: Surface, run: Runner, imgs: Images, style: str) -> list[str]:
@@ -582,6 +584,33 @@ def test_llamaindex_nodes_block_or_forward_only_judged_bytes(style: str, tmp_pat
                     assert want in outcome.received.frames, f"{where}: image did not arrive"
             except AssertionError as exc:
                 failures.append(str(exc).splitlines()[0][:300])
+    assert not failures, "\n".join(failures)
+
+
+# ---------------------------------------------------------------------- RAG documents
+@pytest.mark.parametrize("style", ["invoke", "ainvoke", "batch", "abatch", "stream", "astream"])
+def test_rag_documents_block_or_forward_only_judged_bytes(style: str, tmp_path: Path) -> None:
+    """retriever | SafeCLIPDocumentGuard | prompt builder | recording model, over documents
+    carrying the image under each metadata key and as page content (tests/_trust_chat.py)."""
+    imgs = make_images(tmp_path)
+    failures = []
+    for placement in doc_placements():
+        for variant, image in (("flagged", imgs.flagged), ("benign", imgs.benign)):
+            where = f"rag/{style}/{placement.name}/{variant}"
+            expect = placement.flagged if variant == "flagged" else placement.benign
+            try:
+                outcome = rag_run(imgs, placement.build(imgs, image), style, _call)
+                assert_only_judged(outcome.received, imgs, where)
+                if expect == "block":
+                    assert outcome.blocked, f"{where}: document kept"
+                elif expect == "forward":
+                    assert not outcome.blocked, f"{where}: document dropped"
+                    want = pixel_key(frames_of(image)[0])  # type: ignore[index]
+                    assert want in outcome.received.frames, f"{where}: image did not arrive"
+            except AssertionError as exc:
+                failures.append(str(exc).splitlines()[0][:300])
+            except Exception as exc:
+                failures.append(f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
     assert not failures, "\n".join(failures)
 
 

@@ -1,10 +1,19 @@
-"""LangChain messages -> the processor's chat conversation and the images it needs.
+"""LangChain messages -> LLaVA's chat conversation and the images it will see.
 
-Images are read from every LangChain / OpenAI / Anthropic block shape with the core's
-loader (:func:`image_source_from_block` + :func:`decode_image`, same limits), so ChatLlava
-and the guard see the same pixels. The conversation keeps each image as a slot, so a guard
-decision can later rewrite (safety instruction before the user's text), redact (a text
-placeholder instead of the image) or drop an image without parsing the messages again.
+Images are found by the one extraction layer
+(:func:`~safeclip_guardrail.extraction.find_image_parts`), exactly as the Runnable, the
+agent middleware and every other surface find them: every role (system, assistant and tool
+messages too), every block shape, file blocks whose bytes are an image whatever their MIME
+type, ``non_standard`` wrappers, image data URLs as plain text, images in
+``additional_kwargs``. A part with two sources, a path, a provider file id or an unknown
+block type is unreadable and goes through the guard's ``on_error``.
+
+Each image part becomes a *slot* of the conversation. Its bytes come only from the part's
+:class:`~safeclip_guardrail.sources.EncodedImage` (a data URL, base64, or a fetched http(s)
+URL when allowed) — never from a path written in message content. ChatLlava decodes them
+with the guard's own decode and hands LLaVA's processor those decoded pixels, so the model
+sees exactly what was judged. The conversation keeps each image as a slot so the guard's
+decision can rewrite, redact or drop it without parsing the messages again.
 """
 
 from __future__ import annotations
@@ -13,23 +22,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import (
-    AIMessage,
-    BaseMessage,
-    ChatMessage,
-    HumanMessage,
-    SystemMessage,
-    ToolMessage,
-)
+from langchain_core.messages import BaseMessage
 
-from safeclip_guardrail.blocks import classify_block, image_source_from_block
+from safeclip_guardrail._messages import view_of_message
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ConfigurationError, ImageInputError
-from safeclip_guardrail.images import DecodedImage, decode_image, describe_source
+from safeclip_guardrail.extraction import (
+    IMAGE_TYPES,
+    TEXT_TYPES,
+    ImagePart,
+    MessageView,
+    find_image_parts,
+)
+from safeclip_guardrail.images import DecodedImage
 
 __all__ = ["Conversation", "ImageSlot", "Turn", "parse_messages"]
 
-_UNSUPPORTED = frozenset({"audio", "input_audio", "video", "file"})
+_UNSUPPORTED = frozenset({"audio", "input_audio", "video", "file", "input_file", "document"})
+"""Block types LLaVA cannot take (unless their bytes are an image: then they are a slot)."""
+
+Path = tuple[str | int, ...]
 
 
 @dataclass
@@ -38,17 +50,27 @@ class ImageSlot:
 
     turn: int
     """Index of the turn (message) that holds it."""
-    source: str
-    """Short description for verdicts and errors (never the whole payload)."""
+    part: ImagePart
+    """The part the extraction layer found: its bytes, or why it cannot be judged."""
     decoded: DecodedImage | None = None
+    """The guard's decode of ``part.image``: the pixels judged and, if kept, sent."""
     error: ImageInputError | None = None
+    """Why the image cannot be judged (from extraction or decoding); then it is never sent."""
+
+    @property
+    def source(self) -> str:
+        """Short description for verdicts and errors (never the payload)."""
+        where = "/".join(str(p) for p in self.part.path)
+        what = self.part.image.source if self.part.image is not None else (
+            self.error.source if self.error is not None and self.error.source else "unreadable")
+        return f"message {self.turn} {where}: {what}"
 
 
 @dataclass
 class Turn:
     role: str
     parts: list[str | int] = field(default_factory=list)
-    """Text pieces and image slots (ints index ``Conversation.images``), in block order."""
+    """Text pieces and image slots (ints index ``Conversation.images``), in prompt order."""
 
 
 @dataclass
@@ -56,7 +78,8 @@ class Conversation:
     turns: list[Turn]
     images: list[ImageSlot]
 
-    def render(self, *, keep: set[int], placeholders: Mapping[int, str] | None = None,
+    def render(self, *, keep: set[int] | frozenset[int],
+               placeholders: Mapping[int, str] | None = None,
                instructions: Mapping[int, str] | None = None,
                image_token: str | None = None) -> list[dict[str, Any]]:
         """The conversation in the processor's chat format.
@@ -64,7 +87,7 @@ class Conversation:
         ``keep``: image slots that stay images; any other image becomes its placeholder
         text (or disappears). ``instructions``: turn -> text inserted before that turn's
         first text, i.e. right after its images in LLaVA's template (the paper's rewrite).
-        ``image_token``: removed from user text, so typed text cannot smuggle in an image slot.
+        ``image_token``: removed from all text, so typed text cannot open an image slot.
         """
         placeholders = placeholders or {}
         instructions = instructions or {}
@@ -77,74 +100,117 @@ class Conversation:
                     if part in keep:
                         content.append({"type": "image"})
                     elif part in placeholders:
-                        content.append({"type": "text", "text": placeholders[part]})
+                        content.append({"type": "text", "text": _clean(placeholders[part],
+                                                                       image_token)})
                     continue
                 if pending is not None:
                     content.append({"type": "text", "text": pending})
                     pending = None
-                text = part.replace(image_token, "") if image_token else part
-                content.append({"type": "text", "text": text})
+                content.append({"type": "text", "text": _clean(part, image_token)})
             if pending is not None:
                 content.append({"type": "text", "text": pending})
             out.append({"role": turn.role, "content": content})
         return out
 
-    def images_for(self, keep: set[int]) -> list[Any]:
-        """The PIL images of the kept slots, in prompt order."""
+    def images_for(self, keep: set[int] | frozenset[int]) -> list[Any]:
+        """The judged pixels (first decoded frame) of the kept slots, in prompt order."""
         return [s.decoded.image for i, s in enumerate(self.images)
                 if i in keep and s.decoded is not None]
 
 
-def _role(message: BaseMessage) -> str:
-    if isinstance(message, SystemMessage):
-        return "system"
-    if isinstance(message, HumanMessage):
-        return "user"
-    if isinstance(message, AIMessage):
-        return "assistant"
-    if isinstance(message, ChatMessage):
-        return {"human": "user", "ai": "assistant"}.get(message.role, message.role)
-    if isinstance(message, ToolMessage):
-        return "user"  # LLaVA templates know no tool role; the result is shown as user input
-    return "user"
-
-
 def parse_messages(messages: Sequence[BaseMessage], options: ImageOptions) -> Conversation:
-    """Read every message's text and images; image errors are kept per slot, not raised."""
+    """Read every message's text and image parts; image errors stay on their slot."""
+    views = [view_of_message(m) for m in messages]
+    parts = find_image_parts(views, options=options)
+    by_message: dict[int, dict[Path, ImagePart]] = {}
+    for part in parts:
+        by_message.setdefault(part.message, {})[part.path] = part
     turns: list[Turn] = []
     images: list[ImageSlot] = []
-    for t, message in enumerate(messages):
-        turn = Turn(role=_role(message))
-        content = message.content
-        blocks: list[Any] = [content] if isinstance(content, str) else list(content)
-        for b, block in enumerate(blocks):
-            kind = classify_block(block)
-            if kind == "text":
-                text = block if isinstance(block, str) else block.get("text", "")
-                if text:
-                    turn.parts.append(str(text))
-            elif kind == "image":
-                turn.parts.append(len(images))
-                images.append(_read_image(block, t, b, options))
-            else:
-                block_type = block.get("type") if isinstance(block, Mapping) else type(block)
-                if kind == "unknown" or block_type in _UNSUPPORTED:
-                    raise ConfigurationError(
-                        f"message {t} has a content block of type {block_type!r} that ChatLlava "
-                        "cannot read; send text and image blocks only"
-                    )
+    for m, view in enumerate(views):
+        turn = Turn(role=llava_role(view.role))
+        _Walker(m, turn, images, by_message.get(m, {})).walk(view)
         turns.append(turn)
     return Conversation(turns=turns, images=images)
 
 
-def _read_image(block: Any, turn: int, index: int, options: ImageOptions) -> ImageSlot:
-    where = f"message {turn}, block {index}"
-    try:
-        source = image_source_from_block(block)
-    except ImageInputError as exc:
-        return ImageSlot(turn=turn, source=where, error=exc)
-    desc = f"{where}: {describe_source(source)}"
-    try:
-        return ImageSlot(turn=turn, source=desc, decoded=decode_image(source, options))
-    except ImageInputError as exc:
-        return ImageSlot(turn=turn, source=desc, error=exc)
+def llava_role(role: str) -> str:
+    """LLaVA templates know ``system``, ``user`` and ``assistant``; tool output is user input."""
+    r = role.lower()
+    if r in ("assistant", "ai", "model"):
+        return "assistant"
+    if r in ("system", "developer"):
+        return "system"
+    return "user"
+
+
+class _Walker:
+    """Walks one message's content in the extraction layer's paths, emitting text and slots."""
+
+    def __init__(self, message: int, turn: Turn, images: list[ImageSlot],
+                 parts: Mapping[Path, ImagePart]) -> None:
+        self.message = message
+        self.turn = turn
+        self.images = images
+        self.parts = parts
+        self.used: set[Path] = set()
+
+    def walk(self, view: MessageView) -> None:
+        # images in extra fields (additional_kwargs, Ollama's ``images``) come first, as
+        # LLaVA's prompts put a turn's images before its text
+        for path, part in self.parts.items():
+            if path[0] == "extras":
+                self._slot(path, part)
+        self.content(("content",), view.content)
+        missed = [p for p in self.parts if p not in self.used]
+        if missed:  # every found image must be a slot: never dropped unseen, never unjudged
+            raise ConfigurationError(
+                f"message {self.message}: an image at {'/'.join(map(str, missed[0]))} could not "
+                "be placed in LLaVA's prompt; send text and image blocks")
+
+    def _slot(self, path: Path, part: ImagePart) -> None:
+        self.used.add(path)
+        self.turn.parts.append(len(self.images))
+        self.images.append(ImageSlot(turn=self.message, part=part, error=part.error))
+
+    def content(self, path: Path, content: Any) -> None:
+        part = self.parts.get(path)
+        if part is not None:
+            self._slot(path, part)
+        elif content is None:
+            return
+        elif isinstance(content, str):
+            self._text(content)
+        elif isinstance(content, Mapping):
+            self.block(path, content)
+        elif isinstance(content, (list, tuple)):
+            for i, item in enumerate(content):
+                self.content((*path, i), item)
+
+    def _text(self, text: str) -> None:
+        if text:
+            self.turn.parts.append(text)
+
+    def block(self, path: Path, block: Mapping[str, Any]) -> None:
+        t = block.get("type")
+        if not isinstance(t, str):  # unhashable or odd types: the extraction layer's call
+            t = repr(t)
+        if t in TEXT_TYPES:
+            text = block.get("text")
+            if isinstance(text, str):
+                self._text(text)
+            return
+        if t == "non_standard" and isinstance(block.get("value"), Mapping):
+            self.block(path, block["value"])  # the extraction layer reads it at the same path
+            return
+        if t in IMAGE_TYPES or t in _UNSUPPORTED:
+            raise ConfigurationError(
+                f"message {self.message} has a content block of type {t!r} that ChatLlava cannot "
+                "read; send text and image blocks only")
+        nested = block.get("content")  # tool results: their text and images are shown
+        if nested is not None:
+            self.content((*path, "content"), nested)
+
+
+def _clean(text: str, image_token: str | None) -> str:
+    return text.replace(image_token, "") if image_token else text

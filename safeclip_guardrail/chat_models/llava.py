@@ -25,14 +25,21 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr
 
+from safeclip_guardrail import policy
 from safeclip_guardrail.chat_models import _fused
 from safeclip_guardrail.chat_models._loading import LoadedLlava, load_llava
-from safeclip_guardrail.chat_models._plan import Decision, decide, refusal_text
-from safeclip_guardrail.chat_models._prompt import Conversation, parse_messages
+from safeclip_guardrail.chat_models._plan import Plan, plan
+from safeclip_guardrail.chat_models._prompt import Conversation, ImageSlot, parse_messages
 from safeclip_guardrail.chat_models._streaming import StopTrimmer, TokenStreamer, cut_at_stop
 from safeclip_guardrail.config import GuardConfig, ImageOptions
-from safeclip_guardrail.errors import ConfigurationError, GuardrailViolation
+from safeclip_guardrail.errors import (
+    ConfigurationError,
+    EncoderOutputError,
+    GuardrailViolation,
+    ImageInputError,
+)
 from safeclip_guardrail.guard import SafeCLIPGuard
+from safeclip_guardrail.images import decode_image
 from safeclip_guardrail.result import ImageVerdict
 
 __all__ = ["ChatLlava"]
@@ -43,7 +50,7 @@ _GEN_ONLY = frozenset({"max_new_tokens", "max_tokens", "temperature", "top_p"})
 class _Prepared:
     """What one request becomes: model inputs and the guard's decision."""
 
-    def __init__(self, inputs: dict[str, Any], decision: Decision | None) -> None:
+    def __init__(self, inputs: dict[str, Any], decision: Plan | None) -> None:
         self.inputs = inputs
         self.decision = decision
 
@@ -212,10 +219,10 @@ class ChatLlava(BaseChatModel):
         """The prompt text the model would see for ``messages`` (after the guard's rewrite),
         with each image token once (before the processor expands it)."""
         conv, decision, _ = self._guarded(messages)
-        keep = decision.keep if decision else set(range(len(conv.images)))
+        keep = decision.keep if decision else frozenset(range(len(conv.images)))
         return self._prompt_text(conv, keep, decision)
 
-    def _prompt_text(self, conv: Conversation, keep: set[int], decision: Decision | None) -> str:
+    def _prompt_text(self, conv: Conversation, keep: frozenset[int], decision: Plan | None) -> str:
         chat = conv.render(keep=keep, placeholders=decision.placeholders if decision else None,
                            instructions=decision.instructions if decision else None,
                            image_token=self._image_token)
@@ -226,8 +233,8 @@ class ChatLlava(BaseChatModel):
     def _image_token(self) -> str:
         return str(getattr(self.processor, "image_token", "<image>"))
 
-    def _tokenize(self, conv: Conversation, keep: set[int],
-                  decision: Decision | None) -> dict[str, Any]:
+    def _tokenize(self, conv: Conversation, keep: frozenset[int],
+                  decision: Plan | None) -> dict[str, Any]:
         prompt = self._prompt_text(conv, keep, decision)
         images = conv.images_for(keep)
         if images:
@@ -237,41 +244,59 @@ class ChatLlava(BaseChatModel):
         return {k: v.to(self._loaded.device) if isinstance(v, torch.Tensor) else v
                 for k, v in dict(out).items()}
 
-    def _guarded(self, messages: list[BaseMessage]
-                 ) -> tuple[Conversation, Decision | None, Any]:
-        """Parse, check and decide; returns the vision pass to reuse when fused."""
+    def _read(self, conv: Conversation) -> None:
+        """Decode every readable slot with the guard's own decode (same limits, same pixels).
+
+        The bytes are the part's :class:`EncodedImage` only: a string in message content
+        is never opened as a path, with or without a guard."""
         guard = self._guard
-        options = guard.config.images if guard is not None else ImageOptions()
-        conv = parse_messages(messages, options)
+        for slot in conv.images:
+            if slot.error is not None or slot.part.image is None:
+                continue
+            try:
+                slot.decoded = (guard.decode(slot.part.image) if guard is not None
+                                else decode_image(slot.part.image, ImageOptions()))
+            except ImageInputError as exc:
+                slot.error = ImageInputError(f"{slot.source}: {exc}", source=exc.source)
+
+    def _guarded(self, messages: list[BaseMessage]
+                 ) -> tuple[Conversation, Plan | None, Any]:
+        """Find, read, judge and decide; returns the vision pass to reuse when fused."""
+        guard = self._guard
+        conv = parse_messages(messages, guard.config.images if guard is not None
+                              else ImageOptions())
+        self._read(conv)
+        if guard is None:
+            for slot in conv.images:
+                if slot.error is not None:
+                    raise slot.error  # no guard, no on_error: an unreadable image is an error
+            return conv, None, None
+        cfg = guard.config
         verdicts: dict[int, ImageVerdict] = {}
         for i, slot in enumerate(conv.images):
             if slot.error is not None:
-                if guard is None:
-                    raise slot.error
-                verdicts[i] = guard.error_verdict(slot.error, source=slot.source)
+                verdicts[i] = policy.error_verdict(slot.error, cfg, source=slot.source)
         readable = [i for i, s in enumerate(conv.images) if s.decoded is not None]
-        if guard is None:
-            return conv, None, None
         vision: Any = None
         if readable and self._fused:
-            inputs = self._tokenize(conv, set(readable), None)
+            inputs = self._tokenize(conv, frozenset(readable), None)
             enc = _fused.encode_images(self._loaded, inputs)
             cls = _fused.image_cls(self._loaded, enc, inputs, n_images=len(readable),
-                                   source=guard.config.cls_source)
+                                   source=cfg.cls_source)
             fresh = _fused.score_fused(guard, cls, [conv.images[i] for i in readable])
             verdicts.update(zip(readable, fresh))
             vision = (inputs, enc, readable)
         elif readable:
-            fresh = guard.check_batch([conv.images[i].decoded.image  # type: ignore[union-attr]
-                                       for i in readable])
-            verdicts.update((i, v.model_copy(update={"source": conv.images[i].source}))
-                            for i, v in zip(readable, fresh))
-        return conv, decide(conv, verdicts, guard.config), vision
+            judged = guard.judge_batch([img for i in readable
+                                        if (img := conv.images[i].part.image) is not None])
+            for i, j in zip(readable, judged, strict=True):
+                verdicts[i] = _verdict(conv.images[i], j.verdict, j.error, cfg)
+        return conv, plan(conv, verdicts, cfg), vision
 
     def _prepare(self, messages: list[BaseMessage]) -> _Prepared:
         conv, decision, vision = self._guarded(messages)
         if decision is None:
-            return _Prepared(self._tokenize(conv, set(range(len(conv.images))), None), None)
+            return _Prepared(self._tokenize(conv, frozenset(range(len(conv.images))), None), None)
         if decision.action == "raise":
             raise GuardrailViolation(decision.result)
         if decision.action == "block":
@@ -306,16 +331,16 @@ class ChatLlava(BaseChatModel):
             gen.update(stop_strings=stops, tokenizer=self._loaded.tokenizer)
         return gen, stops or None
 
-    def _metadata(self, decision: Decision | None, finish_reason: str) -> dict[str, Any]:
+    def _metadata(self, decision: Plan | None, finish_reason: str) -> dict[str, Any]:
         meta: dict[str, Any] = {"model_name": self.model, "model_provider": "transformers",
                                 "finish_reason": finish_reason}
         if decision is not None:
             meta["safeclip"] = decision.result.model_dump(mode="json")
         return meta
 
-    def _refusal(self, decision: Decision) -> str:
-        assert self._guard is not None
-        return refusal_text(self._guard.config, decision.result)
+    @staticmethod
+    def _refusal(decision: Plan) -> str:
+        return decision.refusal or ""
 
     # ------------------------------------------------------------------ generation
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
@@ -398,3 +423,13 @@ class ChatLlava(BaseChatModel):
         if run_manager and tail:
             run_manager.on_llm_new_token(tail, chunk=last)
         yield last
+
+
+def _verdict(slot: ImageSlot, verdict: ImageVerdict | None,
+             error: ImageInputError | EncoderOutputError | None,
+             config: GuardConfig) -> ImageVerdict:
+    """A judgement as a verdict: ``on_error`` applied here, once (policy.error_verdict)."""
+    if verdict is not None:
+        return verdict.model_copy(update={"source": slot.source})
+    exc = error or EncoderOutputError("the image was not judged", source=slot.source)
+    return policy.error_verdict(exc, config, source=slot.source)

@@ -1,4 +1,5 @@
-"""The ``safeclip`` command line: ``scan``, ``bank``, ``eval``, ``calibrate``, ``serve``.
+"""The ``safeclip`` command line: ``scan``, ``bank``, ``eval``, ``calibrate``, ``serve``,
+``scan-corpus``.
 
 Exit codes: 0 nothing flagged, 1 something flagged, 2 usage or input error. Errors are one
 line on stderr, never a traceback (set ``SAFECLIP_DEBUG=1`` to see one).
@@ -17,7 +18,7 @@ from safeclip_guardrail.cli._common import EXIT_ERROR, CliError, SafeclipArgumen
 __all__ = ["CliError", "main"]
 
 # Each module defines ``register(subparsers)``; a command's module may ship in a later release.
-_COMMAND_MODULES = ("scan", "bank", "evaluate", "calibrate", "serve")
+_COMMAND_MODULES = ("scan", "bank", "evaluate", "calibrate", "serve", "scan_corpus")
 
 
 def build_parser() -> SafeclipArgumentParser:

@@ -47,6 +47,9 @@ def register(sub: Any) -> None:
     p.add_argument("--benign-class", metavar="CLASS",
                    help="label for a plain folder (default: the bank's first benign class)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.add_argument("--from-embeddings", metavar="SCAN",
+                   help="read the images' embeddings from a 'safeclip scan-corpus --embeddings' "
+                        "output instead of encoding them")
     add_guard_options(p)
     p.set_defaults(func=run)
 
@@ -69,12 +72,21 @@ def run(args: argparse.Namespace) -> int:
                        f"({', '.join(bank.benign_classes)})")
     data = Path(args.data)
     dataset = ds.load_dataset(data, bank=bank, all_label=label if data.is_dir() else None)
+    if args.from_embeddings:
+        from safeclip_guardrail.eval.stored import check_scan
+
+        check_scan(args.from_embeddings, config)  # before loading the model
     quiet_model_loading()
     guard = SafeCLIPGuard.from_config(config)
+    embedded = None
+    if args.from_embeddings:
+        from safeclip_guardrail.eval.stored import load_scan_embeddings
+
+        embedded = load_scan_embeddings(args.from_embeddings, dataset, guard)
     result = calibrate(guard, dataset, target_fpr=args.target_fpr, per_class=args.per_class,
                        margin=DEFAULT_MARGIN if args.margin is None else args.margin,
                        min_threshold=args.min_threshold,
-                       show_progress=not args.no_progress)
+                       show_progress=not args.no_progress, embedded=embedded)
     written = result.apply(config).to_file(out)
     if result.per_class:
         what = ", ".join(f"{k} {v:.4f}" for k, v in result.thresholds.items())

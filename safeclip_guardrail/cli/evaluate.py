@@ -48,6 +48,10 @@ def register(sub: Any) -> None:
                    help="skip the K (descriptors per class) and cls_source ablations")
     p.add_argument("--no-plots", action="store_true", help="with --out: write no PNG plots")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.add_argument("--from-embeddings", metavar="SCAN",
+                   help="read the images' embeddings from a 'safeclip scan-corpus --embeddings' "
+                        "output instead of encoding them (a new bank, threshold or per-class "
+                        "thresholds are evaluated without an image-encoder pass)")
     e = p.add_argument_group("end-to-end evaluation (--e2e)")
     e.add_argument("--e2e", action="store_true",
                    help="send every image with a query to a chat model, with and without the "
@@ -80,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.e2e and not (args.chat_model or args.chat_model_factory):
         raise CliError("--e2e needs a chat model: --chat-model llava:<dir> or provider:model, "
                        "or --chat-model-factory module:attr")
+    if args.e2e and args.from_embeddings:
+        raise CliError("--e2e sends the images to a chat model; it cannot use --from-embeddings")
     if (args.chat_model or args.chat_model_factory) and not args.e2e:
         raise CliError("--chat-model is only used with --e2e; add --e2e")
     if args.out and not args.no_plots:
@@ -90,16 +96,26 @@ def run(args: argparse.Namespace) -> int:
         from safeclip_guardrail.eval.e2e import compile_patterns
 
         compile_patterns(patterns)
+    if args.from_embeddings:
+        from safeclip_guardrail.eval.stored import check_scan
+
+        check_scan(args.from_embeddings, config)  # before loading the model
     quiet_model_loading()
     guard = SafeCLIPGuard.from_config(config)
     chat = load_chat_model(args.chat_model, args.chat_model_factory) if args.e2e else None
+    embedded = None
+    if args.from_embeddings:
+        from safeclip_guardrail.eval.stored import load_scan_embeddings
+
+        embedded = load_scan_embeddings(args.from_embeddings, dataset, guard)
 
     from safeclip_guardrail.eval import evaluate, write_report
     from safeclip_guardrail.eval.report import render_markdown
 
     report = evaluate(guard, dataset, sweep=args.sweep, ablations=not args.no_ablations,
                       chat_model=chat, queries=queries, refusal_patterns=patterns,
-                      e2e_baseline=not args.no_baseline, show_progress=not args.no_progress)
+                      e2e_baseline=not args.no_baseline, show_progress=not args.no_progress,
+                      embedded=embedded)
     out = sys.stdout
     if args.out:
         files = write_report(report, args.out, plots=not args.no_plots)

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from safeclip_guardrail.cli._common import CliError, add_guard_options, guard_from_args
+from safeclip_guardrail.cli._serve_ray import add_ray_options, check_ray_options, serve_on_ray
 
 __all__ = ["register"]
 
@@ -47,6 +48,7 @@ def register(sub: Any) -> None:
                    help="seconds a request may wait for its verdicts (default 30)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_guard_options(p)
+    add_ray_options(p)
     p.set_defaults(func=run)
 
 
@@ -59,6 +61,7 @@ def api_keys(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_ray_options(args)
     try:
         import uvicorn
 
@@ -74,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--port must be between 1 and 65535, got {args.port}")
     if args.max_images < 1 or args.max_body_mb <= 0 or args.request_timeout <= 0:
         raise CliError("--max-images, --max-body-mb and --request-timeout must be positive")
+    if args.engine == "ray":  # the replicas load the model, not this process
+        return serve_on_ray(args, api_keys=keys, app_options={
+            "max_images": args.max_images, "max_body_bytes": int(args.max_body_mb * 1024 * 1024),
+            "max_wait_ms": args.max_wait_ms, "request_timeout_s": args.request_timeout})
     guard = guard_from_args(args)
     if args.on_error:
         guard = guard.with_options(on_error=args.on_error)

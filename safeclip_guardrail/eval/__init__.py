@@ -6,7 +6,9 @@
   over descriptors per class and ``cls_source``) and, given a LangChain chat model, the
   end-to-end refusal rates and latency overhead;
 - :func:`write_report` writes ``report.json``, ``report.md`` and PNG plots;
-- :func:`calibrate` finds the threshold(s) meeting a target false-positive rate.
+- :func:`calibrate` finds the threshold(s) meeting a target false-positive rate;
+- :func:`load_scan_embeddings` reads the embeddings a corpus scan stored, so both of the
+  above run again (new threshold, new bank) without an image-encoder pass.
 
 The same functions run behind ``safeclip eval`` and ``safeclip calibrate``.
 """
@@ -52,6 +54,7 @@ from safeclip_guardrail.eval.report import (
     write_report,
 )
 from safeclip_guardrail.eval.runner import evaluate, report_from_embeddings
+from safeclip_guardrail.eval.stored import load_scan_embeddings
 
 __all__ = [
     "DEFAULT_KS",
@@ -83,6 +86,7 @@ __all__ = [
     "evaluate",
     "guard_metrics",
     "load_dataset",
+    "load_scan_embeddings",
     "render_markdown",
     "report_from_embeddings",
     "roc_curve",

@@ -30,7 +30,7 @@ from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.config import Decision, GuardConfig
 from safeclip_guardrail.errors import ConfigurationError, GuardRuntimeError
 from safeclip_guardrail.eval.datasets import EvalDataset, UnreadableFile
-from safeclip_guardrail.eval.embed import embed_dataset, subset
+from safeclip_guardrail.eval.embed import EmbeddedDataset, embed_dataset, subset
 from safeclip_guardrail.eval.metrics import class_masses_for, flags_for
 
 if TYPE_CHECKING:
@@ -81,14 +81,18 @@ class CalibrationResult(BaseModel):
 def calibrate(guard: SafeCLIPGuard, dataset: EvalDataset, *, target_fpr: float,
               per_class: bool = False, margin: float = DEFAULT_MARGIN,
               min_threshold: float | None = None,
-              show_progress: bool = True) -> CalibrationResult:
+              show_progress: bool = True,
+              embedded: EmbeddedDataset | None = None) -> CalibrationResult:
     """Embed the benign images of ``dataset`` once and calibrate ``guard``'s thresholds.
 
     Images with a toxic label (a manifest may mix them in) are left out. Apply the result
     with ``result.apply(guard.config)`` and save it with ``GuardConfig.to_file``.
+    ``embedded``: embeddings computed before (e.g. read from a corpus scan with
+    :func:`~safeclip_guardrail.eval.stored.load_scan_embeddings`); no encoder pass then.
     """
     bank = guard.bank
-    embedded = embed_dataset(guard, dataset, show_progress=show_progress)
+    if embedded is None:
+        embedded = embed_dataset(guard, dataset, show_progress=show_progress)
     benign = subset(embedded, np.array([not bank.is_toxic(s.label) for s in embedded.samples],
                                        bool))
     if not len(benign):

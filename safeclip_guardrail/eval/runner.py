@@ -30,10 +30,13 @@ def evaluate(guard: SafeCLIPGuard, dataset: EvalDataset, *, sweep: bool = True,
              ks: Sequence[int | None] = DEFAULT_KS, chat_model: Any = None,
              queries: Sequence[str] = DEFAULT_QUERIES,
              refusal_patterns: Sequence[str] = DEFAULT_REFUSAL_PATTERNS,
-             e2e_baseline: bool = True, show_progress: bool = True) -> EvalReport:
+             e2e_baseline: bool = True, show_progress: bool = True,
+             embedded: EmbeddedDataset | None = None) -> EvalReport:
     """Evaluate ``guard`` on ``dataset``: guard-level metrics, sweep, ablations and (with
-    ``chat_model``) the end-to-end refusal rates and latency overhead."""
-    embedded = embed_dataset(guard, dataset, show_progress=show_progress)
+    ``chat_model``) the end-to-end refusal rates and latency overhead. ``embedded``:
+    embeddings computed before (e.g. read from a corpus scan); no encoder pass then."""
+    if embedded is None:
+        embedded = embed_dataset(guard, dataset, show_progress=show_progress)
     return report_from_embeddings(
         guard, dataset, embedded, sweep=sweep, sweep_thresholds=sweep_thresholds,
         ablations=ablations, ks=ks, chat_model=chat_model, queries=queries,

@@ -1,0 +1,299 @@
+"""An engine-free batch scorer: a batch of columns in, a batch of verdict columns out.
+
+Batch-inference engines (Ray Data actor pools, Spark, a plain loop) all want the same thing:
+a callable built once per worker, which loads the model in its constructor and then maps
+``dict[str, np.ndarray]`` batches to ``dict[str, np.ndarray]`` batches. :class:`BatchScorer`
+is that callable for the guard. It imports no engine, so the core stays free of Ray; the
+``safeclip_guardrail.scale`` package runs it locally or on Ray.
+
+Input columns (names configurable):
+
+- ``path``: file paths (read by the guard, with its limits), or
+- ``image``: encoded bytes, or decoded ``H x W x C`` uint8 arrays;
+- ``id`` (optional): carried through to the output.
+
+A row with a non-empty ``path`` is read from that path, otherwise from ``image``. Output
+columns, one row per input row, in order: ``id``, ``path``, ``image_sha256``, ``flagged``,
+``category``, ``top_category``, ``toxic_score``, ``threshold``, ``score_<class>`` for every
+class of the bank, ``error``, and with ``embeddings=True`` ``embedding_final`` and
+``embedding_penultimate`` (``(n, d)`` float32, NaN rows where the image was unreadable).
+
+A bad image is an *error row* (``error`` set, ``flagged`` as ``on_error`` says: True and
+category ``unreadable`` by default), never a failed batch: one corrupt file in a million
+must not stop a corpus scan. ``on_error="raise"`` is treated as ``"block"`` here for the
+same reason. Decoding runs in a thread pool ahead of the encoder, so reading the next images
+overlaps the forward over the current ones (PIL and torch both release the GIL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from safeclip_guardrail.errors import ConfigurationError, ImageInputError
+from safeclip_guardrail.images import DecodedImage, ImageSource
+from safeclip_guardrail.result import UNREADABLE, ImageVerdict
+
+if TYPE_CHECKING:
+    from safeclip_guardrail.config import GuardConfig
+    from safeclip_guardrail.guard import SafeCLIPGuard
+
+__all__ = ["SCORE_PREFIX", "BatchScorer", "score_column"]
+
+SCORE_PREFIX = "score_"
+"""Prefix of the per-class probability-mass columns (``score_gun``, ``score_neutral``...)."""
+
+
+def score_column(class_name: str) -> str:
+    """The output column holding ``class_name``'s probability mass."""
+    return f"{SCORE_PREFIX}{class_name}"
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One input row after decoding: the image, or why it could not be read."""
+
+    image: DecodedImage | None
+    error: str | None
+
+
+class BatchScorer:
+    """Callable class mapping a column batch to verdict columns; build once per worker.
+
+    ``BatchScorer(model, **guard_options)`` loads the guard exactly like
+    ``SafeCLIPGuard.from_pretrained(model, **guard_options)`` (pass ``config=GuardConfig``
+    or a config file for everything at once); :meth:`from_guard` wraps a guard you already
+    have. The constructor arguments are plain data, so an engine can ship them to workers.
+    """
+
+    def __init__(self, model: str | None = None, *, embeddings: bool = False,
+                 id_column: str = "id", path_column: str = "path", image_column: str = "image",
+                 decode_threads: int = 2, guard: SafeCLIPGuard | None = None,
+                 **guard_options: Any) -> None:
+        if guard is None:
+            from safeclip_guardrail.guard import SafeCLIPGuard
+
+            guard = SafeCLIPGuard.from_pretrained(model, **guard_options)
+        elif model is not None or guard_options:
+            raise ConfigurationError("pass either a guard or model/guard options, not both")
+        if decode_threads < 1:
+            raise ConfigurationError(f"decode_threads must be >= 1, got {decode_threads}")
+        self.guard = guard
+        # a non-finite embedding is an error row here too, never an exception out of a batch
+        self._scoring = (guard.with_options(on_error="block")
+                         if guard.config.on_error == "raise" else guard)
+        self.embeddings = embeddings
+        self.id_column = id_column
+        self.path_column = path_column
+        self.image_column = image_column
+        self.decode_threads = decode_threads
+        self._pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_guard(cls, guard: SafeCLIPGuard, *, embeddings: bool = False,
+                   **columns: Any) -> BatchScorer:
+        """A scorer over an existing guard (shares its encoder and descriptor embeddings)."""
+        return cls(guard=guard, embeddings=embeddings, **columns)
+
+    @property
+    def config(self) -> GuardConfig:
+        return self.guard.config
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.guard.bank.class_names
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.guard.encoder.embed_dim)
+
+    # ------------------------------------------------------------------ the call
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Verdict columns for ``batch``, one output row per input row, in order."""
+        sources, ids, paths = self._inputs(batch)
+        reads: list[_Read] = []
+        first_frame: dict[str, np.ndarray] = {}
+        penultimate: dict[str, np.ndarray] = {}
+        done: dict[str, ImageVerdict] = {}
+        chunk: list[DecodedImage] = []
+        bs = self.config.batch_size
+        for read in self._decode_ahead(sources):  # later rows decode while this chunk encodes
+            reads.append(read)
+            if read.image is None:
+                continue
+            chunk.append(read.image)
+            if len(chunk) >= bs:
+                self._score_chunk(chunk, done, first_frame, penultimate)
+                chunk = []
+        if chunk:
+            self._score_chunk(chunk, done, first_frame, penultimate)
+        verdicts = [done[r.image.sha256] if r.image is not None else None for r in reads]
+        return self._columns(ids, paths, reads, verdicts, first_frame, penultimate)
+
+    def close(self) -> None:
+        """Stop the decoding threads (they also stop with the process)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    # ------------------------------------------------------------------ inputs
+    def _inputs(self, batch: dict[str, np.ndarray]) -> tuple[list[Any], list[str], list[str | None]]:
+        n = _batch_length(batch)
+        path_col = batch.get(self.path_column)
+        image_col = batch.get(self.image_column)
+        if path_col is None and image_col is None:
+            raise ConfigurationError(
+                f"batch has neither a {self.path_column!r} nor an {self.image_column!r} column "
+                f"(columns: {', '.join(sorted(batch)) or 'none'}); name the image column with "
+                "image_column= or path_column="
+            )
+        id_col = batch.get(self.id_column)
+        sources: list[Any] = []
+        ids: list[str] = []
+        paths: list[str | None] = []
+        for i in range(n):
+            path = _text(path_col[i]) if path_col is not None else ""
+            if path:
+                sources.append(Path(path))
+            else:
+                sources.append(_image_value(image_col[i]) if image_col is not None else b"")
+            paths.append(path or None)
+            ident = _text(id_col[i]) if id_col is not None else ""
+            ids.append(ident or path or str(i))
+        return sources, ids, paths
+
+    def _decode_ahead(self, sources: Sequence[Any]) -> Iterator[_Read]:
+        """Decoded rows in order; with threads, every decode is submitted at once and the
+        caller gets each row as soon as it (and the rows before it) are ready."""
+        if len(sources) < 2 or self.decode_threads < 2:
+            return (self._read(s) for s in sources)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.decode_threads,
+                                            thread_name_prefix="safeclip-decode")
+        return self._pool.map(self._read, sources)
+
+    def _read(self, source: ImageSource) -> _Read:
+        try:
+            return _Read(self.guard.decode(source), None)
+        except ImageInputError as exc:
+            return _Read(None, str(exc))
+
+    # ------------------------------------------------------------------ scoring
+    def _score_chunk(self, chunk: list[DecodedImage], done: dict[str, ImageVerdict],
+                     first_frame: dict[str, np.ndarray],
+                     penultimate: dict[str, np.ndarray]) -> None:
+        """Encode every frame of the chunk's new images in one call; the worst frame decides
+        (as in ``SafeCLIPGuard.check_batch``). Duplicates (same SHA-256) are encoded once."""
+        fresh: dict[str, DecodedImage] = {}
+        for img in chunk:
+            if img.sha256 not in done:
+                fresh.setdefault(img.sha256, img)
+        if not fresh:
+            return
+        owners: list[str] = []
+        frames: list[DecodedImage] = []
+        for digest, img in fresh.items():
+            for frame in img.frames:
+                owners.append(digest)
+                frames.append(DecodedImage(frames=(frame,), sha256=digest, source=img.source))
+        emb = self.guard.embed_decoded(frames)
+        scored = self._scoring.score_embeddings(emb.get(self.config.cls_source))
+        per_image: dict[str, list[ImageVerdict]] = {}
+        for k, (digest, verdict) in enumerate(zip(owners, scored)):
+            if digest not in per_image:
+                per_image[digest] = []
+                first_frame[digest] = emb.final[k]
+                if emb.penultimate is not None:
+                    penultimate[digest] = emb.penultimate[k]
+            per_image[digest].append(verdict)
+        for digest, verdicts in per_image.items():
+            worst = max(verdicts, key=lambda v: (v.flagged, v.toxic_score))
+            done[digest] = worst.model_copy(update={"image_sha256": digest,
+                                                    "frames_checked": len(verdicts)})
+
+    # ------------------------------------------------------------------ outputs
+    def _columns(self, ids: list[str], paths: list[str | None], reads: list[_Read],
+                 verdicts: list[ImageVerdict | None], first_frame: dict[str, np.ndarray],
+                 penultimate: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(ids)
+        names = self.class_names
+        blocked = self.config.on_error != "allow"
+        # a verdict with an error (e.g. a non-finite embedding) is an error row like a read error
+        scored = [v if v is not None and v.error is None else None for v in verdicts]
+        errors = [r.error or (v.error if v is not None else None) for r, v in zip(reads, verdicts)]
+        out: dict[str, np.ndarray] = {
+            "id": _objects(ids),
+            "path": _objects(paths),
+            "image_sha256": _objects([r.image.sha256 if r.image else None for r in reads]),
+            "flagged": np.array([v.flagged if v else blocked for v in scored], bool),
+            "category": _objects([v.category if v else (UNREADABLE if blocked else None)
+                                  for v in scored]),
+            "top_category": _objects([v.top_category if v else None for v in scored]),
+            "toxic_score": _floats([v.toxic_score if v else None for v in scored]),
+            "threshold": _floats([v.threshold if v else None for v in scored]),
+        }
+        for name in names:
+            out[score_column(name)] = _floats([v.scores.get(name) if v else None for v in scored])
+        out["error"] = _objects(errors)
+        if self.embeddings:
+            d = self.embed_dim
+            final = np.full((n, d), np.nan, np.float32)
+            pen = np.full((n, d), np.nan, np.float32)
+            for i, r in enumerate(reads):
+                if r.image is not None:
+                    final[i] = first_frame[r.image.sha256]
+                    if r.image.sha256 in penultimate:
+                        pen[i] = penultimate[r.image.sha256]
+            out["embedding_final"] = final
+            out["embedding_penultimate"] = pen
+        return out
+
+
+# ---------------------------------------------------------------------- helpers
+def _batch_length(batch: dict[str, np.ndarray]) -> int:
+    lengths = {len(col) for col in batch.values()}
+    if len(lengths) > 1:
+        raise ConfigurationError(f"batch columns have different lengths: {sorted(lengths)}")
+    return lengths.pop() if lengths else 0
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, float) and np.isnan(value):
+        return ""
+    return str(value)
+
+
+def _image_value(value: Any) -> Any:
+    """bytes / memoryview as bytes; a decoded array as a PIL image; anything else as is."""
+    if value is None:
+        return b""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:  # a binary cell Ray handed over as a 0-d object array
+            return _image_value(value.item()) if value.ndim == 0 else value
+        from PIL import Image
+
+        if value.dtype != np.uint8 or value.ndim not in (2, 3):
+            return value  # decode() turns it into a typed ImageInputError
+        return Image.fromarray(value)
+    return value
+
+
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = list(values)
+    return arr
+
+
+def _floats(values: Sequence[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], np.float64)

@@ -1,0 +1,103 @@
+"""``safeclip scan-corpus SOURCE... --out DIR``: verdicts for a corpus, as Parquet.
+
+SOURCE is a folder (images found by content), a Parquet file (binary or path column), a
+WebDataset tar shard, or a CSV/JSONL manifest with a ``path`` column. ``--engine ray`` runs
+an actor pool on a Ray cluster. Exit 0 when the scan ran (flagged and unreadable images are
+rows of the output, counted in the closing summary line), 2 on usage or input errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from safeclip_guardrail.cli._common import EXIT_OK, add_guard_options, config_from_args
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "scan-corpus", help="scan a corpus (folders, Parquet, WebDataset, manifests) into Parquet",
+        description="Check every image of a corpus and write one row per image (id, sha256, "
+                    "verdict, per-class scores, error, optionally embeddings) as Parquet files "
+                    "into --out. Unreadable images are error rows, never a failed run. "
+                    "--guard options as for 'safeclip scan'; --batch-size is also the batch "
+                    "handed to each worker.",
+    )
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="folder, .parquet, WebDataset .tar shard, or .csv/.jsonl manifest")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (Parquet)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: a Ray Data actor pool (default: local)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="Ray cluster to join (e.g. auto, ray://head:10001; default: "
+                        "RAY_ADDRESS or a new local cluster)")
+    p.add_argument("--actors", type=_positive_int, default=1, metavar="N",
+                   help="scorer actors, each holding one guard (default 1)")
+    p.add_argument("--num-gpus", type=_non_negative, default=0.0, metavar="G",
+                   help="GPUs per actor, e.g. 1 or 0.5 (default 0)")
+    p.add_argument("--cpus-per-actor", type=_non_negative, default=None, metavar="C",
+                   help="CPUs (decode threads) per actor (default: cluster CPUs / actors)")
+    p.add_argument("--embeddings", action="store_true",
+                   help="also store both CLS-source embeddings (for eval/calibrate "
+                        "--from-embeddings)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a scan in --out: skip the ids already written")
+    p.add_argument("--image-column", metavar="COL",
+                   help="Parquet column holding image bytes or paths (default: the first "
+                        "binary column, else a path column)")
+    p.add_argument("--path-column", metavar="COL",
+                   help="column of image paths in a manifest or Parquet (default: path)")
+    p.add_argument("--id-column", metavar="COL",
+                   help="column of row ids (default: id/key when present, else path or "
+                        "file#row)")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    add_guard_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from safeclip_guardrail.scale import scan_corpus
+
+    config = config_from_args(args)
+    if args.engine == "local" and (args.address or args.actors != 1 or args.num_gpus
+                                   or args.cpus_per_actor is not None):
+        raise _usage("--address, --actors, --num-gpus and --cpus-per-actor need --engine ray")
+    summary = scan_corpus(
+        args.sources, args.out, engine=args.engine, actors=args.actors, num_gpus=args.num_gpus,
+        cpus_per_actor=args.cpus_per_actor, embeddings=args.embeddings, resume=args.resume,
+        address=args.address, image_column=args.image_column, path_column=args.path_column,
+        id_column=args.id_column, show_progress=not args.no_progress, config=config,
+    )
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(summary.line())
+    return EXIT_OK
+
+
+def _usage(message: str) -> Exception:
+    from safeclip_guardrail.cli._common import CliError
+
+    return CliError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value

@@ -1,0 +1,219 @@
+"""ChatLlava and the RAG document guard as surfaces of the trust matrix (branch ``chat``).
+
+Used by tests/test_trust_matrix.py (rows ``chat_llava`` and ``rag``) and
+tests/test_trust_fuzz.py; kept apart so the matrix file stays about the matrix.
+
+- ``chat_llava``: ChatLlava with the planted guard. LLaVA is the model, so the referee reads
+  what LLaVA's processor receives (the PIL images it turns into ``pixel_values``, and the
+  prompt text) and whether ``generate`` ran.
+- ``rag``: retriever | SafeCLIPDocumentGuard | the application's prompt builder | recording
+  model, over documents that carry the image under each metadata key and as page content.
+"""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
+
+from tests._trust import (
+    Conversation,
+    Images,
+    Outcome,
+    Received,
+    RecordingChatModel,
+    Runner,
+    Surface,
+    frames_of,
+    pixel_key,
+    scan,
+)
+
+STYLES = ("invoke", "ainvoke", "batch", "abatch", "stream", "astream")
+
+Call = Callable[[Any, Any, str], Any]
+"""``(runnable, input, style) -> output`` (the matrix's ``_call``)."""
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def durl(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{b64(data)}"
+
+
+# ---------------------------------------------------------------------- ChatLlava
+_TINY_LLAVA: dict[str, str] = {}
+
+
+def tiny_llava_dir() -> str:
+    """One tiny real LLaVA per test process (built offline, a few seconds)."""
+    if "dir" not in _TINY_LLAVA:
+        from safeclip_guardrail.testing import build_tiny_llava
+
+        _TINY_LLAVA["dir"] = str(build_tiny_llava(Path(tempfile.mkdtemp()) / "tiny_llava"))
+    return _TINY_LLAVA["dir"]
+
+
+def raised_in_langchain_core(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "langchain_core" in tb.tb_frame.f_code.co_filename
+
+
+def _chat_llava(imgs: Images, call: Call) -> Runner:
+    from safeclip_guardrail.chat_models import ChatLlava
+
+    llm = ChatLlava.from_pretrained(tiny_llava_dir(), device="cpu", dtype="float32",
+                                    max_new_tokens=2, guard=imgs.guard.with_options(mode="block"))
+
+    def run(conv: Conversation, style: str) -> Outcome:
+        received, generated = Received(), []
+        processor_cls = type(llm.processor)
+        real_call, real_generate = processor_cls.__call__, llm.hf_model.generate
+
+        def record(self: Any, *args: Any, **kwargs: Any) -> Any:
+            for im in kwargs.get("images") or []:
+                received.frames.append(pixel_key(im))
+            scan(kwargs.get("text"), received)
+            return real_call(self, *args, **kwargs)
+
+        def generate(**kwargs: Any) -> Any:
+            generated.append(True)
+            return real_generate(**kwargs)
+
+        processor_cls.__call__ = record
+        object.__setattr__(llm.hf_model, "generate", generate)
+        try:
+            out = call(llm, convert_to_messages(conv), style)
+        except (ValueError, TypeError) as exc:
+            out = exc
+        finally:
+            processor_cls.__call__ = real_call
+            del llm.hf_model.generate
+        if isinstance(out, Exception):
+            # langchain-core's own BaseChatModel refuses some malformed blocks (base64
+            # without a MIME type, a list as block type) before any chat model runs: the
+            # request fails and nothing is sent
+            if not generated and raised_in_langchain_core(out):
+                return Outcome(True, received, False)
+            raise out
+        chunks = out if isinstance(out, list) else [out]
+        refused = any(c.response_metadata.get("finish_reason") == "guardrail" for c in chunks)
+        assert refused == (not generated), (refused, generated)
+        return Outcome(not generated, received, bool(generated))
+    return run
+
+
+def _chat_llava_supports(conv: Conversation) -> bool:
+    # langchain-core's BaseChatModel normalises v0 ``source_type`` blocks to v1 before any
+    # chat model's _generate runs, keeping one source (the url of a two-source v0 block is
+    # dropped): ChatLlava judges and sends that one image, and never sees the conflict.
+    return not any(isinstance(b, dict) and b.get("source_type") and "url" in b
+                   for m in convert_to_messages(conv) if isinstance(m.content, list) for b in m.content)
+
+
+def chat_llava_surface(call: Call) -> Surface:
+    """The ``chat_llava`` row: every call style of a BaseChatModel."""
+    return Surface("chat_llava", STYLES, lambda imgs: _chat_llava(imgs, call),
+                   supports=_chat_llava_supports)
+
+
+# ---------------------------------------------------------------------- RAG documents
+@dataclass(frozen=True)
+class DocPlacement:
+    """Where a retrieved Document carries its image (metadata keys, page_content)."""
+
+    name: str
+    build: Callable[[Images, bytes], Any]
+    flagged: str = "block"
+    benign: str = "forward"
+
+
+def doc_placements() -> list[DocPlacement]:
+    from langchain_core.documents import Document
+
+    def trusted(i: Images, x: bytes) -> str:
+        return i.path_of(x, f"doc_{pixel_key(frames_of(x)[0])[:8]}.png")  # type: ignore[index]
+
+    return [
+        # image_path: set by the application's ingestion pipeline (a trusted path key)
+        DocPlacement("image_path_trusted", lambda i, x: Document(
+            "a photo", metadata={"image_path": trusted(i, x)})),
+        DocPlacement("image_base64", lambda i, x: Document(
+            "a photo", metadata={"image_base64": b64(x)})),
+        DocPlacement("image_url_data_url", lambda i, x: Document(
+            "a photo", metadata={"image_url": durl(x)})),
+        DocPlacement("image_bytes", lambda i, x: Document("a photo", metadata={"image": x})),
+        DocPlacement("page_content_data_url", lambda i, x: Document(durl(x))),
+        DocPlacement("page_content_octet_stream", lambda i, x: Document(
+            durl(x, "application/octet-stream"))),
+        # untrusted keys never name paths; remote URLs are not fetched by default
+        DocPlacement("image_url_local_path", lambda i, x: Document(
+            "a photo", metadata={"image_url": i.path_of(x, "doc_url.png")}), benign="block"),
+        DocPlacement("image_file_uri", lambda i, x: Document(
+            "a photo", metadata={"image": Path(i.path_of(x, "doc_uri.png")).as_uri()}),
+            benign="block"),
+        DocPlacement("image_url_remote", lambda i, x: Document(
+            "a photo", metadata={"image_url": "https://images.example.com/x.png"}),
+            benign="block"),
+        DocPlacement("two_images_one_flagged", lambda i, x: Document(
+            "a photo", metadata={"image_base64": b64(x), "image_url": durl(i.flagged)}),
+            benign="block"),
+        DocPlacement("nonfinite", lambda i, x: Document(
+            "a photo", metadata={"image_base64": b64(i.nonfinite)}), benign="block"),
+    ]
+
+
+def _rag_prompt(documents: list[Any]) -> list[BaseMessage]:
+    """An application's prompt builder: reads its own (trusted) paths, forwards the rest."""
+    blocks: list[Any] = [{"type": "text", "text": "what is in the pictures?"}]
+    for d in documents:
+        meta = d.metadata
+        if "image_path" in meta:
+            blocks.append({"type": "image", "base64": b64(
+                Path(meta["image_path"]).read_bytes()), "mime_type": "image/png"})
+        for key in ("image_base64", "image_url", "image"):
+            value = meta.get(key)
+            if isinstance(value, bytes):
+                value = b64(value)
+            if isinstance(value, str):
+                url = value if value.startswith(("data:", "http", "/", "file:")) \
+                    else f"data:image/png;base64,{value}"
+                blocks.append({"type": "image_url", "image_url": {"url": url}})
+        if d.page_content.startswith("data:"):
+            blocks.append({"type": "image_url", "image_url": {"url": d.page_content}})
+        else:
+            blocks.append({"type": "text", "text": d.page_content})
+    return [HumanMessage(content=blocks)]
+
+
+def rag_run(imgs: Images, doc: Any, style: str, call: Call) -> Outcome:
+    from langchain_core.documents import Document
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from langchain_core.runnables import RunnableLambda
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    from safeclip_guardrail import SafeCLIPDocumentGuard
+
+    store = InMemoryVectorStore(DeterministicFakeEmbedding(size=8))
+    store.add_documents([doc, Document("a note")], ids=["doc", "note"])
+    passed: list[bool] = []
+
+    def build(documents: list[Any]) -> list[BaseMessage]:
+        passed.append(any(d.id == "doc" for d in documents))
+        return _rag_prompt(documents)
+
+    model = RecordingChatModel()
+    chain = (store.as_retriever(search_kwargs={"k": 2}) | SafeCLIPDocumentGuard(guard=imgs.guard)
+             | RunnableLambda(build) | model)
+    out = call(chain, "what is in the pictures?", style)
+    assert not isinstance(out, Exception), repr(out)
+    return Outcome(not passed[0], model.received(), bool(model.requests))
