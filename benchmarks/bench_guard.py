@@ -16,6 +16,9 @@ The model is the real architecture with random weights, built offline once into
 - ``whole_path_over_raw_encoder``: median over iterations of whole-path time / raw time,
   each pair timed back to back in one run (robust to a noisy machine; absolute times are
   not). ``..._totals`` is total / total.
+- ``whole_path_streamed``: one ``check_batch`` request of all timed chunks together
+  (``iterations x batch`` images, streamed chunk by chunk) over the raw forwards of the same
+  chunks.
 - ``whole_path_full_decode``: the same path with ``ImageOptions(jpeg_draft=False)``: every
   JPEG pixel decoded, then resized (see docs/performance.md).
 - ``fp32_reference``: a float32 guard on the same device and images: its raw encoder speed
@@ -102,8 +105,18 @@ def run_batch(guard: Any, ref: Any | None, jpegs: list[bytes], batch: int, iters
             order.reverse()
         for name, fn in order:
             {"raw": raw, "whole": whole, "full": full_decode}[name].append(timed(fn))
+    # one request of every timed chunk: check_batch streams it (decode, encode, let go per
+    # chunk of batch_size); compared with the raw forwards of the same chunks, back to back
+    streamed, streamed_raw = [], []
+    request = [j for c in chunks[1:] for j in c]
+    for _ in range(2):
+        streamed_raw.append(sum(timed(lambda k=k: enc.encode_pixels(pixels[k]))
+                                for k in range(1, iters + 1)))
+        streamed.append(timed(lambda: guard.check_batch(request)))
     out: dict[str, Any] = {
         "batch": batch, "iterations": iters,
+        "whole_path_streamed": {"images": len(request), "chunks": iters,
+                                "over_raw_encoder": _paired_ratio(streamed, streamed_raw)},
         "raw_encoder": summary(raw, batch),
         "whole_path": summary(whole, batch),
         "whole_path_over_raw_encoder": _paired_ratio(whole, raw),

@@ -1,23 +1,61 @@
 """Fetching remote images, only when allowed, without becoming an SSRF vector.
 
 Rules: http(s) only; the host must be on ``ImageOptions.allowed_hosts``; every address the
-name resolves to must be public (no loopback, private, link-local, multicast, reserved or
-unspecified), and the connection goes to the vetted address (no second DNS lookup that a
-rebinding attack could change); redirects are not followed; size and time are capped.
+name resolves to must be globally routable, judged after unwrapping the IPv6 forms that
+carry an IPv4 address (IPv4-mapped and -compatible, 6to4, Teredo, NAT64), so
+``100.100.100.200`` (a cloud metadata address in the shared 100.64.0.0/10 range),
+``2002:a00:1::`` (6to4 of 10.0.0.1) and ``fec0::1`` (site-local) are all refused. The
+connection goes to the vetted address (no second DNS lookup that a rebinding attack could
+change); redirects are not followed; the body is capped at ``max_bytes``; and
+``url_timeout`` is a total deadline for connect + TLS + headers + body, enforced by a
+watchdog that closes the socket, so a server dripping one byte at a time cannot hold a
+request longer than that. Every step, URL parsing included, fails with ImageInputError.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
 import ssl
-from urllib.parse import urlsplit
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
 
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 
-__all__ = ["check_url", "fetch_url", "host_allowed"]
+__all__ = ["Target", "check_url", "fetch_url", "host_allowed", "is_public_address"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_BLOCKED = tuple(ipaddress.ip_network(n) for n in (
+    # IPv4 special-purpose ranges (RFC 6890 and successors), checked besides is_global
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+    "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+    # IPv6: unwrapped forms are judged by their IPv4 address; these never are fetched
+    "::/128", "::1/128", "100::/64", "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16",
+    "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+))
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_TEREDO = ipaddress.ip_network("2001::/32")
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~?"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A URL that passed :func:`check_url`: what to connect to and what to ask for."""
+
+    scheme: str
+    host: str
+    port: int
+    address: str
+    """The vetted IP address the connection goes to."""
+    path: str
+    """Path and query, percent-encoded ASCII."""
 
 
 def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
@@ -32,102 +70,203 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-def _public(addr: str) -> bool:
-    ip = ipaddress.ip_address(addr.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
-        or ip.is_reserved or ip.is_unspecified
-    )
+def _embedded(ip: IPAddress) -> list[IPAddress]:
+    """The addresses a packet to ``ip`` really reaches: IPv4 inside IPv6 forms, else ``ip``."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return [ip]
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip in _TEREDO and ip.teredo is not None:
+        return list(ip.teredo)
+    if any(ip in net for net in _NAT64):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if int(ip) >> 32 == 0 and int(ip) > 1:  # deprecated IPv4-compatible ::a.b.c.d
+        return [ipaddress.IPv4Address(int(ip))]
+    return [ip]
 
 
-def check_url(url: str, opts: ImageOptions) -> tuple[str, str, int, str]:
-    """Validate ``url`` and resolve it: returns (scheme, host, port, vetted IP address)."""
-    short = url if len(url) <= 120 else url[:117] + "..."
+def is_public_address(addr: str) -> bool:
+    """Whether ``addr`` (an IP literal, with or without an IPv6 zone) is globally routable,
+    after unwrapping IPv4-mapped/-compatible, 6to4, Teredo and NAT64 forms."""
+    try:
+        ip = ipaddress.ip_address(addr.split("%", 1)[0])
+    except ValueError:
+        return False
+    if "%" in addr:  # a scoped address is link-local by definition
+        return False
+    for inner in {ip, *_embedded(ip)}:
+        if not inner.is_global or inner.is_multicast or any(inner in n for n in _BLOCKED):
+            return False
+    return True
+
+
+def check_url(url: str, opts: ImageOptions) -> Target:
+    """Validate ``url`` and resolve it to a vetted address; ImageInputError otherwise."""
+    short = _short(url)
     if not opts.allow_urls:
         raise ImageInputError(
             f"remote image URL {short} not fetched: URL fetching is off. Pass the image as "
             "bytes/base64, or set ImageOptions(allow_urls=True, allowed_hosts=(...))",
             source=short,
         )
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"}:
-        raise ImageInputError(f"only http(s) URLs can be fetched, not {parts.scheme!r}", source=short)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        host = parts.hostname or ""
+        port = parts.port
+        path = quote(parts.path or "/", safe=_PATH_SAFE, encoding="utf-8")
+        if parts.query:
+            path += "?" + quote(parts.query, safe=_PATH_SAFE, encoding="utf-8")
+        ascii_host = host.encode("idna").decode("ascii") if host else ""
+    except (ValueError, UnicodeError) as exc:
+        raise ImageInputError(
+            f"malformed image URL {short}: {exc}; send a valid http(s) URL or the image bytes",
+            source=short,
+        ) from None
+    if scheme not in {"http", "https"}:
+        raise ImageInputError(f"only http(s) URLs can be fetched, not {scheme!r}", source=short)
     if not host:
         raise ImageInputError(f"URL {short} has no host", source=short)
-    if not host_allowed(host, opts.allowed_hosts):
+    if parts.username is not None or parts.password is not None:
+        raise ImageInputError(f"URL {short} carries credentials; they are never sent",
+                              source=short)
+    if not host_allowed(host, opts.allowed_hosts) and not host_allowed(ascii_host,
+                                                                       opts.allowed_hosts):
         raise ImageInputError(
             f"host {host!r} is not in allowed_hosts {list(opts.allowed_hosts)}", source=short
         )
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = port or (443 if scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+        infos = _resolve(ascii_host, port)
+    except (OSError, UnicodeError) as exc:
         raise ImageInputError(f"cannot resolve host {host!r}: {exc}", source=short) from None
-    addrs = sorted({str(info[4][0]) for info in infos})
+    addrs = sorted({str(info[4][0]) for info in infos})  # type: ignore[index]
     if not addrs:
         raise ImageInputError(f"host {host!r} resolved to no address", source=short)
-    bad = [a for a in addrs if not _public(a)]
+    bad = [a for a in addrs if not is_public_address(a)]
     if bad:
         raise ImageInputError(
-            f"host {host!r} resolves to a non-public address ({', '.join(bad)}); loopback, "
-            "private and link-local targets are never fetched",
+            f"host {host!r} resolves to a non-public address ({', '.join(bad)}); only "
+            "globally routable addresses are fetched (no loopback, private, shared, "
+            "link-local, site-local or special-purpose ranges, also not wrapped in IPv6)",
             source=short,
         )
-    return parts.scheme, host, port, addrs[0]
+    return Target(scheme, ascii_host, port, addrs[0], path)
+
+
+def _resolve(host: str, port: int) -> list[tuple[object, ...]]:
+    """DNS, in one place (tests answer here instead of patching the socket module)."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # type: ignore[return-value]
 
 
 def fetch_url(url: str, opts: ImageOptions) -> bytes:
-    """Download ``url`` after :func:`check_url`, capped at ``max_bytes`` and ``url_timeout``."""
-    scheme, host, port, ip = check_url(url, opts)
-    short = url if len(url) <= 120 else url[:117] + "..."
-    parts = urlsplit(url)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    conn: http.client.HTTPConnection
-    if scheme == "https":
-        conn = _PinnedHTTPS(host, ip, port, timeout=opts.url_timeout)
-    else:
-        conn = _PinnedHTTP(host, ip, port, timeout=opts.url_timeout)
+    """Download ``url`` after :func:`check_url`, within ``max_bytes`` and the ``url_timeout``
+    deadline for the whole exchange."""
+    target = check_url(url, opts)
+    short = _short(url)
+    deadline = time.monotonic() + opts.url_timeout
+    conn = _PinnedHTTPS(target, deadline) if target.scheme == "https" else _Pinned(target, deadline)
+    watchdog = threading.Timer(opts.url_timeout, conn.abort)
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        conn.request("GET", path, headers={"Host": host, "User-Agent": "safeclip-guardrail"})
+        conn.request("GET", target.path,
+                     headers={"Host": target.host, "User-Agent": "safeclip-guardrail"})
         resp = conn.getresponse()
         if resp.status != 200:
             raise ImageInputError(
                 f"fetching {short} gave HTTP {resp.status} (redirects are not followed)",
                 source=short,
             )
-        data = resp.read(opts.max_bytes + 1)
-    except (OSError, http.client.HTTPException) as exc:
-        raise ImageInputError(f"fetching {short} failed: {exc}", source=short) from None
+        chunks: list[bytes] = []
+        size = 0
+        while size <= opts.max_bytes:
+            conn.tighten()
+            block = resp.read1(min(65536, opts.max_bytes + 1 - size))
+            if not block:
+                break
+            chunks.append(block)
+            size += len(block)
+        if conn.aborted:  # the watchdog's shutdown reads as an early end of the body
+            raise TimeoutError("deadline passed")
+        if size <= opts.max_bytes and resp.length:  # Content-Length promised more
+            raise http.client.IncompleteRead(b"", resp.length)
+        data = b"".join(chunks)
+    except ImageInputError:
+        raise
+    except Exception as exc:  # OSError, HTTPException, ValueError from a hostile peer
+        if conn.aborted or time.monotonic() >= deadline:
+            raise ImageInputError(
+                f"fetching {short} did not finish within url_timeout={opts.url_timeout}s "
+                "(connect, headers and body together); the server is too slow or stalling",
+                source=short,
+            ) from None
+        raise ImageInputError(f"fetching {short} failed: {type(exc).__name__}: {exc}",
+                              source=short) from None
     finally:
+        watchdog.cancel()
         conn.close()
-    if len(data) > opts.max_bytes:
+    if size > opts.max_bytes:
         raise ImageInputError(
             f"remote image {short} is over the limit of {opts.max_bytes} bytes", source=short
         )
     return data
 
 
-class _PinnedHTTP(http.client.HTTPConnection):
-    """Connects to the address vetted by :func:`check_url`, not to a fresh DNS answer."""
+def _short(url: str) -> str:
+    text = url if len(url) <= 120 else url[:117] + "..."
+    return text if text.isprintable() else repr(text)[1:-1]
 
-    def __init__(self, host: str, ip: str, port: int, *, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._ip = ip
+
+class _Pinned(http.client.HTTPConnection):
+    """Connects to the address vetted by :func:`check_url`, never to a fresh DNS answer, and
+    keeps every socket operation inside one deadline."""
+
+    def __init__(self, target: Target, deadline: float) -> None:
+        super().__init__(target.host, target.port, timeout=max(0.001, deadline - time.monotonic()))
+        self._address = target.address
+        self._deadline = deadline
+        self._abort_lock = threading.Lock()
+        self.aborted = False
+
+    def _remaining(self) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline passed")
+        return left
+
+    def _raw_socket(self) -> socket.socket:
+        return socket.create_connection((self._address, self.port), self._remaining())
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._ip, self.port), self.timeout)
+        self.sock = self._raw_socket()
+
+    def tighten(self) -> None:
+        """Shrink the per-read timeout to what is left of the deadline."""
+        if self.sock is not None:
+            self.sock.settimeout(self._remaining())
+
+    def abort(self) -> None:
+        """Watchdog: the deadline passed; unblock any read by shutting the socket down."""
+        with self._abort_lock:
+            self.aborted = True
+            sock = self.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host: str, ip: str, port: int, *, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._ip = ip
+class _PinnedHTTPS(_Pinned):
+    default_port = http.client.HTTPS_PORT
+
+    def __init__(self, target: Target, deadline: float) -> None:
+        super().__init__(target, deadline)
+        self._context = ssl.create_default_context()
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._ip, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+        raw = self._raw_socket()
+        raw.settimeout(self._remaining())
+        self.sock = raw  # the watchdog can cut a stalled handshake
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)

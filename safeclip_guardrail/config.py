@@ -20,6 +20,7 @@ from safeclip_guardrail.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT",
+    "DEFAULT_FORMATS",
     "DEFAULT_REFUSAL",
     "DEFAULT_SAFE_INSTRUCTION",
     "ClsSource",
@@ -49,6 +50,14 @@ DEFAULT_REFUSAL = (
 """Answer given instead of calling the model on ``block``; ``{categories}`` is filled in."""
 
 
+DEFAULT_FORMATS: tuple[str, ...] = (
+    "PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF",
+)
+"""Image formats opened by default (``ImageOptions.formats``)."""
+
+_NEVER_FORMATS = frozenset({"EPS", "PS"})
+
+
 class ImageOptions(ValidatedModel):
     """Limits and options for reading images; the defaults fail closed."""
 
@@ -65,12 +74,44 @@ class ImageOptions(ValidatedModel):
     allowed_hosts: tuple[str, ...] = ()
     """Hosts that may be fetched when ``allow_urls`` (exact names or ``*.example.com``)."""
     url_timeout: float = Field(default=10.0, gt=0)
-    """Seconds for connecting and reading a remote image."""
+    """Seconds for a whole remote fetch: connect, headers and body together (a total
+    deadline, not a per-read timeout)."""
     jpeg_draft: bool = True
     """Decode large JPEGs at a reduced DCT scale (never below the encoder's input size).
 
     Saves a third of the decode time on photos for a change in class mass of about 0.002
     (measured on ViT-B/32); set False to decode every pixel."""
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    """Pillow formats that may be opened; anything else is rejected before a parser runs.
+
+    The default is what LVLM providers accept plus common camera formats (AVIF/HEIF only
+    when a plugin for them is installed). EPS/PS are refused even when listed: Pillow hands
+    them to Ghostscript. ``ICO`` may be added: its embedded pictures are size-checked first."""
+    max_total_pixels: int = Field(default=100_000_000, gt=0)
+    """Decoded pixels across all frames/pages of one image (``frames > 1``)."""
+    max_request_pixels: int = Field(default=1_000_000_000, gt=0)
+    """Decoded pixels one ``check_batch`` call may decode; images past the budget are
+    unreadable (fail closed). Bounds the decode work a single request can cause."""
+    chunk_pixels: int = Field(default=64_000_000, gt=0)
+    """Decoded pixels a batch holds before it encodes them and lets them go (memory bound:
+    a batch keeps at most one chunk of decoded frames, whatever its length)."""
+    max_chunks: int = Field(default=10_000, ge=0)
+    """Container records (PNG chunks, GIF blocks, TIFF strips/tiles) an image may hold beyond
+    one per 256 bytes of data; bounds parser work on files made of millions of tiny records."""
+
+    @field_validator("formats")
+    @classmethod
+    def _formats_safe(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(f.strip().upper() for f in v))
+        refused = sorted(set(names) & _NEVER_FORMATS)
+        if refused:
+            raise ValueError(
+                f"formats {refused} can never be opened: Pillow runs Ghostscript on them; "
+                "convert such files to PNG before checking them"
+            )
+        if not names:
+            raise ValueError("formats must name at least one image format, e.g. ('PNG', 'JPEG')")
+        return names
 
     @model_validator(mode="after")
     def _hosts_needed(self) -> ImageOptions:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from safeclip_guardrail import scoring
+from safeclip_guardrail._stream import ChunkStream
 from safeclip_guardrail.bank_cache import text_embeddings
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.config import GuardConfig, ImageOptions, build_config
@@ -181,35 +182,48 @@ class SafeCLIPGuard:
         """
         sources = _as_sources(images)
         descs = [describe_source(src) for src in sources]
-        out: list[Judgement] = []
-        pending: dict[str, list[int]] = {}
-        decoded: dict[str, DecodedImage] = {}
-        for i, src in enumerate(sources):
-            try:
-                img = self.decode(src)
-            except ImageInputError as exc:
-                out.append(Judgement(None, exc, source=descs[i]))
-                continue
-            fwd = forward_image(img) if forward else None
-            cached = self._cache_get(img.sha256)
-            if cached is not None:
-                out.append(Judgement(cached.model_copy(update={"source": descs[i]}), None, fwd,
-                                     descs[i]))
-                continue
-            out.append(Judgement(None, None, fwd, descs[i]))  # verdict filled in below
-            pending.setdefault(img.sha256, []).append(i)
-            decoded.setdefault(img.sha256, img)
-        if decoded:
-            for digest, result in self._score_decoded(list(decoded.values())).items():
-                if isinstance(result, ImageVerdict):
-                    self._cache_put(digest, result)
-                for i in pending[digest]:
-                    if isinstance(result, ImageVerdict):
-                        verdict = result.model_copy(update={"source": descs[i]})
-                        out[i] = Judgement(verdict, None, out[i].forward, descs[i])
-                    else:
-                        out[i] = Judgement(None, result, None, descs[i])
+        out: list[Judgement] = [Judgement(None, None, None, d) for d in descs]
+        opts = self.config.images
+
+        def settle(digest: str, result: ImageVerdict | ImageError, indexes: list[int]) -> None:
+            if isinstance(result, ImageVerdict):
+                self._cache_put(digest, result)
+            self._settle(out, indexes, result)
+
+        stream: ChunkStream[ImageVerdict | ImageError] = ChunkStream(
+            self._score_decoded, settle, batch_size=self.config.batch_size,
+            chunk_pixels=opts.chunk_pixels)
+        spent = 0
+        try:
+            for i, src in enumerate(sources):
+                try:
+                    img = self._decode(src, budget=opts.max_request_pixels - spent)
+                except ImageInputError as exc:
+                    out[i] = Judgement(None, exc, source=descs[i])
+                    continue
+                spent += img.pixels
+                out[i] = Judgement(None, None, forward_image(img) if forward else None, descs[i])
+                earlier = stream.done.get(img.sha256)
+                known = earlier if earlier is not None else self._cache_get(img.sha256)
+                if known is not None:
+                    self._settle(out, [i], known)
+                elif not stream.join(img.sha256, i):
+                    stream.add(img, i, more=i + 1 < len(sources))
+            stream.finish()
+        finally:
+            stream.close()
         return out
+
+    @staticmethod
+    def _settle(out: list[Judgement], indexes: list[int],
+                result: ImageVerdict | ImageError) -> None:
+        for i in indexes:
+            j = out[i]
+            if isinstance(result, ImageVerdict):
+                out[i] = Judgement(result.model_copy(update={"source": j.source}), None,
+                                   j.forward, j.source)
+            else:
+                out[i] = Judgement(None, result, None, j.source)
 
     async def acheck(self, image: ImageSource) -> ImageVerdict:
         """Async :meth:`check` (runs in a worker thread; the event loop stays free)."""
@@ -332,10 +346,13 @@ class SafeCLIPGuard:
     def decode(self, source: ImageSource) -> DecodedImage:
         """Read an image exactly as the guard does: the configured limits, big JPEGs in draft
         mode at the encoder's input size. Raises :class:`ImageInputError`."""
+        return self._decode(source)
+
+    def _decode(self, source: ImageSource, *, budget: int | None = None) -> DecodedImage:
         opts = self.config.images
         size = getattr(getattr(self.encoder, "preprocess", None), "size", None)
         draft = int(size) if opts.jpeg_draft and isinstance(size, int) else None
-        return decode_image(source, opts, draft_size=draft)
+        return decode_image(source, opts, draft_size=draft, pixel_budget=budget)
 
     def _encode(self, frames: Sequence[Any]) -> ImageEmbeddings:
         bs = self.config.batch_size

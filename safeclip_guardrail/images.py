@@ -5,27 +5,26 @@ Accepted sources: a ``PIL.Image``, a path, raw bytes, a base64 string, a ``data:
 message says what was wrong and how to fix it; the guard turns it into a fail-closed verdict
 unless ``on_error`` says otherwise.
 
-Safety measures: the pixel count is read from the header and checked *before* decoding
-(decompression bombs), encoded size is capped, EXIF orientation is applied, palette / alpha
-/ CMYK / 16-bit images are converted to 8-bit RGB, animated images yield their first
-``frames`` frames.
+Reading the bytes is here (paths are opened non-blocking, regular files only, capped at
+``max_bytes``); turning them into judged pixels is :mod:`._decode` (a format allowlist,
+record budgets, pixel checks before every frame is decoded, every parser error typed).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import io
 import os
-import warnings
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from safeclip_guardrail._decode import decode_bytes, decode_pil, to_rgb
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 from safeclip_guardrail.sources import EncodedImage
@@ -37,6 +36,7 @@ __all__ = [
     "describe_source",
     "forward_image",
     "read_image_bytes",
+    "to_rgb",
 ]
 
 ImageSource = Union[Image.Image, str, bytes, bytearray, memoryview, "os.PathLike[str]", EncodedImage]
@@ -62,9 +62,16 @@ class DecodedImage:
     format: str | None = None
     """Pillow's name for the encoded format (``PNG``, ``JPEG``...), None for PIL input."""
     faithful: bool = False
-    """True when any plain decoder of ``data`` sees exactly the judged frames: one frame,
-    8-bit RGB or grey, no alpha, no EXIF rotation, no CMYK/ICC conversion. When False the
-    judged pixels, not ``data``, are what may be forwarded (:func:`forward_image`)."""
+    """True when any plain decoder of ``data`` sees exactly the judged frames: 8-bit RGB,
+    grey or palette without transparency, no EXIF rotation, no CMYK/ICC conversion, no
+    frames past the judged ones. When False the judged pixels, not ``data``, are what may be
+    forwarded (:func:`forward_image`)."""
+    pixels: int = 0
+    """Pixels decoded, summed over frames (as declared, before any JPEG draft scaling)."""
+    primary: tuple[Image.Image, ...] | None = None
+    """One reading per frame, the one :func:`forward_image` sends (None: all of ``frames``).
+    ``frames`` may hold several readings of one frame where decoders disagree (transparency:
+    composited over white, and with the alpha dropped); all are judged, the first is sent."""
 
     @property
     def image(self) -> Image.Image:
@@ -82,7 +89,7 @@ def forward_image(decoded: DecodedImage) -> EncodedImage:
     if decoded.faithful and decoded.data is not None and mime is not None:
         return EncodedImage(decoded.data, decoded.source, mime)
     buf = io.BytesIO()
-    first, *rest = decoded.frames
+    first, *rest = decoded.primary or decoded.frames
     if rest:
         first.save(buf, format="PNG", save_all=True, append_images=rest)
     else:
@@ -99,7 +106,11 @@ def describe_source(source: object) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes>"
     if isinstance(source, os.PathLike):
-        return str(source)
+        try:
+            text = os.fsdecode(os.fspath(source))
+        except (TypeError, ValueError):
+            return f"<{type(source).__name__}>"
+        return text if len(text) <= 200 else f"<path, {len(text)} chars>"
     if isinstance(source, str):
         if source.startswith("data:"):
             return f"<data URL, {len(source)} chars>"
@@ -110,7 +121,7 @@ def describe_source(source: object) -> str:
 
 
 def decode_image(source: ImageSource, options: ImageOptions | None = None, *,
-                 draft_size: int | None = None) -> DecodedImage:
+                 draft_size: int | None = None, pixel_budget: int | None = None) -> DecodedImage:
     """Decode ``source`` into RGB frames, enforcing the limits in ``options``.
 
     ``draft_size``: a still JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, by libjpeg's
@@ -119,13 +130,17 @@ def decode_image(source: ImageSource, options: ImageOptions | None = None, *,
     ``draft_size`` anyway sees nearly the same pixels. None (default) decodes at full size.
     The pixel limits are checked on the declared size first, as always; the SHA-256 of
     encoded input is that of its bytes, so verdict caching is unaffected.
+
+    ``pixel_budget``: decoded pixels the caller may still spend (a request's share of
+    ``ImageOptions.max_request_pixels``); an image that needs more is refused before the
+    frame that would break it is decoded.
     """
     opts = options or _DEFAULT_OPTIONS
     desc = describe_source(source)
     if isinstance(source, Image.Image):
-        return _from_pil(source, opts, desc)
+        return _from_pil(source, opts, desc, budget=pixel_budget)
     data = read_image_bytes(source, opts)
-    return _from_bytes(data, opts, desc, draft_size=draft_size)
+    return _from_bytes(data, opts, desc, draft_size=draft_size, budget=pixel_budget)
 
 
 def read_image_bytes(source: ImageSource, options: ImageOptions | None = None) -> bytes:
@@ -137,7 +152,7 @@ def read_image_bytes(source: ImageSource, options: ImageOptions | None = None) -
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif isinstance(source, os.PathLike):
-        data = _read_path(Path(source), opts)
+        data = _read_path(source, opts)
     elif isinstance(source, str):
         data = _read_string(source, opts)
     else:
@@ -224,124 +239,68 @@ def _decode_data_url(url: str) -> bytes:
                               source=describe_source(url)) from None
 
 
-def _read_path(path: Path, opts: ImageOptions) -> bytes:
-    if not path.exists():
-        raise ImageInputError(f"image file not found: {path}", source=str(path))
-    if not path.is_file():
-        raise ImageInputError(f"not a regular file: {path}", source=str(path))
-    size = path.stat().st_size
-    if size > opts.max_bytes:
-        raise ImageInputError(
-            f"image file {path} is {size} bytes, over the limit of {opts.max_bytes}",
-            source=str(path),
-        )
+def _read_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+               opts: ImageOptions) -> bytes:
+    """Read a regular file, capped at ``max_bytes``; every OS failure is an ImageInputError.
+
+    The file is opened non-blocking and checked with ``fstat`` on the open descriptor, so a
+    FIFO or device cannot stall the guard and a file swapped after a check is still caught.
+    """
     try:
-        return path.read_bytes()
+        raw = os.fspath(path)
+        name = os.fsdecode(raw)
+    except (TypeError, ValueError, UnicodeError) as exc:
+        raise ImageInputError(f"invalid image path {path!r}: {exc}", source=repr(path)[:200]) from None
+    shown = name if name.isprintable() else repr(name)[1:-1]  # no control chars in messages
+    shown = shown if len(shown) <= 200 else shown[:197] + "..."
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(raw, flags)
+    except FileNotFoundError:
+        raise ImageInputError(f"image file not found: {shown}", source=shown) from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ImageInputError(
+            f"cannot open image file {shown}: {reason}; check the path and its permissions",
+            source=shown,
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageInputError(f"not a regular file: {shown}", source=shown)
+        if st.st_size > opts.max_bytes:
+            raise ImageInputError(
+                f"image file {shown} is {st.st_size} bytes, over the limit of {opts.max_bytes}",
+                source=shown,
+            )
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(opts.max_bytes + 1)
     except OSError as exc:
-        raise ImageInputError(f"cannot read {path}: {exc.strerror or exc}", source=str(path)) from None
+        raise ImageInputError(f"cannot read {shown}: {exc.strerror or exc}", source=shown) from None
+    finally:
+        os.close(fd)
+    if len(data) > opts.max_bytes:
+        raise ImageInputError(f"image file {shown} grew over the limit of {opts.max_bytes} bytes",
+                              source=shown)
+    return data
 
 
 def _from_bytes(data: bytes, opts: ImageOptions, desc: str, *,
-                draft_size: int | None = None) -> DecodedImage:
+                draft_size: int | None = None, budget: int | None = None) -> DecodedImage:
     digest = hashlib.sha256(data).hexdigest()
-    try:
-        with warnings.catch_warnings():
-            # our own max_pixels check below replaces Pillow's warning
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageInputError(
-            f"image {desc} is not in a format Pillow can decode (or it is corrupt)", source=desc
-        ) from None
-    except Image.DecompressionBombError:
-        raise ImageInputError(f"image {desc} declares too many pixels", source=desc) from None
-    except Exception as exc:
-        raise ImageInputError(f"cannot open image {desc}: {exc}", source=desc) from None
-    _check_pixels(img, opts, desc)
-    fmt = img.format
-    faithful = _unambiguous(img)
-    if draft_size and draft_size > 0 and fmt in {"JPEG", "MPO"}:
-        img.draft(None, (draft_size, draft_size))  # takes effect in the decode below
-    frames = _frames(img, opts, desc)
-    return DecodedImage(frames=frames, sha256=digest, source=desc, data=data, format=fmt,
-                        faithful=faithful and len(frames) == 1)
+    out = decode_bytes(data, opts, desc, draft_size=draft_size, budget=budget)
+    return DecodedImage(frames=out.frames, sha256=digest, source=desc, data=data,
+                        format=out.format, faithful=out.faithful, pixels=out.pixels,
+                        primary=out.primary)
 
 
-def _unambiguous(img: Image.Image) -> bool:
-    """Whether every decoder sees the same 8-bit pixels we judge (see DecodedImage.faithful)."""
-    if img.mode not in {"RGB", "L"} or getattr(img, "is_animated", False):
-        return False
-    if "icc_profile" in img.info or "transparency" in img.info:
-        return False
-    try:
-        orientation = img.getexif().get(0x0112, 1)
-    except Exception:
-        return False
-    return orientation in (1, None)
-
-
-def _from_pil(img: Image.Image, opts: ImageOptions, desc: str) -> DecodedImage:
-    _check_pixels(img, opts, desc)
-    frames = _frames(img, opts, desc)
+def _from_pil(img: Image.Image, opts: ImageOptions, desc: str, *,
+              budget: int | None = None) -> DecodedImage:
+    out = decode_pil(img, opts, desc, budget=budget)
     h = hashlib.sha256()
-    for f in frames:
+    for f in out.frames:
         h.update(f"{f.size[0]}x{f.size[1]}".encode())
         h.update(f.tobytes())
-    return DecodedImage(frames=frames, sha256=h.hexdigest(), source=desc)
-
-
-def _check_pixels(img: Image.Image, opts: ImageOptions, desc: str) -> None:
-    w, h = img.size
-    if w <= 0 or h <= 0:
-        raise ImageInputError(f"image {desc} has no pixels ({w}x{h})", source=desc)
-    if w * h > opts.max_pixels:
-        raise ImageInputError(
-            f"image {desc} is {w}x{h} = {w * h} pixels, over the limit of {opts.max_pixels} "
-            "(possible decompression bomb); raise ImageOptions.max_pixels if it is genuine",
-            source=desc,
-        )
-
-
-def _frames(img: Image.Image, opts: ImageOptions, desc: str) -> tuple[Image.Image, ...]:
-    n = min(opts.frames, getattr(img, "n_frames", 1) or 1)
-    out: list[Image.Image] = []
-    try:
-        for i in range(n):
-            if i:
-                img.seek(i)
-            out.append(to_rgb(img))
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        if not out:
-            raise ImageInputError(
-                f"image {desc} is truncated or corrupt: {exc}", source=desc
-            ) from None
-    return tuple(out)
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Fully decode one frame into 8-bit RGB: EXIF orientation, alpha over white, 16-bit scaled."""
-    img.load()
-    # broken EXIF must not make an otherwise readable image unreadable
-    with contextlib.suppress(Exception):
-        img = ImageOps.exif_transpose(img) or img
-    mode = img.mode
-    if mode == "RGB":
-        return img.copy()
-    if mode in {"I;16", "I;16B", "I;16L", "I;16N", "I"}:
-        import numpy as np
-
-        arr = np.asarray(img, dtype=np.float64)
-        hi = float(arr.max()) if arr.size else 0.0
-        scale = 255.0 / hi if hi > 255 else 1.0
-        arr8 = np.clip(arr * scale, 0, 255).astype("uint8")
-        return Image.fromarray(arr8, mode="L").convert("RGB")
-    if mode == "F":
-        return img.convert("L").convert("RGB")
-    if mode == "P":
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in {"RGBA", "LA", "PA", "La", "RGBa"}:
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    return DecodedImage(frames=out.frames, sha256=h.hexdigest(), source=desc, data=None,
+                        format=out.format, faithful=False, pixels=out.pixels,
+                        primary=out.primary)

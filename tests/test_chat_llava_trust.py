@@ -300,8 +300,10 @@ def test_llava_gets_the_judged_pixels_of_an_ambiguous_image(base: ChatLlava) -> 
     rgba = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
     rgba.paste(OK.convert("RGBA").crop((0, 0, 16, 32)), (0, 0))
     guard = _planted_guard(mode="annotate")
-    judged = guard.decode(_png(rgba)).image
-    PLANTED.register(judged, PLANTED.embedding_for("neutral"))
+    decoded = guard.decode(_png(rgba))
+    judged = decoded.image  # alpha over white: what is forwarded
+    for reading in decoded.frames:  # the alpha-dropped reading is judged too, not forwarded
+        PLANTED.register(reading, PLANTED.embedding_for("neutral"))
     llm = _with_guard(base, guard)
     msg, rec = _run(llm, [HumanMessage(_ask({"type": "image", "base64": _b64(rgba),
                                              "mime_type": "image/png"}))])

@@ -200,8 +200,10 @@ def test_passed_on_images_are_the_judged_pixels() -> None:
     rgba = Image.new("RGBA", (24, 24), (0, 0, 0, 0))
     rgba.paste(OK.convert("RGBA").crop((0, 0, 12, 24)), (0, 0))
     guard = _guard()
-    judged = guard.decode(_png(rgba)).image
-    PLANTED.register(judged, PLANTED.embedding_for("neutral"))
+    decoded = guard.decode(_png(rgba))
+    judged = decoded.image  # alpha over white: what is passed on
+    for reading in decoded.frames:  # the alpha-dropped reading is judged too
+        PLANTED.register(reading, PLANTED.embedding_for("neutral"))
     doc = Document("x", metadata={"image_base64": base64.b64encode(_png(rgba)).decode(),
                                   "image_url": _url(OK)})
     (out,) = SafeCLIPDocumentGuard(guard=guard).invoke([doc])

@@ -64,10 +64,6 @@ def test_image_data_nested_deeper_than_checked_in_extra_fields_fails_closed(
     assert outcome.result.verdicts[0].category == "unreadable"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open in images.py (decoder branch): a PNG gAMA chunk is not treated as ambiguous, so the "
-    "original bytes are forwarded and a gamma-applying decoder (browsers, some provider "
-    "pipelines) sees other pixels than the guard judged; remove this xfail when fixed"))
 def test_png_gamma_chunk_is_forwarded_as_judged_pixels() -> None:
     import io
     import struct
