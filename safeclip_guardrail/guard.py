@@ -23,7 +23,14 @@ from safeclip_guardrail._stream import ChunkStream
 from safeclip_guardrail.bank_cache import text_embeddings
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.config import GuardConfig, ImageOptions, build_config
-from safeclip_guardrail.encoders.base import ImageEmbeddings, ImageTextEncoder, l2_normalize
+from safeclip_guardrail.encoders.base import (
+    EncodesFrames,
+    ImageEmbeddings,
+    ImageTextEncoder,
+    ProjectsCLS,
+    ResizesTo,
+    l2_normalize,
+)
 from safeclip_guardrail.encoders.registry import load_encoder
 from safeclip_guardrail.errors import (
     ConfigurationError,
@@ -306,10 +313,11 @@ class SafeCLIPGuard:
         Pass the post-layernorm CLS for ``cls_source="final"``, the raw layer -2 CLS for
         ``"penultimate"``. Needs an encoder with a visual projection (the torch backends).
         """
-        project = getattr(self.encoder, "project_cls", None)
-        if project is None:
-            raise ConfigurationError(f"encoder {self.encoder.name} cannot project CLS features")
-        return np.asarray(project(cls_features), np.float32)
+        if not isinstance(self.encoder, ProjectsCLS):
+            raise ConfigurationError(
+                f"encoder {self.encoder.name} cannot project CLS features (it does not "
+                "implement ProjectsCLS); use a transformers or open_clip CLIP checkpoint")
+        return np.asarray(self.encoder.project_cls(cls_features), np.float32)
 
     # ------------------------------------------------------------------ cache
     def cache_info(self) -> CacheInfo:
@@ -350,15 +358,14 @@ class SafeCLIPGuard:
 
     def _decode(self, source: ImageSource, *, budget: int | None = None) -> DecodedImage:
         opts = self.config.images
-        size = getattr(getattr(self.encoder, "preprocess", None), "size", None)
-        draft = int(size) if opts.jpeg_draft and isinstance(size, int) else None
+        encoder = self.encoder
+        draft = encoder.input_size if opts.jpeg_draft and isinstance(encoder, ResizesTo) else None
         return decode_image(source, opts, draft_size=draft, pixel_budget=budget)
 
     def _encode(self, frames: Sequence[Any]) -> ImageEmbeddings:
         bs = self.config.batch_size
-        encode_frames = getattr(self.encoder, "encode_frames", None)
-        if encode_frames is not None:  # torch encoders: pipelined chunks, OOM batch halving
-            return encode_frames(frames, batch_size=bs)  # type: ignore[no-any-return]
+        if isinstance(self.encoder, EncodesFrames):  # pipelined chunks, OOM batch halving
+            return self.encoder.encode_frames(frames, batch_size=bs)
         parts = [self.encoder.encode_images(frames[i:i + bs]) for i in range(0, len(frames), bs)]
         return ImageEmbeddings.concat(parts, self.encoder.embed_dim)
 

@@ -112,3 +112,24 @@ def test_cuda_requested_without_gpu() -> None:
         pytest.skip("a GPU is present")
     with pytest.raises(ConfigurationError, match="CUDA is not available"):
         load_encoder("llava-1.5", device="cuda")
+
+
+def test_encoders_declare_their_capabilities(tiny_guard, planted) -> None:  # type: ignore[no-untyped-def]
+    """Optional abilities are protocols the guard checks with isinstance, not getattr probes."""
+    from safeclip_guardrail.encoders.base import (
+        EncodesFrames,
+        ImageTextEncoder,
+        ProjectsCLS,
+        ResizesTo,
+    )
+
+    torch_encoder = tiny_guard.encoder
+    for capability in (ImageTextEncoder, ProjectsCLS, EncodesFrames, ResizesTo):
+        assert isinstance(torch_encoder, capability), capability
+    assert torch_encoder.input_size == torch_encoder.preprocess.size
+    assert isinstance(planted, ImageTextEncoder)
+    assert not isinstance(planted, ProjectsCLS) and not isinstance(planted, ResizesTo)
+    from safeclip_guardrail import ConfigurationError, SafeCLIPGuard
+
+    with pytest.raises(ConfigurationError, match="cannot project CLS"):
+        SafeCLIPGuard(planted).embed_cls([[0.0]])

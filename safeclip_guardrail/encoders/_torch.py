@@ -84,6 +84,11 @@ class TorchClipEncoder:
     device: torch.device
     dtype: torch.dtype
 
+    @property
+    def input_size(self) -> int:
+        """The short side images are resized to (capability :class:`ResizesTo`)."""
+        return int(self.preprocess.size)
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._captured: torch.Tensor | None = None

@@ -18,7 +18,14 @@ from PIL import Image
 
 from safeclip_guardrail.config import ClsSource
 
-__all__ = ["ImageEmbeddings", "ImageTextEncoder", "l2_normalize"]
+__all__ = [
+    "EncodesFrames",
+    "ImageEmbeddings",
+    "ImageTextEncoder",
+    "ProjectsCLS",
+    "ResizesTo",
+    "l2_normalize",
+]
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,35 @@ class ImageTextEncoder(Protocol):
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(m, d) float32 normalised text embeddings."""
         ...
+
+
+# ---------------------------------------------------------------------- capabilities
+# Optional abilities an encoder declares by having them; the guard asks with isinstance,
+# so a planted test encoder, a remote encoder and the torch backends stay interchangeable.
+@runtime_checkable
+class ProjectsCLS(Protocol):
+    """Projects CLS features from an LVLM's own vision pass (the fused guard of ChatLlava)."""
+
+    def project_cls(self, cls_features: Any) -> np.ndarray:
+        """(n, d) normalised embeddings from raw CLS features of the same tower."""
+        ...
+
+
+@runtime_checkable
+class EncodesFrames(Protocol):
+    """Encodes a long list of frames itself: pipelined chunks, out-of-memory batch halving."""
+
+    def encode_frames(self, frames: Sequence[Image.Image], *, batch_size: int) -> ImageEmbeddings:
+        ...
+
+
+@runtime_checkable
+class ResizesTo(Protocol):
+    """Declares the size its preprocessing resizes images to, so decoding can stop there
+    (JPEG draft mode never decodes below it)."""
+
+    @property
+    def input_size(self) -> int: ...
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

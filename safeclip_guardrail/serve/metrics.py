@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from safeclip_guardrail.encoders.base import ImageEmbeddings, ImageTextEncoder
+from safeclip_guardrail.encoders.base import EncodesFrames, ImageEmbeddings, ImageTextEncoder
 
 __all__ = ["CountingEncoder", "ServiceMetrics"]
 
@@ -70,7 +70,7 @@ class CountingEncoder:
         self.cache_key: str | None = inner.cache_key
         self.logit_scale: float = inner.logit_scale
         self.embed_dim: int = inner.embed_dim
-        if callable(getattr(inner, "encode_frames", None)):
+        if isinstance(inner, EncodesFrames):
             self.encode_frames = self._encode_frames
 
     def encode_images(self, images: Sequence[Image.Image]) -> ImageEmbeddings:
@@ -86,9 +86,9 @@ class CountingEncoder:
         size = max(1, min(batch_size, int(cap)))
         self._metrics.forwards.inc(math.ceil(len(frames) / size))
         self._metrics.encoded_frames.inc(len(frames))
-        result: ImageEmbeddings = self._inner.encode_frames(  # type: ignore[attr-defined]
-            frames, batch_size=batch_size)
-        return result
+        if not isinstance(self._inner, EncodesFrames):  # set only for such encoders
+            raise TypeError(f"{self._inner.name} does not encode frames itself")
+        return self._inner.encode_frames(frames, batch_size=batch_size)
 
     def __getattr__(self, name: str) -> Any:  # preprocess, project_cls, device, ...
         return getattr(self._inner, name)
