@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import safeclip_guardrail
 
 PUBLIC = [
@@ -50,3 +52,67 @@ def test_result_json_round_trip() -> None:
     data = r.model_dump_json()
     assert '"flagged":true' in data and '"categories":["gun"]' in data
     assert GuardResult.model_validate_json(data) == r
+
+
+INTEGRATIONS_ALL = {
+    "safeclip_guardrail_langchain": [
+        "AgentAction", "SafeCLIPMiddleware", "__version__", "is_blocked", "safeclip_node",
+        "safeclip_router"],
+    "safeclip_guardrail_litellm": ["GuardServiceError", "RemoteGuard", "SafeCLIPLiteLLMGuardrail"],
+    "safeclip_guardrail_llamaindex": [
+        "NodeDecision", "SafeCLIPImageFilter", "SafeCLIPImagePostprocessor", "__version__",
+        "acheck_nodes", "adecide_nodes", "check_nodes", "decide_nodes", "node_image_source"],
+    "safeclip_guardrail_nemo": [
+        "ACTION_NAME", "FLOW_NAME", "ImageRailDecision", "SafeCLIPImageRail", "__version__",
+        "example_config_dir", "example_rails_config", "image_parts", "messages_from_events",
+        "register_safeclip"],
+}
+
+LANGCHAIN_ALL = [
+    "DECISIONS_KEY", "DEFAULT_IMAGE_KEYS", "DEFAULT_PATH_KEYS", "METADATA_KEY", "VERDICT_EVENT",
+    "ChatLlava", "CombinedOutcome", "DocumentAction", "DocumentImage", "GuardOutcome",
+    "GuardedModel", "GuardedOutput", "GuardrailDecision", "SafeCLIPDocumentGuard",
+    "SafeCLIPGuardrail", "aguard_message_batches", "aguard_messages", "aoutcomes_or_errors",
+    "combined_outcome", "guard_message_batches", "guard_messages", "guard_result_of",
+    "guardrail_gate", "merge_guardrails", "message_of_view", "outcomes_or_errors",
+    "text_guardrail", "view_of_message",
+]
+
+
+def test_langchain_layer_all_is_pinned_exactly() -> None:
+    import safeclip_guardrail.langchain as lc
+
+    assert lc.__all__ == LANGCHAIN_ALL
+    for name in lc.__all__:
+        assert getattr(lc, name) is not None
+
+
+def test_each_integration_all_is_pinned_exactly() -> None:
+    import os
+
+    names = sorted(INTEGRATIONS_ALL)
+    code = ("import importlib, json, sys; "
+            f"print(json.dumps({{m: importlib.import_module(m).__all__ for m in {names!r}}}))")
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == INTEGRATIONS_ALL
+
+
+@pytest.mark.parametrize(("old", "name", "new"), [
+    ("safeclip_guardrail.runnable", "SafeCLIPGuardrail", "safeclip_guardrail.langchain"),
+    ("safeclip_guardrail.intervention", "guard_messages", "safeclip_guardrail.langchain"),
+    ("safeclip_guardrail.intervention", "strongest_action", "safeclip_guardrail.policy"),
+    ("safeclip_guardrail.rag", "SafeCLIPDocumentGuard", "safeclip_guardrail.langchain"),
+    ("safeclip_guardrail.chat_models", "ChatLlava", "safeclip_guardrail.langchain"),
+])
+def test_old_import_paths_warn_and_still_work(old: str, name: str, new: str) -> None:
+    import importlib
+
+    module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=f"moved to {new}.{name}"):
+        value = getattr(module, name)
+    assert value is getattr(importlib.import_module(new), name)

@@ -160,7 +160,8 @@ def load_chat_model(spec: str | None, factory: str | None, *,
         except (ImportError, AttributeError) as exc:
             raise CliError(f"cannot import {factory}: {exc}") from None
         return _with_token_limit(_instantiate(obj, factory), max_new_tokens, factory)
-    assert spec is not None
+    if spec is None:
+        raise CliError("--e2e needs --chat-model or --chat-model-factory")
     if spec.startswith("llava:"):
         from safeclip_guardrail.langchain import ChatLlava
 

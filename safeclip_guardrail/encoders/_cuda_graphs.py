@@ -89,7 +89,7 @@ class CudaGraphRunner:
         bucket = key[0]
         static_in = torch.zeros((bucket, *like.shape[1:]), dtype=like.dtype, device=like.device)
         static_in[: like.shape[0]].copy_(like)
-        stream = torch.cuda.Stream(device=like.device)  # type: ignore[no-untyped-call]
+        stream = torch.cuda.Stream(device=like.device)
         stream.wait_stream(torch.cuda.current_stream(like.device))
         with torch.cuda.stream(stream):  # warm-up off the capture stream (cuBLAS/cuDNN init)
             for _ in range(self.warmup):

@@ -84,7 +84,7 @@ class TransformersCLIPEncoder(TorchClipEncoder):
             del model.vision_model
             model.vision_model = None
         cache_key = _cache_key(model, loaded.tokenizer, torch_dtype)  # on the CPU copy
-        model = model.to(dev).eval()  # type: ignore[arg-type]
+        model = model.to(dev).eval()
         name = model_id if loaded.source == model_id else f"{loaded.source} (via {model_id})"
         return cls(model, loaded.tokenizer, loaded.preprocess, name=name,
                    cache_key=cache_key, device=dev, dtype=torch_dtype)

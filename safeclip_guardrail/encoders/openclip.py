@@ -93,8 +93,8 @@ class OpenClipEncoder(TorchClipEncoder):
         size = int(size[0] if isinstance(size, (tuple, list)) else size)
         preprocess = ClipPreprocess(
             size=size, crop=size,
-            mean=tuple(cfg.get("mean", OPENAI_CLIP_MEAN)),  # type: ignore[arg-type]
-            std=tuple(cfg.get("std", OPENAI_CLIP_STD)),  # type: ignore[arg-type]
+            mean=tuple(cfg.get("mean", OPENAI_CLIP_MEAN)),
+            std=tuple(cfg.get("std", OPENAI_CLIP_STD)),
         )
         return cls(model, tokenizer, preprocess, name=spec,
                    cache_key=_cache_key(parsed, model, tokenizer, torch_dtype),

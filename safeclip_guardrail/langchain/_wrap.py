@@ -133,8 +133,10 @@ def _model_input(guarded: GuardedOutput) -> Any:
 
 
 def _refusal(guarded: GuardedOutput) -> AIMessage:
-    assert guarded.outcome.refusal is not None
-    return guarded.outcome.refusal
+    refusal = guarded.outcome.refusal
+    if refusal is None:  # a blocked outcome always carries one; never pass on instead
+        return AIMessage(content="I cannot fulfill this request.")
+    return refusal
 
 
 def _refusal_chunk(guarded: GuardedOutput) -> AIMessageChunk:

@@ -88,7 +88,7 @@ def run_ray(corpus: Corpus, *, scorer_kwargs: dict[str, Any], output: ScanOutput
     kwargs = {**scorer_kwargs, "decode_threads": max(2, int(cpus))}
     run_id = output.run_id
 
-    class _Names(FilenameProvider):  # type: ignore[misc]
+    class _Names(FilenameProvider):
         def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
             return f"part-{run_id}-{write_uuid}-{task_index:06d}.parquet"
 

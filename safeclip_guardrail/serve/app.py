@@ -120,7 +120,7 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
             s = categories.scores([j.verdict for j in judged])
             results.append(ModerationResult(
                 flagged=s.flagged, categories=s.categories, category_scores=s.category_scores,
-                category_applied_input_types=s.category_applied_input_types))  # type: ignore[arg-type]
+                category_applied_input_types=s.category_applied_input_types))
         return ModerationResponse(id=f"modr-{uuid.uuid4().hex}", model=body.model or name,
                                   results=results)
 
@@ -181,7 +181,7 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     _install_error_handlers(app)
-    app.add_middleware(GuardMiddleware, api_keys=keys, max_body_bytes=max_body_bytes,  # type: ignore[arg-type]
+    app.add_middleware(GuardMiddleware, api_keys=keys, max_body_bytes=max_body_bytes,
                        body_timeout_s=body_timeout_s, metrics=metrics)
     return app
 

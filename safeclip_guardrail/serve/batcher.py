@@ -146,7 +146,8 @@ class MicroBatcher:
 
     async def _worker(self) -> None:
         queue = self._queue
-        assert queue is not None
+        if queue is None:  # start() creates the queue before the worker task
+            raise RuntimeError("MicroBatcher worker started before its queue")
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect(queue)

@@ -130,7 +130,7 @@ def build_tiny_llava(path: str | Path, *, clip_dir: str | Path | None = None,
     model.eval()
     if clip_dir is not None:
         _copy_clip_tower(model, Path(clip_dir))
-    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
+    model.generation_config = GenerationConfig(
         do_sample=False, bos_token_id=ids["<s>"], eos_token_id=ids["</s>"],
         pad_token_id=ids["<pad>"], max_new_tokens=32,
     )
