@@ -7,13 +7,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from safeclip_guardrail._sniff import describe_binary
 from safeclip_guardrail.errors import ConfigurationError
 
-__all__ = ["ValidatedModel", "first_error"]
+__all__ = ["ValidatedModel", "first_error", "read_text_file"]
 
 
 def first_error(exc: ValidationError) -> str:
@@ -33,3 +35,33 @@ class ValidatedModel(BaseModel):
         except ValidationError as exc:
             raise ConfigurationError(
                 f"invalid {type(self).__name__}: {first_error(exc)}") from None
+
+
+def read_text_file(path: str | Path, *, what: str, hint: str, max_bytes: int = 16 * 1024 * 1024,
+                   ) -> str:
+    """A UTF-8 text file the user named (a concept bank, a guard config), or a one-line
+    ConfigurationError saying what it is instead: missing, unreadable, too large, an image
+    or another binary file, not UTF-8."""
+    p = Path(path)
+    try:
+        if not p.is_file():
+            raise ConfigurationError(f"{what} file not found: {p}" if not p.exists()
+                                     else f"{what} {p} is not a regular file")
+        size = p.stat().st_size
+        if size > max_bytes:
+            raise ConfigurationError(
+                f"{what} {p} is {size:,} bytes, too large (limit {max_bytes:,}); {hint}")
+        data = p.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigurationError(
+            f"cannot read {what} {p}: {reason}; check the path and its permissions") from None
+    kind = describe_binary(data[:32])
+    if kind is not None or b"\x00" in data[:4096]:
+        raise ConfigurationError(f"{what} {p} is {kind or 'a binary file'}, not a text file; {hint}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{what} {p} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8. {hint[0].upper()}{hint[1:]}") from None

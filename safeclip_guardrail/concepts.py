@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from safeclip_guardrail._validation import ValidatedModel, first_error
+from safeclip_guardrail._validation import ValidatedModel, first_error, read_text_file
 from safeclip_guardrail.errors import ConfigurationError
 
 __all__ = ["ConceptBank", "ConceptClass", "ConceptKind"]
@@ -217,54 +217,15 @@ class ConceptBank(ValidatedModel):
         return len(self.classes)
 
 
-_BINARY_KINDS = (
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"BM", "a BMP image"),
-    (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"%PDF", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive"), (b"\x93NUMPY", "a NumPy array"),
-)
 _MAX_BANK_BYTES = 16 * 1024 * 1024
 _FORMAT_HINT = ('a concept bank is a UTF-8 JSON or YAML text file such as {"classes": '
                 '[{"name": "neutral", "kind": "benign", "descriptors": ["..."]}]} '
                 "(write one with `safeclip bank export bank.yaml`)")
 
 
-def _sniff_binary(head: bytes) -> str | None:
-    for magic, kind in _BINARY_KINDS:
-        if head.startswith(magic):
-            return kind
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "a WEBP image"
-    if head[4:8] == b"ftyp":
-        return "an AVIF/HEIF image or MP4 file"
-    return None
-
-
 def _read_bank_text(p: Path) -> str:
     """The file as UTF-8 text, or a ConfigurationError saying what it is instead."""
-    try:
-        size = p.stat().st_size
-        if size > _MAX_BANK_BYTES:
-            raise ConfigurationError(
-                f"concept bank {p} is {size:,} bytes, too large for a bank of descriptor texts "
-                f"(limit {_MAX_BANK_BYTES:,}); {_FORMAT_HINT}")
-        data = p.read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigurationError(
-            f"cannot read concept bank {p}: {reason}; check the path and its permissions"
-        ) from None
-    kind = _sniff_binary(data[:16])
-    if kind is not None or b"\x00" in data[:4096]:
-        what = kind or "a binary file"
-        raise ConfigurationError(f"concept bank {p} is {what}, not a text file; {_FORMAT_HINT}")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigurationError(
-            f"concept bank {p} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start}); save it as UTF-8. {_FORMAT_HINT[0].upper()}{_FORMAT_HINT[1:]}"
-        ) from None
+    return read_text_file(p, what="concept bank", hint=_FORMAT_HINT, max_bytes=_MAX_BANK_BYTES)
 
 
 def _as_dict(c: ConceptClass) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from safeclip_guardrail._validation import ValidatedModel
+from safeclip_guardrail._validation import ValidatedModel, read_text_file
 from safeclip_guardrail.concepts import ConceptBank, _first_error
 from safeclip_guardrail.errors import ConfigurationError
 
@@ -258,10 +258,8 @@ class GuardConfig(InterventionConfig, ScoringConfig):
     def from_file(cls, path: str | Path) -> GuardConfig:
         """Read a JSON or YAML config written by :meth:`to_file` or ``safeclip calibrate``."""
         p = Path(path)
-        if not p.is_file():
-            raise ConfigurationError(f"config file not found: {p}")
+        text = read_text_file(p, what="guard config", hint=_CONFIG_HINT)
         try:
-            text = p.read_text(encoding="utf-8")
             if p.suffix.lower() in {".yaml", ".yml"}:
                 import yaml
 
@@ -308,6 +306,10 @@ def build_config(base: GuardConfig | dict[str, Any] | None = None, **changes: An
         return GuardConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigurationError(f"invalid guard configuration: {_first_error(exc)}") from None
+
+
+_CONFIG_HINT = ("a guard config is a UTF-8 JSON or YAML mapping of options, as written by "
+                "GuardConfig.to_file or `safeclip calibrate --out guard.json`")
 
 
 def _check_names(field: str, keys: dict[str, Any], names: set[str]) -> None:

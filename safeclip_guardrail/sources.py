@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from safeclip_guardrail._fetch import HttpFetcher, check_url_policy
+from safeclip_guardrail._sniff import sniff_format
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 
@@ -198,30 +199,6 @@ def to_data_url(image: EncodedImage) -> str:
     return f"data:{image.mime_type or 'application/octet-stream'};base64,{to_base64(image)}"
 
 
-def sniff_format(head: bytes) -> str | None:
-    """The image format ``head`` (a file's first 32 bytes or more) starts like, else None.
-
-    Magic bytes only, nothing is decoded. This one function decides "is this an image?"
-    for the extraction layer (a file block or an extra field whose bytes are an image is
-    judged, whatever MIME type it declares), for folder scans (an extensionless upload is
-    scanned) and for corpus sources. Names are Pillow's (``PNG``, ``JPEG``...).
-    """
-    head = bytes(head[:32])
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES:
-        return "BMP"
-    if head[4:8] == b"ftyp" and (head[8:12] in _BMFF_BRANDS
-                                 or any(head[k:k + 4] in _BMFF_BRANDS for k in range(16, 32, 4))):
-        return "AVIF" if b"avi" in head[8:32] else "HEIF"
-    if head[:4] in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00") and head[4:6] not in (b"", b"\x00\x00"):
-        return "ICO"
-    return None
-
-
 def inline_bytes(value: str) -> bytes | None:
     """The bytes of a ``data:`` URL or a base64 string, or None when it is neither."""
     s = value.strip()
@@ -240,17 +217,6 @@ def inline_bytes(value: str) -> bytes | None:
 
 
 # ---------------------------------------------------------------------- helpers
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"II+\x00", "TIFF"),
-    (b"MM\x00+", "TIFF"), (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG2000"),
-    (b"\xff\x4f\xff\x51", "JPEG2000"), (b"\xff\x0a", "JXL"), (b"\x00\x00\x00\x0cJXL ", "JXL"),
-    (b"8BPS", "PSD"), (b"icns", "ICNS"), (b"qoif", "QOI"),
-)
-_BMFF_BRANDS = frozenset({b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc",
-                          b"hevx", b"mif1", b"msf1"})
-"""ISO-BMFF ``ftyp`` brands of still and sequence AVIF / HEIF images."""
-_BMP_DIB_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 
 
 def _b64decode(text: str, desc: str, *, what: str) -> bytes:

@@ -90,29 +90,17 @@ def _escape(ch: str) -> str:
 
 
 def readable_text_file(path: str, *, what: str, option: str) -> None:
-    """Raise a one-line CliError unless ``path`` is a readable UTF-8 text file."""
-    p = Path(path)
-    if not p.exists():
-        raise CliError(f"{option} {printable(path)}: no such file")
-    if not p.is_file():
-        raise CliError(f"{option} {printable(path)}: not a file")
+    """Raise a one-line CliError unless ``path`` is a readable UTF-8 text file.
+
+    The library's own check (the one ``ConceptBank.from_file`` and ``GuardConfig.from_file``
+    apply), run before any model loads so a wrong file fails in a second."""
+    from safeclip_guardrail._validation import read_text_file
+    from safeclip_guardrail.errors import ConfigurationError
+
     try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise CliError(f"{option} {printable(path)}: cannot be read "
-                       f"({exc.strerror or exc})") from None
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CliError(f"{option} {printable(path)} is not a {what} (not UTF-8 text"
-                       f"{'; it looks like an image' if _looks_binary_image(data) else ''})"
-                       ) from None
-
-
-def _looks_binary_image(data: bytes) -> bool:
-    from safeclip_guardrail._discover import sniff_image_format
-
-    return sniff_image_format(data[:32]) is not None
+        read_text_file(path, what=what, hint="see --help")
+    except ConfigurationError as exc:
+        raise CliError(f"{option}: {printable(str(exc))}") from None
 
 
 def add_guard_options(parser: argparse.ArgumentParser) -> None:
@@ -140,9 +128,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     from safeclip_guardrail.config import GuardConfig, build_config
 
     if getattr(args, "config", None):
-        readable_text_file(args.config, what="guard config (JSON/YAML)", option="--config")
+        readable_text_file(args.config, what="guard config", option="--config")
     if getattr(args, "concepts", None):
-        readable_text_file(args.concepts, what="concept bank (JSON/YAML)", option="--concepts")
+        readable_text_file(args.concepts, what="concept bank", option="--concepts")
     base = GuardConfig.from_file(args.config) if getattr(args, "config", None) else None
     images = None
     if getattr(args, "frames", None):

@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
 
 def _load(args: argparse.Namespace) -> ConceptBank:
     if args.concepts and Path(args.concepts).is_file():  # an image passed as a bank: one line
-        readable_text_file(args.concepts, what="concept bank (JSON/YAML)", option="--concepts")
+        readable_text_file(args.concepts, what="concept bank", option="--concepts")
     return ConceptBank.from_file(args.concepts) if args.concepts else ConceptBank.default()
 
 
