@@ -27,7 +27,8 @@ from urllib.parse import quote, urlsplit
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 
-__all__ = ["Target", "check_url", "fetch_url", "host_allowed", "is_public_address"]
+__all__ = ["HttpFetcher", "ParsedURL", "Target", "check_url", "check_url_policy", "fetch_url",
+           "host_allowed", "is_public_address"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -102,8 +103,24 @@ def is_public_address(addr: str) -> bool:
     return True
 
 
-def check_url(url: str, opts: ImageOptions) -> Target:
-    """Validate ``url`` and resolve it to a vetted address; ImageInputError otherwise."""
+@dataclass(frozen=True)
+class ParsedURL:
+    """A URL that passed :func:`check_url_policy` (no DNS lookup made yet)."""
+
+    scheme: str
+    host: str
+    """The host as written (lower-cased by ``urlsplit``)."""
+    ascii_host: str
+    """The IDNA-encoded host, what DNS and the ``Host`` header see."""
+    port: int
+    path: str
+    """Path and query, percent-encoded ASCII."""
+
+
+def check_url_policy(url: str, opts: ImageOptions) -> ParsedURL:
+    """What ``opts`` allows, checked without touching the network: ``allow_urls``, http(s),
+    a host, no credentials, ``allowed_hosts``. Runs before any fetcher, injected or not, so
+    a fetcher is never asked for a URL the options forbid. ImageInputError otherwise."""
     short = _short(url)
     if not opts.allow_urls:
         raise ImageInputError(
@@ -137,7 +154,16 @@ def check_url(url: str, opts: ImageOptions) -> Target:
         raise ImageInputError(
             f"host {host!r} is not in allowed_hosts {list(opts.allowed_hosts)}", source=short
         )
-    port = port or (443 if scheme == "https" else 80)
+    return ParsedURL(scheme, host, ascii_host, port or (443 if scheme == "https" else 80), path)
+
+
+def check_url(url: str, opts: ImageOptions) -> Target:
+    """:func:`check_url_policy`, then resolve the host to a vetted (globally routable)
+    address; ImageInputError otherwise."""
+    parsed = check_url_policy(url, opts)
+    short = _short(url)
+    scheme, host, ascii_host, port, path = (parsed.scheme, parsed.host, parsed.ascii_host,
+                                            parsed.port, parsed.path)
     try:
         infos = _resolve(ascii_host, port)
     except (OSError, UnicodeError) as exc:
@@ -213,6 +239,18 @@ def fetch_url(url: str, opts: ImageOptions) -> bytes:
             f"remote image {short} is over the limit of {opts.max_bytes} bytes", source=short
         )
     return data
+
+
+class HttpFetcher:
+    """The default :class:`~safeclip_guardrail.sources.ImageFetcher`: :func:`fetch_url`
+    (http(s) only, allowed hosts, globally routable addresses after DNS, one total
+    deadline, a size cap). Stateless; one instance can serve every guard and thread."""
+
+    def fetch(self, url: str, options: ImageOptions) -> bytes:
+        return fetch_url(url, options)
+
+    def __repr__(self) -> str:
+        return "HttpFetcher()"
 
 
 def _short(url: str) -> str:

@@ -70,7 +70,8 @@ def guard_conversations(guard: SafeCLIPGuard, conversations: Sequence[Sequence[M
     limits are the guard's own.
     """
     cfg = config or guard.config
-    found = [find_image_parts(conv, options=guard.config.images, skip_roles=skip_roles)
+    found = [find_image_parts(conv, options=guard.config.images, skip_roles=skip_roles,
+                              fetcher=guard.fetcher)
              for conv in conversations]
     readable = [p.image for parts in found for p in parts if p.image is not None]
     judgements = iter(guard.judge_batch(readable, forward=True) if readable else [])

@@ -34,6 +34,7 @@ from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 from safeclip_guardrail.sources import (
     EncodedImage,
+    ImageFetcher,
     from_base64,
     from_bytes,
     from_untrusted_string,
@@ -123,19 +124,23 @@ def dict_of_view(original: Mapping[str, Any], view: MessageView) -> dict[str, An
 
 # ---------------------------------------------------------------------- finding
 def find_image_parts(messages: Sequence[MessageView], *, options: ImageOptions,
-                     skip_roles: Collection[str] = ()) -> list[ImagePart]:
+                     skip_roles: Collection[str] = (),
+                     fetcher: ImageFetcher | None = None) -> list[ImagePart]:
     """Every image-bearing part of ``messages``, in order (unreadable ones with their error).
 
     ``skip_roles``: roles whose messages are not read at all (empty by default: every role
     is judged). Images in a skipped role reach the model unjudged, which is why skipping
     is opt-in and should only name roles your application alone writes.
+
+    ``fetcher``: gets allowed http(s) image URLs (pass ``guard.fetcher``; None is the
+    default HTTP fetcher). URLs ``options`` forbid never reach it.
     """
     skip = {r.lower() for r in skip_roles}
     parts: list[ImagePart] = []
     for m, view in enumerate(messages):
         if view.role.lower() in skip:
             continue
-        finder = _Finder(m, options)
+        finder = _Finder(m, options, fetcher)
         finder.content(view.content)
         finder.extras(view.extras)
         parts.extend(finder.parts)
@@ -143,9 +148,11 @@ def find_image_parts(messages: Sequence[MessageView], *, options: ImageOptions,
 
 
 class _Finder:
-    def __init__(self, message: int, options: ImageOptions) -> None:
+    def __init__(self, message: int, options: ImageOptions,
+                 fetcher: ImageFetcher | None) -> None:
         self.message = message
         self.options = options
+        self.fetcher = fetcher
         self.parts: list[ImagePart] = []
 
     # -- helpers
@@ -199,7 +206,7 @@ class _Finder:
     def _read(self, path: tuple[str | int, ...], style: Style, value: Any,
               detail: str | None = None) -> None:
         try:
-            image = from_untrusted_string(value, options=self.options)
+            image = from_untrusted_string(value, options=self.options, fetcher=self.fetcher)
         except ImageInputError as exc:
             self._add(path, style, None, _located(exc, self.message, path), detail)
             return

@@ -45,7 +45,7 @@ from safeclip_guardrail.images import (
     forward_image,
 )
 from safeclip_guardrail.result import UNREADABLE, ImageVerdict
-from safeclip_guardrail.sources import EncodedImage
+from safeclip_guardrail.sources import DEFAULT_FETCHER, EncodedImage, ImageFetcher
 
 __all__ = ["CacheInfo", "Judgement", "SafeCLIPGuard"]
 
@@ -85,8 +85,15 @@ class SafeCLIPGuard:
 
     def __init__(self, encoder: ImageTextEncoder, *, config: GuardConfig | None = None,
                  text_embeddings: np.ndarray | None = None,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None,
+                 fetcher: ImageFetcher | None = None) -> None:
         self.encoder = encoder
+        if fetcher is not None and not isinstance(fetcher, ImageFetcher):
+            raise ConfigurationError(f"fetcher must be an ImageFetcher (a .fetch(url, options) "
+                                     f"method returning bytes), got {type(fetcher).__name__}")
+        self.fetcher: ImageFetcher = DEFAULT_FETCHER if fetcher is None else fetcher
+        """Gets remote images (string URLs) once the URL policy of ``config.images`` allows
+        them; every surface built on this guard fetches through it."""
         self.config = config or GuardConfig(model=encoder.name)
         self._cache_dir = cache_dir
         if text_embeddings is None:
@@ -122,6 +129,7 @@ class SafeCLIPGuard:
         config: GuardConfig | str | Path | None = None,
         revision: str | None = None,
         cache_dir: str | Path | None = None,
+        fetcher: ImageFetcher | None = None,
         **options: Any,
     ) -> SafeCLIPGuard:
         """Load the encoder for ``model`` and build a guard.
@@ -137,14 +145,15 @@ class SafeCLIPGuard:
             cls_source=cls_source, decision=decision, device=device, dtype=dtype,
             batch_size=batch_size, on_error=on_error, images=images, **options,
         )
-        return cls.from_config(cfg, revision=revision, cache_dir=cache_dir)
+        return cls.from_config(cfg, revision=revision, cache_dir=cache_dir, fetcher=fetcher)
 
     @classmethod
     def from_config(cls, config: GuardConfig, *, revision: str | None = None,
-                    cache_dir: str | Path | None = None) -> SafeCLIPGuard:
+                    cache_dir: str | Path | None = None,
+                    fetcher: ImageFetcher | None = None) -> SafeCLIPGuard:
         encoder = load_encoder(config.model, device=config.device, dtype=config.dtype,
                                revision=revision)
-        return cls(encoder, config=config, cache_dir=cache_dir)
+        return cls(encoder, config=config, cache_dir=cache_dir, fetcher=fetcher)
 
     def with_options(self, **changes: Any) -> SafeCLIPGuard:
         """A guard with some options changed that shares this one's encoder.
@@ -156,6 +165,7 @@ class SafeCLIPGuard:
         cfg = self.config.replace(**changes)
         same_bank = cfg.bank.fingerprint == self.bank.fingerprint
         return SafeCLIPGuard(self.encoder, config=cfg, cache_dir=self._cache_dir,
+                             fetcher=self.fetcher,
                              text_embeddings=self.text_embeddings if same_bank else None)
 
     # ------------------------------------------------------------------ properties
@@ -360,7 +370,8 @@ class SafeCLIPGuard:
         opts = self.config.images
         encoder = self.encoder
         draft = encoder.input_size if opts.jpeg_draft and isinstance(encoder, ResizesTo) else None
-        return decode_image(source, opts, draft_size=draft, pixel_budget=budget)
+        return decode_image(source, opts, draft_size=draft, pixel_budget=budget,
+                            fetcher=self.fetcher)
 
     def _encode(self, frames: Sequence[Any]) -> ImageEmbeddings:
         bs = self.config.batch_size

@@ -27,7 +27,7 @@ from PIL import Image
 from safeclip_guardrail._decode import decode_bytes, decode_pil, to_rgb
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
-from safeclip_guardrail.sources import EncodedImage
+from safeclip_guardrail.sources import EncodedImage, ImageFetcher, fetch_remote
 
 __all__ = [
     "DecodedImage",
@@ -121,7 +121,8 @@ def describe_source(source: object) -> str:
 
 
 def decode_image(source: ImageSource, options: ImageOptions | None = None, *,
-                 draft_size: int | None = None, pixel_budget: int | None = None) -> DecodedImage:
+                 draft_size: int | None = None, pixel_budget: int | None = None,
+                 fetcher: ImageFetcher | None = None) -> DecodedImage:
     """Decode ``source`` into RGB frames, enforcing the limits in ``options``.
 
     ``draft_size``: a still JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, by libjpeg's
@@ -139,12 +140,14 @@ def decode_image(source: ImageSource, options: ImageOptions | None = None, *,
     desc = describe_source(source)
     if isinstance(source, Image.Image):
         return _from_pil(source, opts, desc, budget=pixel_budget)
-    data = read_image_bytes(source, opts)
+    data = read_image_bytes(source, opts, fetcher=fetcher)
     return _from_bytes(data, opts, desc, draft_size=draft_size, budget=pixel_budget)
 
 
-def read_image_bytes(source: ImageSource, options: ImageOptions | None = None) -> bytes:
-    """The encoded bytes of a path / bytes / base64 / data URL / URL source."""
+def read_image_bytes(source: ImageSource, options: ImageOptions | None = None, *,
+                     fetcher: ImageFetcher | None = None) -> bytes:
+    """The encoded bytes of a path / bytes / base64 / data URL / URL source (a URL through
+    :func:`~safeclip_guardrail.sources.fetch_remote` with ``fetcher``)."""
     opts = options or _DEFAULT_OPTIONS
     desc = describe_source(source)
     if isinstance(source, EncodedImage):
@@ -154,7 +157,7 @@ def read_image_bytes(source: ImageSource, options: ImageOptions | None = None) -
     elif isinstance(source, os.PathLike):
         data = _read_path(source, opts)
     elif isinstance(source, str):
-        data = _read_string(source, opts)
+        data = _read_string(source, opts, fetcher)
     else:
         raise ImageInputError(
             f"unsupported image input of type {type(source).__name__}; pass a PIL image, a "
@@ -172,15 +175,13 @@ def read_image_bytes(source: ImageSource, options: ImageOptions | None = None) -
     return data
 
 
-def _read_string(source: str, opts: ImageOptions) -> bytes:
+def _read_string(source: str, opts: ImageOptions, fetcher: ImageFetcher | None) -> bytes:
     s = source.strip()
     if s.startswith("data:"):
         return _decode_data_url(s)
     lower = s[:16].lower()
     if lower.startswith(("http://", "https://")):
-        from safeclip_guardrail._fetch import fetch_url
-
-        return fetch_url(s, opts)
+        return fetch_remote(s, options=opts, fetcher=fetcher)
     if "://" in s[:16]:
         scheme = s.split("://", 1)[0]
         raise ImageInputError(

@@ -12,6 +12,11 @@ The trust boundary starts here. Two kinds of caller hand the guard images:
 
 Every constructor returns an :class:`EncodedImage`: the exact bytes that will be judged,
 and — after judging — the exact bytes that are forwarded to the model.
+
+Remote images come through an :class:`ImageFetcher` (by default :class:`HttpFetcher`);
+tests and applications with their own HTTP stack inject another one. Whatever the fetcher,
+the URL policy of :class:`~safeclip_guardrail.config.ImageOptions` (``allow_urls``,
+http(s), ``allowed_hosts``) is checked first, so no fetcher is asked for a forbidden URL.
 """
 
 from __future__ import annotations
@@ -21,13 +26,18 @@ import binascii
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
+from safeclip_guardrail._fetch import HttpFetcher, check_url_policy
 from safeclip_guardrail._sniff import sniff_format
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 
 __all__ = [
     "EncodedImage",
+    "HttpFetcher",
+    "ImageFetcher",
+    "fetch_remote",
     "from_base64",
     "from_bytes",
     "from_data_url",
@@ -41,6 +51,23 @@ __all__ = [
 ]
 
 _DEFAULT_OPTIONS = ImageOptions()
+
+
+@runtime_checkable
+class ImageFetcher(Protocol):
+    """Gets the bytes of a remote image URL.
+
+    ``fetch`` is only called for URLs that already passed the policy of ``options``
+    (``allow_urls``, http(s), ``allowed_hosts``); it still receives ``options`` for its own
+    limits (``url_timeout``, ``max_bytes``). Failures raise
+    :class:`~safeclip_guardrail.errors.ImageInputError`, never anything else.
+    """
+
+    def fetch(self, url: str, options: ImageOptions) -> bytes: ...
+
+
+DEFAULT_FETCHER: ImageFetcher = HttpFetcher()
+"""The fetcher used when none is given."""
 
 
 @dataclass(frozen=True)
@@ -113,20 +140,36 @@ def from_base64(text: str, *, options: ImageOptions | None = None) -> EncodedIma
     return EncodedImage(_checked_size(data, desc, options or _DEFAULT_OPTIONS), desc)
 
 
-def from_url(url: str, *, options: ImageOptions | None = None) -> EncodedImage:
-    """An ``http(s)`` URL, fetched once (only when ``allow_urls`` and the host is allowed)."""
-    from safeclip_guardrail._fetch import fetch_url
-
+def fetch_remote(url: str, *, options: ImageOptions | None = None,
+                 fetcher: ImageFetcher | None = None) -> bytes:
+    """The bytes at ``url``: the URL policy of ``options`` first (no network), then
+    ``fetcher`` (default :class:`HttpFetcher`), then the size limit. The one path every
+    remote image takes, trusted (``guard.check(url)``) or from message content."""
     opts = options or _DEFAULT_OPTIONS
-    data = fetch_url(url, opts)
-    return EncodedImage(_checked_size(data, _url_desc(url), opts), _url_desc(url))
+    check_url_policy(url, opts)
+    data = (DEFAULT_FETCHER if fetcher is None else fetcher).fetch(url, opts)
+    if not isinstance(data, bytes):
+        raise ImageInputError(
+            f"the image fetcher {type(fetcher).__name__} returned {type(data).__name__} for "
+            f"{_url_desc(url)}, not bytes; an ImageFetcher.fetch must return bytes",
+            source=_url_desc(url))
+    return _checked_size(data, _url_desc(url), opts)
 
 
-def from_untrusted_string(value: str, *, options: ImageOptions | None = None) -> EncodedImage:
+def from_url(url: str, *, options: ImageOptions | None = None,
+             fetcher: ImageFetcher | None = None) -> EncodedImage:
+    """An ``http(s)`` URL, fetched once (only when ``allow_urls`` and the host is allowed)
+    by ``fetcher`` (default :class:`HttpFetcher`)."""
+    return EncodedImage(fetch_remote(url, options=options, fetcher=fetcher), _url_desc(url))
+
+
+def from_untrusted_string(value: str, *, options: ImageOptions | None = None,
+                          fetcher: ImageFetcher | None = None) -> EncodedImage:
     """A string found in message content: a data URL, an http(s) URL, or base64 — never a path.
 
     Anything else (a file path, another URL scheme, text) is an :class:`ImageInputError`
     whose message is the same whether or not such a file exists, so it is no oracle either.
+    An http(s) URL goes through :func:`fetch_remote` with ``fetcher``.
     """
     if not isinstance(value, str):
         raise ImageInputError(
@@ -139,7 +182,7 @@ def from_untrusted_string(value: str, *, options: ImageOptions | None = None) ->
     if head.startswith("data:"):
         return from_data_url(s, options=options)
     if head.startswith(("http://", "https://")):
-        return from_url(s, options=options)
+        return from_url(s, options=options, fetcher=fetcher)
     if "://" in s[:32] or s.startswith(("/", "\\", "~", ".")) or ":\\" in s[:4]:
         raise ImageInputError(
             "an image in message content must be a data URL, base64 data or an http(s) URL; "

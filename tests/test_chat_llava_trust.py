@@ -37,8 +37,7 @@ from safeclip_guardrail import (
 )
 from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
 from safeclip_guardrail.langchain import ChatLlava, guard_messages
-from safeclip_guardrail.testing import PlantedEncoder, build_tiny_llava
-from tests._fakehttp import serve_image
+from safeclip_guardrail.testing import FakeFetcher, PlantedEncoder, build_tiny_llava
 from tests._pathwatch import PathWatch
 
 PLANTED = PlantedEncoder(ConceptBank.default())
@@ -352,16 +351,26 @@ def test_fused_guard_same_placements(llava_dir: Path, tiny_clip_dir: Path) -> No
 # ---------------------------------------------------------------------- allowed URLs
 @pytest.mark.parametrize("img", ["ok", "flag"])
 def test_an_allowed_url_is_fetched_once_and_llava_sees_those_bytes(
-        base: ChatLlava, monkeypatch: pytest.MonkeyPatch, img: str) -> None:
+        base: ChatLlava, img: str) -> None:
     picture = OK if img == "ok" else FLAG
-    requests = serve_image(monkeypatch, _png(picture))
-    guard = _planted_guard(mode="block", images={"allow_urls": True,
-                                                 "allowed_hosts": ["images.example.com"]})
+    url = "http://images.example.com/photo.png"
+    fetcher = FakeFetcher({url: _png(picture)})
+    guard = SafeCLIPGuard(PLANTED, fetcher=fetcher, config=GuardConfig(
+        mode="block", images={"allow_urls": True, "allowed_hosts": ["images.example.com"]}))
     llm = _with_guard(base, guard)
-    msg, rec = _run(llm, [HumanMessage(_ask({"type": "image_url", "image_url": {
-        "url": "http://images.example.com/photo.png"}}))])
-    assert len(requests) == 1  # judged on the fetched bytes; never fetched a second time
+    msg, rec = _run(llm, [HumanMessage(_ask({"type": "image_url", "image_url": {"url": url}}))])
+    assert fetcher.calls == [url]  # judged on the fetched bytes; never fetched a second time
     if img == "ok":
         assert msg.response_metadata["safeclip"]["action"] == "pass" and rec.saw(OK)
     else:
         assert msg.response_metadata["finish_reason"] == "guardrail" and not rec.rows
+
+
+def test_a_url_the_options_forbid_never_reaches_the_fetcher(base: ChatLlava) -> None:
+    url = "http://images.example.com/photo.png"
+    fetcher = FakeFetcher({url: _png(OK)})
+    guard = SafeCLIPGuard(PLANTED, fetcher=fetcher, config=GuardConfig(mode="block"))
+    msg, rec = _run(_with_guard(base, guard),
+                    [HumanMessage(_ask({"type": "image_url", "image_url": {"url": url}}))])
+    assert fetcher.calls == [] and not rec.rows
+    assert msg.response_metadata["finish_reason"] == "guardrail"

@@ -33,8 +33,7 @@ from safeclip_guardrail import (
 from safeclip_guardrail.images import decode_image
 from safeclip_guardrail.langchain import guard_messages
 from safeclip_guardrail.policy import UNREADABLE_PLACEHOLDER
-from safeclip_guardrail.testing import PlantedEncoder
-from tests._fakehttp import serve_image
+from safeclip_guardrail.testing import FakeFetcher, PlantedEncoder
 from tests._pathwatch import PathWatch
 
 PLANTED = PlantedEncoder(ConceptBank.default())
@@ -279,13 +278,27 @@ def test_the_path_watch_itself_sees_a_read(tmp_path: Path, monkeypatch: pytest.M
     assert any(h.startswith("os.stat") for h in hits) and any(h.startswith("open") for h in hits)
 
 
-def test_an_allowed_url_is_passed_on_as_the_fetched_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    requests = serve_image(monkeypatch, _png(OK))
-    guard = _guard(images={"allow_urls": True, "allowed_hosts": ["images.example.com"]})
-    doc = Document("x", metadata={"image_url": "http://images.example.com/a.png"})
+def test_an_allowed_url_is_passed_on_as_the_fetched_bytes() -> None:
+    url = "http://images.example.com/a.png"
+    fetcher = FakeFetcher({url: _png(OK)})
+    guard = SafeCLIPGuard(PLANTED, fetcher=fetcher, config=GuardConfig(
+        images={"allow_urls": True, "allowed_hosts": ["images.example.com"]}))
+    doc = Document("x", metadata={"image_url": url})
     (out,) = SafeCLIPDocumentGuard(guard=guard).invoke([doc])
-    assert len(requests) == 1
+    assert fetcher.calls == [url]  # fetched once, judged and forwarded from those bytes
     assert out.metadata["image_url"] == _url(OK)  # inline: the provider never fetches again
-    requests.clear()
-    flagged = serve_image(monkeypatch, _png(FLAG))
-    assert SafeCLIPDocumentGuard(guard=guard).invoke([doc]) == [] and len(flagged) == 1
+    fetcher.calls.clear()
+    fetcher.images[url] = _png(FLAG)  # the host now serves another picture at the same URL
+    assert SafeCLIPDocumentGuard(guard=guard).invoke([doc]) == [] and fetcher.calls == [url]
+
+
+@pytest.mark.parametrize("images", [{}, {"allow_urls": True, "allowed_hosts": ["cdn.example.org"]}],
+                         ids=["urls_off", "host_not_allowed"])
+def test_a_forbidden_url_never_reaches_the_fetcher(images: dict[str, Any]) -> None:
+    url = "http://images.example.com/a.png"
+    fetcher = FakeFetcher({url: _png(OK)})
+    guard = SafeCLIPGuard(PLANTED, fetcher=fetcher, config=GuardConfig(images=images))
+    docs = [Document("x", metadata={"image_url": url}), Document(url)]
+    out = SafeCLIPDocumentGuard(guard=guard).invoke(docs)
+    assert fetcher.calls == []
+    assert all(d.metadata.get("image_url") != url for d in out)

@@ -11,7 +11,9 @@ import openai
 import pytest
 from openai.types import ModerationCreateResponse
 
+from safeclip_guardrail import SafeCLIPGuard
 from safeclip_guardrail.serve import STANDARD_CATEGORIES, BackgroundServer, create_app
+from safeclip_guardrail.testing import FakeFetcher
 from tests._serve_helpers import LOOPBACK, data_url, planted_guard
 
 pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(LOOPBACK)]
@@ -205,3 +207,19 @@ def test_access_log_is_json_without_image_data(served, caplog):
     assert line["path"] == "/v1/guard" and line["status"] == 200 and line["images"] == 2
     assert line["bytes_in"] > len(url)
     assert url[30:60] not in caplog.text and "base64" not in caplog.text
+
+
+def test_image_urls_are_fetched_through_the_served_guards_fetcher():
+    enc, guard = planted_guard(images={"allow_urls": True,
+                                       "allowed_hosts": ["images.example.com"]})
+    url, other = "https://images.example.com/a.png", "https://elsewhere.example.com/b.png"
+    fetcher = FakeFetcher({url: enc.plant_bytes("gun"), other: enc.plant_bytes("gun")})
+    guard = SafeCLIPGuard(enc, config=guard.config, fetcher=fetcher)
+    with BackgroundServer(create_app(guard, api_keys=[KEY])) as srv:
+        client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=KEY, max_retries=0)
+        (result,) = client.moderations.create(model="m", input=_parts(url)).results
+        assert result.flagged is True and result.categories.violence is True
+        assert fetcher.calls == [url]  # once, through the injected fetcher
+        (result,) = client.moderations.create(model="m", input=_parts(other)).results
+        assert result.categories.model_dump(by_alias=True)["safeclip/unreadable"] is True
+        assert fetcher.calls == [url]  # a host off the allowlist never reaches the fetcher

@@ -255,7 +255,7 @@ class SafeCLIPDocumentGuard(RunnableSerializable[list[Document], list[Document]]
                     f"metadata[{key!r}]: {exc}", source=exc.source)))
         if self.read_page_content and isinstance(document.page_content, str):
             view = MessageView(role="document", content=document.page_content)
-            for part in find_image_parts([view], options=opts):
+            for part in find_image_parts([view], options=opts, fetcher=self.guard.fetcher):
                 found.append(DocumentImage(PAGE_CONTENT, part.image, part.error))
         return found
 
@@ -269,7 +269,7 @@ class SafeCLIPDocumentGuard(RunnableSerializable[list[Document], list[Document]]
         if key in self.path_keys and isinstance(value, (str, os.PathLike)):
             return from_path(value, options=opts)
         if isinstance(value, str):
-            return from_untrusted_string(value, options=opts)
+            return from_untrusted_string(value, options=opts, fetcher=self.guard.fetcher)
         if isinstance(value, os.PathLike):
             raise ImageInputError(
                 f"a path under metadata key {key!r}, which is not one of path_keys "

@@ -25,7 +25,7 @@ from safeclip_guardrail.result import ImageVerdict
 from safeclip_guardrail.serve._errors import ServiceError
 from safeclip_guardrail.serve.batcher import BatcherOverloaded, BatcherStopped, MicroBatcher
 from safeclip_guardrail.serve.metrics import ServiceMetrics
-from safeclip_guardrail.sources import EncodedImage
+from safeclip_guardrail.sources import EncodedImage, ImageFetcher
 
 __all__ = ["Judged", "Limits", "judge_groups", "judge_images"]
 
@@ -51,9 +51,10 @@ class Judged:
 
 async def judge_groups(groups: Sequence[Sequence[MessageView]], *, config: GuardConfig,
                        batcher: MicroBatcher, limits: Limits, metrics: ServiceMetrics,
-                       ) -> list[list[Judged]]:
-    """Verdicts for every image of every group (a group: the messages of one result)."""
-    found = await asyncio.to_thread(_find, groups, config, limits)
+                       fetcher: ImageFetcher | None = None) -> list[list[Judged]]:
+    """Verdicts for every image of every group (a group: the messages of one result).
+    Allowed image URLs are fetched with ``fetcher`` (the served guard's)."""
+    found = await asyncio.to_thread(_find, groups, config, limits, fetcher)
     flat: list[ImagePart] = [p for parts in found for p in parts]
     judged = await _judge_parts(flat, config=config, batcher=batcher, limits=limits,
                                 metrics=metrics)
@@ -78,8 +79,8 @@ async def judge_images(images: Sequence[EncodedImage], *, config: GuardConfig,
 
 # ---------------------------------------------------------------------- internals
 def _find(groups: Sequence[Sequence[MessageView]], config: GuardConfig,
-          limits: Limits) -> list[list[ImagePart]]:
-    found = [find_image_parts(list(g), options=config.images) for g in groups]
+          limits: Limits, fetcher: ImageFetcher | None) -> list[list[ImagePart]]:
+    found = [find_image_parts(list(g), options=config.images, fetcher=fetcher) for g in groups]
     _check_count(sum(len(p) for p in found), limits)
     _check_pixels([p.image for parts in found for p in parts if p.image is not None], limits)
     return found

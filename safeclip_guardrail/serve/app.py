@@ -74,7 +74,7 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
     keys = [k for k in (api_keys or ()) if k]
     metrics = ServiceMetrics()
     served = SafeCLIPGuard(CountingEncoder(guard.encoder, metrics), config=guard.config,
-                           text_embeddings=guard.text_embeddings)
+                           text_embeddings=guard.text_embeddings, fetcher=guard.fetcher)
     categories = CategoryMap(served.bank, category_map)
     if categories.ignored:
         log.warning("category map names classes the bank does not have: %s", categories.ignored)
@@ -106,7 +106,7 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
         if not batcher.running:  # hosts that do not run the app's lifespan
             await batcher.start()
         out = await judge_groups(groups, config=served.config, batcher=batcher, limits=limits,
-                                 metrics=metrics)
+                                 metrics=metrics, fetcher=served.fetcher)
         request.state.images = sum(len(g) for g in out)
         return out
 

@@ -32,7 +32,12 @@ from llama_index.core.schema import BaseNode, ImageNode, MediaResource, TextNode
 from safeclip_guardrail import GuardConfig, ImageVerdict, SafeCLIPGuard, policy
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import EncoderOutputError, ImageInputError
-from safeclip_guardrail.sources import EncodedImage, from_path, from_untrusted_string
+from safeclip_guardrail.sources import (
+    EncodedImage,
+    ImageFetcher,
+    from_path,
+    from_untrusted_string,
+)
 
 __all__ = [
     "NodeDecision",
@@ -69,20 +74,21 @@ class NodeDecision:
 
 
 def node_image_source(node: BaseNode, *, options: ImageOptions | None = None,
-                      ) -> EncodedImage | None:
+                      fetcher: ImageFetcher | None = None) -> EncodedImage | None:
     """The encoded image ``node`` carries, read by the trust rules above; None without one.
 
     Raises :class:`~safeclip_guardrail.ImageInputError` when the node names an image that
     cannot be read (a path in ``image_url``, a URL that may not be fetched, bad base64...).
+    Allowed image URLs are fetched with ``fetcher`` (pass ``guard.fetcher``).
     """
     opts = options or ImageOptions()
     if isinstance(node, ImageNode):
         if node.image:
-            return from_untrusted_string(node.image, options=opts)
+            return from_untrusted_string(node.image, options=opts, fetcher=fetcher)
         if node.image_path:
             return from_path(node.image_path, options=opts)
         if node.image_url:
-            return from_untrusted_string(str(node.image_url), options=opts)
+            return from_untrusted_string(str(node.image_url), options=opts, fetcher=fetcher)
         return None
     resource = getattr(node, "image_resource", None)
     if isinstance(resource, MediaResource):
@@ -92,11 +98,12 @@ def node_image_source(node: BaseNode, *, options: ImageOptions | None = None,
             except UnicodeDecodeError:
                 raise ImageInputError("image_resource.data is not base64 text",
                                       source="<image_resource.data>") from None
-            return from_untrusted_string(text, options=opts)
+            return from_untrusted_string(text, options=opts, fetcher=fetcher)
         if resource.path is not None:
             return from_path(resource.path, options=opts)
         if resource.url is not None:
-            return from_untrusted_string(str(resource.url), options=opts)
+            return from_untrusted_string(str(resource.url), options=opts,
+                                         fetcher=fetcher)
     return None
 
 
@@ -111,7 +118,8 @@ def decide_nodes(guard: SafeCLIPGuard, nodes: Sequence[BaseNode], *,
     found: list[EncodedImage | ImageInputError | None] = []
     for node in nodes:
         try:
-            found.append(node_image_source(node, options=guard.config.images))
+            found.append(node_image_source(node, options=guard.config.images,
+                                           fetcher=guard.fetcher))
         except ImageInputError as exc:
             found.append(exc)
     readable = [f for f in found if isinstance(f, EncodedImage)]

@@ -21,8 +21,8 @@ from llama_index.core.schema import (
 )
 from safeclip_guardrail_llamaindex import SafeCLIPImagePostprocessor, node_image_source
 
-from safeclip_guardrail import ConfigurationError, ImageInputError, SafeCLIPGuard
-from safeclip_guardrail.testing import PlantedEncoder
+from safeclip_guardrail import ConfigurationError, GuardConfig, ImageInputError, SafeCLIPGuard
+from safeclip_guardrail.testing import FakeFetcher, PlantedEncoder
 
 
 def _sha(data: bytes) -> str:
@@ -170,3 +170,18 @@ def test_real_tiny_clip_through_the_public_loader(tiny_clip_dir, planted):
     verdict = out[0].node.metadata["safeclip"]
     assert verdict["error"] is None and verdict["image_sha256"] == _sha(image)
     assert sum(verdict["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_image_urls_go_through_the_guards_fetcher(planted):
+    url = "https://images.example.com/x.png"
+    fetcher = FakeFetcher({url: planted.plant_bytes("gun")})
+    guard = SafeCLIPGuard(planted, fetcher=fetcher, config=GuardConfig(
+        images={"allow_urls": True, "allowed_hosts": ["images.example.com"]}))
+    nodes = [NodeWithScore(node=ImageNode(image_url=url)),
+             NodeWithScore(node=Node(image_resource=MediaResource(url=url)))]
+    assert SafeCLIPImagePostprocessor(guard).postprocess_nodes(nodes) == []  # both flagged
+    assert fetcher.calls == [url, url]
+    fetcher.calls.clear()
+    off = SafeCLIPGuard(planted, fetcher=fetcher)  # URLs off: refused, never fetched
+    assert SafeCLIPImagePostprocessor(off).postprocess_nodes(nodes) == []
+    assert fetcher.calls == []

@@ -35,6 +35,7 @@ from safeclip_guardrail.extraction import (
 )
 from safeclip_guardrail.images import DecodedImage
 from safeclip_guardrail.langchain._messages import view_of_message
+from safeclip_guardrail.sources import ImageFetcher
 
 __all__ = ["Conversation", "ImageSlot", "Turn", "parse_messages"]
 
@@ -118,10 +119,12 @@ class Conversation:
                 if i in keep and s.decoded is not None]
 
 
-def parse_messages(messages: Sequence[BaseMessage], options: ImageOptions) -> Conversation:
-    """Read every message's text and image parts; image errors stay on their slot."""
+def parse_messages(messages: Sequence[BaseMessage], options: ImageOptions, *,
+                   fetcher: ImageFetcher | None = None) -> Conversation:
+    """Read every message's text and image parts; image errors stay on their slot.
+    Allowed image URLs are fetched with ``fetcher`` (the guard's)."""
     views = [view_of_message(m) for m in messages]
-    parts = find_image_parts(views, options=options)
+    parts = find_image_parts(views, options=options, fetcher=fetcher)
     by_message: dict[int, dict[Path, ImagePart]] = {}
     for part in parts:
         by_message.setdefault(part.message, {})[part.path] = part

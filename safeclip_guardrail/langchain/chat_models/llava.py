@@ -264,7 +264,8 @@ class ChatLlava(BaseChatModel):
         """Find, read, judge and decide; returns the vision pass to reuse when fused."""
         guard = self._guard
         conv = parse_messages(messages, guard.config.images if guard is not None
-                              else ImageOptions())
+                              else ImageOptions(),
+                              fetcher=guard.fetcher if guard is not None else None)
         self._read(conv)
         if guard is None:
             for slot in conv.images:
