@@ -34,6 +34,7 @@ from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 
 __all__ = [
+    "DEFAULT_FETCHER",
     "EncodedImage",
     "HttpFetcher",
     "ImageFetcher",

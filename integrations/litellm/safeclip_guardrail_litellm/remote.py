@@ -18,7 +18,13 @@ from safeclip_guardrail.config import GuardConfig
 from safeclip_guardrail.errors import GuardRuntimeError, ImageInputError
 from safeclip_guardrail.guard import Judgement
 from safeclip_guardrail.result import ImageVerdict
-from safeclip_guardrail.sources import EncodedImage, from_data_url, to_data_url
+from safeclip_guardrail.sources import (
+    DEFAULT_FETCHER,
+    EncodedImage,
+    ImageFetcher,
+    from_data_url,
+    to_data_url,
+)
 
 __all__ = ["GuardServiceError", "RemoteGuard"]
 
@@ -38,6 +44,8 @@ class RemoteGuard:
             base = base.removesuffix(suffix)
         self.api_base = base
         self.config = config or GuardConfig()
+        self.fetcher: ImageFetcher = DEFAULT_FETCHER
+        """Fetches image URLs found in messages (only when ``config.images`` allows URLs)."""
         """Intervention and image-reading options applied locally (scores come from the service)."""
         self.images_per_call = images_per_call
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
