@@ -30,6 +30,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from safeclip_guardrail._part_errors import conflict, file_id_error, located
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 from safeclip_guardrail.sources import (
@@ -208,7 +209,7 @@ class _Finder:
         try:
             image = from_untrusted_string(value, options=self.options, fetcher=self.fetcher)
         except ImageInputError as exc:
-            self._add(path, style, None, _located(exc, self.message, path), detail)
+            self._add(path, style, None, located(exc, self.message, path), detail)
             return
         self._add(path, style, image, None, detail)
 
@@ -261,7 +262,7 @@ class _Finder:
                         else "anthropic" if "source" in present else "v1")
         detail = _detail(block)
         if len(present) != 1:
-            self._add(path, style, None, _conflict(self.message, path, present), detail)
+            self._add(path, style, None, conflict(self.message, path, present), detail)
             return
         key = present[0]
         value = block[key]
@@ -278,7 +279,7 @@ class _Finder:
         elif key == "url":
             self._read(path, style, value, detail)
         else:  # file_id / file / file_data
-            self._add(path, style, None, _file_id_error(self.message, path), detail)
+            self._add(path, style, None, file_id_error(self.message, path), detail)
 
     def _anthropic_source(self, path: tuple[str | int, ...], style: Style, source: Any) -> None:
         if not isinstance(source, Mapping):
@@ -287,13 +288,13 @@ class _Finder:
         kind = source.get("type")
         srcs = [k for k in ("data", "url", "file_id") if source.get(k)]
         if len(srcs) != 1:
-            self._add(path, style, None, _conflict(self.message, path, [f"source.{k}" for k in srcs]))
+            self._add(path, style, None, conflict(self.message, path, [f"source.{k}" for k in srcs]))
         elif kind == "base64" and srcs == ["data"]:
             self._base64(path, style, source["data"])
         elif kind == "url" and srcs == ["url"]:
             self._read(path, style, source["url"])
         else:
-            self._add(path, style, None, _file_id_error(self.message, path))
+            self._add(path, style, None, file_id_error(self.message, path))
 
     def _base64(self, path: tuple[str | int, ...], style: Style, value: Any,
                 detail: str | None = None) -> None:
@@ -306,7 +307,7 @@ class _Finder:
         try:
             image = from_base64(value, options=self.options)
         except ImageInputError as exc:
-            self._add(path, style, None, _located(exc, self.message, path), detail)
+            self._add(path, style, None, located(exc, self.message, path), detail)
             return
         self._add(path, style, image, None, detail)
 
@@ -322,7 +323,7 @@ class _Finder:
             present = [k for k in present if k != "file"] + [
                 f"file.{k}" for k in ("file_data", "file_id", "url") if inner.get(k)]
         if len(present) != 1:
-            self._add(path, style, None, _conflict(self.message, path, present))
+            self._add(path, style, None, conflict(self.message, path, present))
             return
         key = present[0]
         raw = (inner[key[5:]] if key.startswith("file.") and isinstance(inner, Mapping)
@@ -332,7 +333,7 @@ class _Finder:
                 return  # a plain-text document: no image bytes
             raw = raw.get("data") if raw.get("type") == "base64" else None
             if raw is None:
-                self._add(path, style, None, _file_id_error(self.message, path))
+                self._add(path, style, None, file_id_error(self.message, path))
                 return
         data = inline_bytes(raw) if isinstance(raw, str) and key not in ("url", "file.url") else None
         if data is None:
@@ -373,7 +374,7 @@ class _Finder:
                     image = from_bytes(value, source=f"<{path[1]} field, {len(value)} bytes>",
                                        options=self.options)
                 except ImageInputError as exc:
-                    self._add(path, "raw", None, _located(exc, self.message, path))
+                    self._add(path, "raw", None, located(exc, self.message, path))
                     return
                 self._add(path, "raw", image)
             return
@@ -407,26 +408,3 @@ def _detail(block: Mapping[str, Any]) -> str | None:
     inner = block.get("image_url")
     detail = inner.get("detail") if isinstance(inner, Mapping) else block.get("detail")
     return detail if isinstance(detail, str) and detail in {"auto", "low", "high"} else None
-
-
-def _conflict(message: int, path: tuple[str | int, ...], present: Sequence[str]) -> ImageInputError:
-    where = "/".join(str(p) for p in path)
-    if not present:
-        reason = "image block has no image data (expected base64, a data URL or an http(s) URL)"
-    else:
-        reason = (f"image block has {len(present)} sources ({', '.join(present)}); a block must "
-                  "carry exactly one, or a provider could send another image than the one judged")
-    return ImageInputError(f"message {message}, {where}: {reason}", source=f"<message {message} {where}>")
-
-
-def _file_id_error(message: int, path: tuple[str | int, ...]) -> ImageInputError:
-    where = "/".join(str(p) for p in path)
-    return ImageInputError(
-        f"message {message}, {where}: the image is a provider file id whose bytes are not "
-        "available here; send the image inline (base64 or a data URL) so it can be checked",
-        source=f"<message {message} {where}>")
-
-
-def _located(exc: ImageInputError, message: int, path: tuple[str | int, ...]) -> ImageInputError:
-    where = "/".join(str(p) for p in path)
-    return ImageInputError(f"message {message}, {where}: {exc}", source=exc.source)

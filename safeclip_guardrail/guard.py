@@ -9,8 +9,6 @@ every turn of a conversation is encoded once. It is safe to call from many threa
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 
 from safeclip_guardrail import scoring
 from safeclip_guardrail._stream import ChunkStream
+from safeclip_guardrail._verdict_cache import CacheInfo, VerdictCache
 from safeclip_guardrail.bank_cache import text_embeddings
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.config import GuardConfig, ImageOptions, build_config
@@ -68,14 +67,6 @@ class Judgement:
     """Short description of the input (never a payload)."""
 
 
-@dataclass(frozen=True)
-class CacheInfo:
-    hits: int
-    misses: int
-    size: int
-    max_size: int
-
-
 class SafeCLIPGuard:
     """Zero-shot toxic-image guard over a CLIP encoder and a concept bank.
 
@@ -105,10 +96,7 @@ class SafeCLIPGuard:
             )
         self.text_embeddings = l2_normalize(text_embeddings)
         """(m, d) normalised descriptor embeddings, rows in ``bank.descriptors`` order."""
-        self._cache: OrderedDict[str, ImageVerdict] = OrderedDict()
-        self._cache_lock = threading.Lock()
-        self._hits = 0
-        self._misses = 0
+        self._cache = VerdictCache(self.config.cache_size)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -331,34 +319,16 @@ class SafeCLIPGuard:
 
     # ------------------------------------------------------------------ cache
     def cache_info(self) -> CacheInfo:
-        with self._cache_lock:
-            return CacheInfo(self._hits, self._misses, len(self._cache), self.config.cache_size)
+        return self._cache.info()
 
     def clear_cache(self) -> None:
-        with self._cache_lock:
-            self._cache.clear()
-            self._hits = self._misses = 0
+        self._cache.clear()
 
     def _cache_get(self, digest: str) -> ImageVerdict | None:
-        if self.config.cache_size == 0:
-            return None
-        with self._cache_lock:
-            verdict = self._cache.get(digest)
-            if verdict is None:
-                self._misses += 1
-                return None
-            self._cache.move_to_end(digest)
-            self._hits += 1
-            return verdict
+        return self._cache.get(digest)
 
     def _cache_put(self, digest: str, verdict: ImageVerdict) -> None:
-        if self.config.cache_size == 0:
-            return
-        with self._cache_lock:
-            self._cache[digest] = verdict
-            self._cache.move_to_end(digest)
-            while len(self._cache) > self.config.cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(digest, verdict)
 
     # ------------------------------------------------------------------ internals
     def decode(self, source: ImageSource) -> DecodedImage:
