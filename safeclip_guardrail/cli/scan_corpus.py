@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from safeclip_guardrail.cli._common import EXIT_OK, add_guard_options, config_from_args
+from safeclip_guardrail.cli._common import EXIT_OK, _positive_int, add_guard_options, config_from_args
 
 __all__ = ["register"]
 
@@ -81,16 +81,6 @@ def _usage(message: str) -> Exception:
     from safeclip_guardrail.cli._common import CliError
 
     return CliError(message)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _non_negative(text: str) -> float:
