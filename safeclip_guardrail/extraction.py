@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from safeclip_guardrail._part_errors import conflict, file_id_error, located
 from safeclip_guardrail.config import ImageOptions
-from safeclip_guardrail.errors import ImageInputError
+from safeclip_guardrail.errors import ConfigurationError, ImageInputError
 from safeclip_guardrail.sources import (
     EncodedImage,
     ImageFetcher,
@@ -136,6 +136,9 @@ def find_image_parts(messages: Sequence[MessageView], *, options: ImageOptions,
     ``fetcher``: gets allowed http(s) image URLs (pass ``guard.fetcher``; None is the
     default HTTP fetcher). URLs ``options`` forbid never reach it.
     """
+    if isinstance(skip_roles, str):
+        raise ConfigurationError(f"skip_roles must be a collection of role names, got the string "
+                                 f"{skip_roles!r}; write skip_roles=({skip_roles!r},)")
     skip = {r.lower() for r in skip_roles}
     parts: list[ImagePart] = []
     for m, view in enumerate(messages):

@@ -15,7 +15,13 @@ from langchain_core.messages import (
     convert_to_openai_messages,
 )
 
-from safeclip_guardrail import GuardConfig, GuardrailViolation, ImageInputError, SafeCLIPGuard
+from safeclip_guardrail import (
+    ConfigurationError,
+    GuardConfig,
+    GuardrailViolation,
+    ImageInputError,
+    SafeCLIPGuard,
+)
 from safeclip_guardrail.langchain import (
     GuardOutcome,
     aguard_message_batches,
@@ -234,9 +240,8 @@ def test_tool_messages_are_judged_unless_skipped(planted: PlantedEncoder,
     out = guard_messages(planted_guard, [tool])
     assert out.result.categories == ["gun"] and out.result.action == "rewrite"
     assert not guard_messages(planted_guard, [tool], skip_roles=("tool",)).result.verdicts
-    with pytest.warns(DeprecationWarning, match="skip_roles"):
-        skipped = guard_messages(planted_guard, [tool], check_tool_messages=False)
-    assert not skipped.result.verdicts
+    with pytest.raises(ConfigurationError, match="skip_roles"):
+        guard_messages(planted_guard, [tool], skip_roles="tool")  # type: ignore[arg-type]
 
 
 def test_batches_make_one_guard_call(planted: PlantedEncoder,

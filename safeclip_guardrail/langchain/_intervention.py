@@ -29,7 +29,6 @@ changes the intervention (mode, policy, safe_instruction, refusal, on_error).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
@@ -64,7 +63,6 @@ __all__ = [
     "guard_messages",
     "guard_result_of",
     "outcomes_or_errors",
-    "skipped_roles",
     "strongest_action",
 ]
 
@@ -86,84 +84,63 @@ class GuardOutcome(BaseModel):
     """Per message: its GuardResult when it was checked and held images, else None."""
 
 
-def skipped_roles(check_tool_messages: bool | None, skip_roles: Collection[str] = ()) -> tuple[str, ...]:
-    """Roles not judged: ``skip_roles``, plus ``tool`` for the deprecated ``check_tool_messages=False``."""
-    roles = tuple(skip_roles)
-    if check_tool_messages is False:
-        warnings.warn(
-            "check_tool_messages=False is deprecated: images in every role are judged by "
-            "default; pass skip_roles=('tool',) to opt out explicitly",
-            DeprecationWarning, stacklevel=3)
-        roles = (*roles, "tool")
-    return roles
-
 
 # ---------------------------------------------------------------------- public API
 def guard_messages(guard: SafeCLIPGuard, messages: Sequence[BaseMessage], *,
-                   config: GuardConfig | None = None, check_tool_messages: bool | None = None,
+                   config: GuardConfig | None = None,
                    skip_roles: Collection[str] = ()) -> GuardOutcome:
     """Check every image of a conversation and apply the configured intervention."""
-    return guard_message_batches(guard, [messages], config=config,
-                                 check_tool_messages=check_tool_messages, skip_roles=skip_roles)[0]
+    return guard_message_batches(guard, [messages], config=config, skip_roles=skip_roles)[0]
 
 
 async def aguard_messages(guard: SafeCLIPGuard, messages: Sequence[BaseMessage], *,
                           config: GuardConfig | None = None,
-                          check_tool_messages: bool | None = None,
                           skip_roles: Collection[str] = ()) -> GuardOutcome:
     """Async :func:`guard_messages` (the encoder runs in a worker thread)."""
     outcomes = await aguard_message_batches(guard, [messages], config=config,
-                                            check_tool_messages=check_tool_messages,
                                             skip_roles=skip_roles)
     return outcomes[0]
 
 
 def guard_message_batches(guard: SafeCLIPGuard, batches: Sequence[Sequence[BaseMessage]], *,
                           config: GuardConfig | None = None,
-                          check_tool_messages: bool | None = None,
                           skip_roles: Collection[str] = ()) -> list[GuardOutcome]:
     """:func:`guard_messages` for many conversations with ONE guard batch.
 
     A ``raise`` outcome raises for the whole call (the first conversation that raises).
     """
     return _raised(outcomes_or_errors(guard, batches, config=config,
-                                      check_tool_messages=check_tool_messages,
                                       skip_roles=skip_roles))
 
 
 async def aguard_message_batches(guard: SafeCLIPGuard,
                                  batches: Sequence[Sequence[BaseMessage]], *,
                                  config: GuardConfig | None = None,
-                                 check_tool_messages: bool | None = None,
                                  skip_roles: Collection[str] = ()) -> list[GuardOutcome]:
     """Async :func:`guard_message_batches`."""
     return _raised(await aoutcomes_or_errors(guard, batches, config=config,
-                                             check_tool_messages=check_tool_messages,
                                              skip_roles=skip_roles))
 
 
 def outcomes_or_errors(guard: SafeCLIPGuard, batches: Sequence[Sequence[BaseMessage]], *,
-                       config: GuardConfig | None = None, check_tool_messages: bool | None = None,
+                       config: GuardConfig | None = None,
                        skip_roles: Collection[str] = ()) -> list[GuardOutcome | SafeCLIPError]:
     """Like :func:`guard_message_batches`, with each conversation's error returned in its place
     (what ``Runnable.batch(..., return_exceptions=True)`` needs)."""
     convs = [list(b) for b in batches]
     views = [[_messages.view_of_message(m) for m in conv] for conv in convs]
-    roles = skipped_roles(check_tool_messages, skip_roles)
-    guarded = guard_conversations(guard, views, config=config, skip_roles=roles)
+    guarded = guard_conversations(guard, views, config=config, skip_roles=skip_roles)
     return [_to_outcome(c, g) for c, g in zip(convs, guarded, strict=True)]
 
 
 async def aoutcomes_or_errors(guard: SafeCLIPGuard, batches: Sequence[Sequence[BaseMessage]], *,
                               config: GuardConfig | None = None,
-                              check_tool_messages: bool | None = None,
                               skip_roles: Collection[str] = (),
                               ) -> list[GuardOutcome | SafeCLIPError]:
     """Async :func:`outcomes_or_errors`."""
     convs = [list(b) for b in batches]
     views = [[_messages.view_of_message(m) for m in conv] for conv in convs]
-    roles = skipped_roles(check_tool_messages, skip_roles)
-    guarded = await aguard_conversations(guard, views, config=config, skip_roles=roles)
+    guarded = await aguard_conversations(guard, views, config=config, skip_roles=skip_roles)
     return [_to_outcome(c, g) for c, g in zip(convs, guarded, strict=True)]
 
 

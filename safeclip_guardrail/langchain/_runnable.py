@@ -97,8 +97,6 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
     skip_roles: tuple[str, ...] = ()
     """Roles whose images are NOT judged (``"tool"``, ``"system"``...). Empty by default: a
     client that sends a whole conversation controls every role, so every role is judged."""
-    check_tool_messages: bool | None = None
-    """Deprecated: tool messages are judged by default; ``False`` adds ``tool`` to ``skip_roles``."""
     on_block: Literal["raise", "defer"] = "raise"
     """``block`` in a plain chain: ``raise`` :class:`GuardrailViolation` (carrying the result
     and the refusal) so the model is never called; ``defer`` leaves the decision on the
@@ -128,13 +126,11 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
         config: GuardConfig | str | Path | None = None, **guard_options: Any,
     ) -> SafeCLIPGuardrail:
         """Load a guard (same arguments as ``SafeCLIPGuard.from_pretrained``) and wrap it."""
-        check_tool_messages = guard_options.pop("check_tool_messages", None)
         guard = SafeCLIPGuard.from_pretrained(
             model, config=config, mode=mode, policy=policy, safe_instruction=safe_instruction,
             refusal=refusal, **guard_options,
         )
-        return cls(guard=guard, skip_roles=skip_roles, on_block=on_block,
-                   check_tool_messages=check_tool_messages)
+        return cls(guard=guard, skip_roles=skip_roles, on_block=on_block)
 
     @property
     def config(self) -> GuardConfig:
@@ -204,7 +200,6 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
         shaped = [try_shape(x) for x in inputs]
         convs = [s.messages for s in shaped if isinstance(s, Shaped)]
         outcomes = outcomes_or_errors(self.guard, convs, config=self._config,
-                                      check_tool_messages=self.check_tool_messages,
                                       skip_roles=self.skip_roles)
         out = assemble(shaped, outcomes)
         for result, cfg, rm in zip(out, configs, run_managers, strict=True):
@@ -221,7 +216,6 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
         shaped = [try_shape(x) for x in inputs]
         convs = [s.messages for s in shaped if isinstance(s, Shaped)]
         outcomes = await aoutcomes_or_errors(self.guard, convs, config=self._config,
-                                             check_tool_messages=self.check_tool_messages,
                                              skip_roles=self.skip_roles)
         out = assemble(shaped, outcomes)
         for result, cfg, rm in zip(out, configs, run_managers, strict=True):

@@ -7,7 +7,6 @@ and ``raise``. Per-class ``policy`` overrides in the guard's config keep the eng
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Collection, Sequence
 from typing import Literal
 
@@ -34,22 +33,14 @@ def config_for(guard: SafeCLIPGuard, action: str) -> GuardConfig:
     return guard.config.replace(mode=_MODES[action])
 
 
-def roles_to_skip(check_tool_messages: bool | None, skip_roles: Collection[str],
-                  *, owner: str) -> tuple[str, ...]:
+def roles_to_skip(skip_roles: Collection[str], *, owner: str) -> tuple[str, ...]:
     """The roles an adapter does not judge: ``skip_roles`` (empty by default: every role is
-    judged), plus ``tool`` for the deprecated ``check_tool_messages=False``."""
+    judged), lower-cased; a lone string is a usage error caught at construction."""
     if isinstance(skip_roles, str):
         raise ConfigurationError(
             f"{owner}: skip_roles must be a collection of role names, got the string "
             f"{skip_roles!r}; write skip_roles=({skip_roles!r},)")
-    roles = tuple(r.lower() for r in skip_roles)
-    if check_tool_messages is False:
-        warnings.warn(
-            f"{owner}(check_tool_messages=False) is deprecated: images in every role, tool "
-            "messages included, are judged by default; pass skip_roles=('tool',) to opt out "
-            "explicitly", DeprecationWarning, stacklevel=3)
-        roles = (*roles, "tool") if "tool" not in roles else roles
-    return roles
+    return tuple(r.lower() for r in skip_roles)
 
 
 def message_updates(old: Sequence[BaseMessage],

@@ -44,15 +44,13 @@ __all__ = ["is_blocked", "safeclip_node", "safeclip_router"]
 
 def safeclip_node(guard: SafeCLIPGuard, *, action: AgentAction = "end",
                   messages_key: str = "messages", skip_roles: Collection[str] = (),
-                  check_tool_messages: bool | None = None,
                   name: str = "safeclip") -> RunnableLambda[Any, dict[str, Any]]:
     """A graph node (sync and async) that guards ``state[messages_key]``.
 
     ``action`` is as in :class:`~safeclip_guardrail_langchain.SafeCLIPMiddleware`; with
     ``end`` a flagged request gets a refusal appended and :func:`safeclip_router` routes it
     to the refusal branch. With ``error`` the node raises ``GuardrailViolation``.
-    Every role is judged unless named in ``skip_roles``; ``check_tool_messages=False`` is
-    the deprecated spelling of ``skip_roles=("tool",)``.
+    Every role is judged unless named in ``skip_roles``.
     """
     if not isinstance(guard, SafeCLIPGuard):
         raise ConfigurationError(
@@ -60,7 +58,7 @@ def safeclip_node(guard: SafeCLIPGuard, *, action: AgentAction = "end",
             "build one with SafeCLIPGuard.from_pretrained(...)"
         )
     config = config_for(guard, action)
-    roles = roles_to_skip(check_tool_messages, skip_roles, owner="safeclip_node")
+    roles = roles_to_skip(skip_roles, owner="safeclip_node")
 
     def run(state: Mapping[str, Any]) -> dict[str, Any]:
         messages = _messages(state, messages_key)

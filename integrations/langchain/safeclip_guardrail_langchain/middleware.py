@@ -46,13 +46,11 @@ class SafeCLIPMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     An unreadable image fails closed (``end``) under the guard's default ``on_error``.
 
     ``skip_roles`` names roles whose images are not judged (e.g. ``("tool",)`` when only
-    your own tools write tool messages); empty by default. ``check_tool_messages=False`` is
-    the deprecated spelling of ``skip_roles=("tool",)``.
+    your own tools write tool messages); empty by default.
     """
 
     def __init__(self, guard: SafeCLIPGuard, *, action: AgentAction = "end",
-                 skip_roles: Collection[str] = (),
-                 check_tool_messages: bool | None = None) -> None:
+                 skip_roles: Collection[str] = ()) -> None:
         if not isinstance(guard, SafeCLIPGuard):
             raise ConfigurationError(
                 f"SafeCLIPMiddleware needs a SafeCLIPGuard, got {type(guard).__name__}; "
@@ -62,7 +60,7 @@ class SafeCLIPMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         self.guard = guard
         self.action = action
         self.skip_roles: tuple[str, ...] = roles_to_skip(
-            check_tool_messages, skip_roles, owner="SafeCLIPMiddleware")
+            skip_roles, owner="SafeCLIPMiddleware")
         """Roles whose images are not judged (empty: every role is)."""
         self.config: GuardConfig = config_for(guard, action)
         """The guard's config with the mode for ``action``; what the intervention uses."""

@@ -113,10 +113,7 @@ def test_tool_results_with_images_are_checked_by_default(planted, planted_guard,
     agent.invoke({"messages": [HumanMessage("show me the photo")]})
     assert unchecked.calls == 2 and _b64(gun) in unchecked.images_seen()  # the opt-out is real
 
-    with pytest.warns(DeprecationWarning, match="check_tool_messages=False"):
-        legacy = SafeCLIPMiddleware(planted_guard, check_tool_messages=False)
-    assert legacy.skip_roles == ("tool",)
-    assert SafeCLIPMiddleware(planted_guard, check_tool_messages=True).skip_roles == ()
+    assert SafeCLIPMiddleware(planted_guard, skip_roles=("Tool",)).skip_roles == ("tool",)
     with pytest.raises(ConfigurationError, match="skip_roles"):
         SafeCLIPMiddleware(planted_guard, skip_roles="tool")  # type: ignore[arg-type]
 

@@ -20,7 +20,6 @@ it through — and it is never judged as readable.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -91,12 +90,10 @@ class SafeCLIPImageRail:
     Every role NeMo passes in its events is judged (user turns, bot turns, system messages,
     tool results, context), the whole history included, since a client that sends a
     conversation controls all of it; images already seen come from the guard's hash cache.
-    ``skip_roles`` names roles not to judge (empty by default). ``check_history=False`` is
-    deprecated: it judges only the user's current turn.
+    ``skip_roles`` names roles not to judge (empty by default).
     """
 
-    def __init__(self, guard: SafeCLIPGuard, *, skip_roles: Collection[str] = (),
-                 check_history: bool | None = None) -> None:
+    def __init__(self, guard: SafeCLIPGuard, *, skip_roles: Collection[str] = ()) -> None:
         if not isinstance(guard, SafeCLIPGuard):
             raise ConfigurationError(
                 f"SafeCLIPImageRail needs a SafeCLIPGuard, got {type(guard).__name__}; "
@@ -106,13 +103,7 @@ class SafeCLIPImageRail:
             raise ConfigurationError(
                 f"skip_roles must be a collection of role names, got the string {skip_roles!r}; "
                 f"write skip_roles=({skip_roles!r},)")
-        if check_history is False:
-            warnings.warn(
-                "SafeCLIPImageRail(check_history=False) is deprecated: every role and the whole "
-                "history are judged by default, since a client that sends a conversation "
-                "controls all of it", DeprecationWarning, stacklevel=2)
         self.guard = guard
-        self.check_history = check_history is not False
         self.skip_roles = tuple(r.lower() for r in skip_roles)
         self.config: GuardConfig = guard.config.replace(mode="block")
         """The guard's config with ``block`` as the mode (per-class policy and on_error kept)."""
@@ -148,9 +139,8 @@ class SafeCLIPImageRail:
 
     def _views(self, context: Mapping[str, Any],
                events: Sequence[Mapping[str, Any]]) -> list[MessageView]:
-        if self.check_history:
-            views = messages_from_events(events)
-            if views:
-                return views
+        views = messages_from_events(events)
+        if views:
+            return views
         return [MessageView("user", context.get("user_message"))]
 

@@ -22,14 +22,12 @@ FLOW_NAME = "safeclip check input image"
 
 
 def register_safeclip(rails: LLMRails, guard: SafeCLIPGuard, *, skip_roles: Collection[str] = (),
-                      check_history: bool | None = None,
                       action_name: str = ACTION_NAME) -> SafeCLIPImageRail:
     """Register the image check on ``rails`` under ``action_name`` and return the rail.
 
-    Every role and the whole history are judged unless ``skip_roles`` names roles;
-    ``check_history=False`` (deprecated) judges only the user's current turn.
+    Every role and the whole history are judged unless ``skip_roles`` names roles.
     """
-    rail = SafeCLIPImageRail(guard, skip_roles=skip_roles, check_history=check_history)
+    rail = SafeCLIPImageRail(guard, skip_roles=skip_roles)
     rails.register_action(rail.check, action_name)
     return rail
 

@@ -99,9 +99,6 @@ def test_every_role_and_the_history_are_judged_by_default(planted, planted_guard
         {"role": "user", "content": "hi"}]
     assert "porn" in rails.generate(messages=system)["content"]
     assert fake.i == 0
-    with pytest.warns(DeprecationWarning, match="check_history=False"):
-        rails, fake = _rails(planted_guard, check_history=False)
-    assert rails.generate(messages=history)["content"] == ANSWER  # the old, narrow behaviour
     rails, fake = _rails(planted_guard, skip_roles=("system",))
     assert rails.generate(messages=system)["content"] == ANSWER
 
