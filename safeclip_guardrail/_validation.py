@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from safeclip_guardrail._sniff import describe_binary
 from safeclip_guardrail.errors import ConfigurationError
 
-__all__ = ["ValidatedModel", "first_error", "read_text_file"]
+__all__ = ["ValidatedModel", "first_error", "read_data_file", "read_text_file"]
 
 
 def first_error(exc: ValidationError) -> str:
@@ -65,3 +66,22 @@ def read_text_file(path: str | Path, *, what: str, hint: str, max_bytes: int = 1
         raise ConfigurationError(
             f"{what} {p} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
             f"{exc.start}); save it as UTF-8. {hint[0].upper()}{hint[1:]}") from None
+
+
+def read_data_file(path: str | Path, *, what: str, hint: str,
+                   max_bytes: int = 16 * 1024 * 1024) -> Any:
+    """The parsed contents of a JSON file, or of YAML for ``.yaml``/``.yml`` (safe loader: no
+    Python objects), with the checks of :func:`read_text_file`; a parse failure is a one-line
+    ConfigurationError naming the file. The one reader of user data files (concept banks,
+    guard configs)."""
+    p = Path(path)
+    text = read_text_file(p, what=what, hint=hint, max_bytes=max_bytes)
+    try:
+        if p.suffix.lower() in {".yaml", ".yml"}:
+            import yaml
+
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except Exception as exc:  # yaml and json raise several kinds; all mean "not parseable"
+        detail = " ".join(str(exc).split())
+        raise ConfigurationError(f"cannot parse {what} {p}: {detail[:300]}") from None

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from safeclip_guardrail._validation import ValidatedModel, first_error, read_text_file
+from safeclip_guardrail._validation import ValidatedModel, first_error, read_data_file
 from safeclip_guardrail.errors import ConfigurationError
 
 __all__ = ["ConceptBank", "ConceptClass", "ConceptKind"]
@@ -111,24 +111,13 @@ class ConceptBank(ValidatedModel):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise ConfigurationError(f"invalid concept bank: {_first_error(exc)}") from None
+            raise ConfigurationError(f"invalid concept bank: {first_error(exc)}") from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> ConceptBank:
         """Load a bank from ``.json``, ``.yaml`` or ``.yml``."""
         p = Path(path)
-        if not p.is_file():
-            raise ConfigurationError(f"concept bank file not found: {p}")
-        text = _read_bank_text(p)
-        try:
-            if p.suffix.lower() in {".yaml", ".yml"}:
-                import yaml
-
-                data = yaml.safe_load(text)
-            else:
-                data = json.loads(text)
-        except Exception as exc:
-            raise ConfigurationError(f"cannot parse concept bank {p}: {exc}") from None
+        data = read_data_file(p, what="concept bank", hint=_FORMAT_HINT, max_bytes=_MAX_BANK_BYTES)
         bank = cls.from_dict(data)
         return bank if bank.source else bank.model_copy(update={"source": str(p)})
 
@@ -223,13 +212,6 @@ _FORMAT_HINT = ('a concept bank is a UTF-8 JSON or YAML text file such as {"clas
                 "(write one with `safeclip bank export bank.yaml`)")
 
 
-def _read_bank_text(p: Path) -> str:
-    """The file as UTF-8 text, or a ConfigurationError saying what it is instead."""
-    return read_text_file(p, what="concept bank", hint=_FORMAT_HINT, max_bytes=_MAX_BANK_BYTES)
-
-
 def _as_dict(c: ConceptClass) -> dict[str, Any]:
     return {"name": c.name, "kind": c.kind, "descriptors": list(c.descriptors)}
 
-
-_first_error = first_error  # kept for modules that imported the private name

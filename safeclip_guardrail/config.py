@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from safeclip_guardrail._validation import ValidatedModel, read_text_file
-from safeclip_guardrail.concepts import ConceptBank, _first_error
+from safeclip_guardrail._validation import ValidatedModel, first_error, read_data_file
+from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.errors import ConfigurationError
 
 __all__ = [
@@ -258,16 +258,7 @@ class GuardConfig(InterventionConfig, ScoringConfig):
     def from_file(cls, path: str | Path) -> GuardConfig:
         """Read a JSON or YAML config written by :meth:`to_file` or ``safeclip calibrate``."""
         p = Path(path)
-        text = read_text_file(p, what="guard config", hint=_CONFIG_HINT)
-        try:
-            if p.suffix.lower() in {".yaml", ".yml"}:
-                import yaml
-
-                data = yaml.safe_load(text)
-            else:
-                data = json.loads(text)
-        except Exception as exc:
-            raise ConfigurationError(f"cannot parse config {p}: {exc}") from None
+        data = read_data_file(p, what="guard config", hint=_CONFIG_HINT)
         if not isinstance(data, dict):
             raise ConfigurationError(f"config {p} must contain a mapping of options")
         return build_config(data)
@@ -305,7 +296,7 @@ def build_config(base: GuardConfig | dict[str, Any] | None = None, **changes: An
     try:
         return GuardConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigurationError(f"invalid guard configuration: {_first_error(exc)}") from None
+        raise ConfigurationError(f"invalid guard configuration: {first_error(exc)}") from None
 
 
 _CONFIG_HINT = ("a guard config is a UTF-8 JSON or YAML mapping of options, as written by "

@@ -31,7 +31,7 @@ from langchain_core.callbacks import (
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 
-from safeclip_guardrail.concepts import _first_error
+from safeclip_guardrail._validation import first_error
 from safeclip_guardrail.config import GuardConfig, Mode, OnError, build_config
 from safeclip_guardrail.errors import ConfigurationError, GuardrailViolation
 from safeclip_guardrail.guard import SafeCLIPGuard
@@ -109,7 +109,7 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigurationError(f"invalid SafeCLIPGuardrail option: {_first_error(exc)}") \
+            raise ConfigurationError(f"invalid SafeCLIPGuardrail option: {first_error(exc)}") \
                 from None
         # Outside pydantic validation so a bad policy raises ConfigurationError as is.
         self._config = build_config(
