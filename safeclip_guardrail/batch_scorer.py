@@ -284,8 +284,8 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if isinstance(value, float) and np.isnan(value):
-        return ""
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
+        return ""  # a missing cell, as pandas or Ray hand it over (also as float32)
     return str(value)
 
 

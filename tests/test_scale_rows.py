@@ -28,7 +28,7 @@ def _rows(sources: list[Path], **kw: object) -> Rows:
         for batch in read_unit(unit, max_rows=4):
             for i, p, e, b in zip(batch["id"], batch["path"], batch["error"], batch["image"]):
                 assert i not in out, f"duplicate id {i}"
-                out[i] = (p, e, b)
+                out[i] = (p, e or None, b)
     return out
 
 

@@ -178,7 +178,7 @@ def read_unit(unit: Unit, *, skip: frozenset[str] = frozenset(),
     """Column batches ``{"id", "path", "image", "error"}`` of at most ``max_rows`` rows, rows
     whose id is in ``skip`` left out. ``path`` is "" for rows given as bytes, ``image`` is
     b"" for rows given as paths (the scorer reads those itself, with the guard's limits),
-    ``error`` is None unless the row is an error row (then the scorer reads nothing)."""
+    ``error`` is "" unless the row is an error row (then the scorer reads nothing)."""
     rows: Iterable[Row]
     if unit.kind == "files":
         rows = _file_rows(unit)
@@ -265,7 +265,8 @@ def _columns(rows: list[Row]) -> dict[str, np.ndarray]:
     errors = np.empty(len(rows), dtype=object)
     for k, row in enumerate(rows):
         ids[k], paths[k], images[k] = row.id, row.path, row.data
-        errors[k] = row.error or None
+        errors[k] = row.error  # "" rather than None: an all-None column reaches a Ray
+        # worker as float NaN
     return {"id": ids, "path": paths, "image": images, "error": errors}
 
 
