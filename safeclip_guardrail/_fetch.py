@@ -1,48 +1,42 @@
 """Fetching remote images, only when allowed, without becoming an SSRF vector.
 
 Rules: http(s) only; the host must be on ``ImageOptions.allowed_hosts``; every address the
-name resolves to must be globally routable, judged after unwrapping the IPv6 forms that
-carry an IPv4 address (IPv4-mapped and -compatible, 6to4, Teredo, NAT64), so
-``100.100.100.200`` (a cloud metadata address in the shared 100.64.0.0/10 range),
-``2002:a00:1::`` (6to4 of 10.0.0.1) and ``fec0::1`` (site-local) are all refused. The
-connection goes to the vetted address (no second DNS lookup that a rebinding attack could
-change); redirects are not followed; the body is capped at ``max_bytes``; and
-``url_timeout`` is a total deadline for connect + TLS + headers + body, enforced by a
-watchdog that closes the socket, so a server dripping one byte at a time cannot hold a
-request longer than that. Every step, URL parsing included, fails with ImageInputError.
+name resolves to must be globally reachable by the IANA special-purpose registries, with
+the IPv4 address inside mapped, translated, NAT64, 6to4 and ISATAP forms judged too
+(:mod:`safeclip_guardrail._addresses`). The connection goes to the vetted address (no
+second DNS lookup that a rebinding attack could change); redirects are not followed (a 3xx
+is an error, so no hop escapes these checks); the body is capped at ``max_bytes`` while it
+streams; and ``url_timeout`` is one total deadline for DNS, connect, TLS, headers and body
+(:mod:`safeclip_guardrail._deadline`: every socket call bounded by what is left, and a
+watchdog that holds the exchange's sockets itself), so no server, HTTP/1.0 or
+``Connection: close``, chunked, dripping headers or body, endless ``100 Continue``
+responses or a stalled TLS handshake, holds a fetch past it. Every step, URL parsing
+included, fails with ImageInputError.
+
+The client is the standard library's ``http.client`` over those sockets. httpx was
+considered: it is not a dependency of the core, its timeouts are per operation too (a total
+deadline still needs the watchdog), and pinning the address means a custom network backend;
+it would add a dependency without removing any of the code above.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import ipaddress
 import socket
 import ssl
 import threading
-import time
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import quote, urlsplit
 
+from safeclip_guardrail._addresses import address_verdict
+from safeclip_guardrail._deadline import Deadline, DeadlineSocket, DeadlineSSLSocket
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 
 __all__ = ["HttpFetcher", "ParsedURL", "Target", "check_url", "check_url_policy", "fetch_url",
-           "host_allowed", "is_public_address"]
+           "host_allowed"]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-_BLOCKED = tuple(ipaddress.ip_network(n) for n in (
-    # IPv4 special-purpose ranges (RFC 6890 and successors), checked besides is_global
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
-    "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-    # IPv6: unwrapped forms are judged by their IPv4 address; these never are fetched
-    "::/128", "::1/128", "100::/64", "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16",
-    "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
-))
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-_TEREDO = ipaddress.ip_network("2001::/32")
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~?"
 
 
@@ -69,38 +63,6 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
         elif host == p:
             return True
     return False
-
-
-def _embedded(ip: IPAddress) -> list[IPAddress]:
-    """The addresses a packet to ``ip`` really reaches: IPv4 inside IPv6 forms, else ``ip``."""
-    if isinstance(ip, ipaddress.IPv4Address):
-        return [ip]
-    if ip.ipv4_mapped is not None:
-        return [ip.ipv4_mapped]
-    if ip.sixtofour is not None:
-        return [ip.sixtofour]
-    if ip in _TEREDO and ip.teredo is not None:
-        return list(ip.teredo)
-    if any(ip in net for net in _NAT64):
-        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
-    if int(ip) >> 32 == 0 and int(ip) > 1:  # deprecated IPv4-compatible ::a.b.c.d
-        return [ipaddress.IPv4Address(int(ip))]
-    return [ip]
-
-
-def is_public_address(addr: str) -> bool:
-    """Whether ``addr`` (an IP literal, with or without an IPv6 zone) is globally routable,
-    after unwrapping IPv4-mapped/-compatible, 6to4, Teredo and NAT64 forms."""
-    try:
-        ip = ipaddress.ip_address(addr.split("%", 1)[0])
-    except ValueError:
-        return False
-    if "%" in addr:  # a scoped address is link-local by definition
-        return False
-    for inner in {ip, *_embedded(ip)}:
-        if not inner.is_global or inner.is_multicast or any(inner in n for n in _BLOCKED):
-            return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -158,28 +120,33 @@ def check_url_policy(url: str, opts: ImageOptions) -> ParsedURL:
 
 
 def check_url(url: str, opts: ImageOptions) -> Target:
-    """:func:`check_url_policy`, then resolve the host to a vetted (globally routable)
-    address; ImageInputError otherwise."""
+    """:func:`check_url_policy`, then resolve the host (within ``url_timeout``) to vetted,
+    globally reachable addresses; ImageInputError otherwise."""
+    return _check_url(url, opts, Deadline(opts.url_timeout))
+
+
+def _check_url(url: str, opts: ImageOptions, deadline: Deadline) -> Target:
     parsed = check_url_policy(url, opts)
     short = _short(url)
-    scheme, host, ascii_host, port, path = (parsed.scheme, parsed.host, parsed.ascii_host,
-                                            parsed.port, parsed.path)
     try:
-        infos = _resolve(ascii_host, port)
+        infos = _resolve_within(parsed.ascii_host, parsed.port, deadline)
+    except TimeoutError:
+        raise _timed_out(short, opts) from None
     except (OSError, UnicodeError) as exc:
-        raise ImageInputError(f"cannot resolve host {host!r}: {exc}", source=short) from None
+        raise ImageInputError(f"cannot resolve host {parsed.host!r}: {exc}",
+                              source=short) from None
     addrs = sorted({str(info[4][0]) for info in infos})  # type: ignore[index]
     if not addrs:
-        raise ImageInputError(f"host {host!r} resolved to no address", source=short)
-    bad = [a for a in addrs if not is_public_address(a)]
-    if bad:
-        raise ImageInputError(
-            f"host {host!r} resolves to a non-public address ({', '.join(bad)}); only "
-            "globally routable addresses are fetched (no loopback, private, shared, "
-            "link-local, site-local or special-purpose ranges, also not wrapped in IPv6)",
-            source=short,
-        )
-    return Target(scheme, ascii_host, port, addrs[0], path)
+        raise ImageInputError(f"host {parsed.host!r} resolved to no address", source=short)
+    for addr in addrs:
+        verdict = address_verdict(addr)
+        if not verdict.reachable:
+            raise ImageInputError(
+                f"host {parsed.host!r} resolves to a non-public address {addr} "
+                f"({verdict.reason}); only globally reachable addresses are fetched",
+                source=short,
+            )
+    return Target(parsed.scheme, parsed.ascii_host, parsed.port, addrs[0], parsed.path)
 
 
 def _resolve(host: str, port: int) -> list[tuple[object, ...]]:
@@ -187,63 +154,93 @@ def _resolve(host: str, port: int) -> list[tuple[object, ...]]:
     return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # type: ignore[return-value]
 
 
+def _resolve_within(host: str, port: int, deadline: Deadline) -> list[tuple[object, ...]]:
+    """:func:`_resolve` in a helper thread, waited for until the deadline: the system
+    resolver has no timeout of its own that this module controls. A lookup that overruns
+    is left to finish (or time out) in its daemon thread."""
+    answer: list[list[tuple[object, ...]]] = []
+    failure: list[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            answer.append(_resolve(host, port))
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+
+    worker = threading.Thread(target=lookup, name="safeclip-dns", daemon=True)
+    worker.start()
+    worker.join(deadline.left())
+    if failure:
+        raise failure[0]
+    if not answer:
+        raise TimeoutError("DNS lookup did not finish")
+    return answer[0]
+
+
 def fetch_url(url: str, opts: ImageOptions) -> bytes:
-    """Download ``url`` after :func:`check_url`, within ``max_bytes`` and the ``url_timeout``
-    deadline for the whole exchange."""
-    target = check_url(url, opts)
+    """Download ``url`` after :func:`check_url`, within ``max_bytes`` and one ``url_timeout``
+    deadline for the whole exchange, DNS included."""
     short = _short(url)
-    deadline = time.monotonic() + opts.url_timeout
-    conn = _PinnedHTTPS(target, deadline) if target.scheme == "https" else _Pinned(target, deadline)
-    watchdog = threading.Timer(opts.url_timeout, conn.abort)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        conn.request("GET", target.path,
-                     headers={"Host": target.host, "User-Agent": "safeclip-guardrail"})
-        resp = conn.getresponse()
-        if resp.status != 200:
-            raise ImageInputError(
-                f"fetching {short} gave HTTP {resp.status} (redirects are not followed)",
-                source=short,
-            )
-        chunks: list[bytes] = []
-        size = 0
-        while size <= opts.max_bytes:
-            conn.tighten()
-            block = resp.read1(min(65536, opts.max_bytes + 1 - size))
-            if not block:
-                break
-            chunks.append(block)
-            size += len(block)
-        if conn.aborted:  # the watchdog's shutdown reads as an early end of the body
-            raise TimeoutError("deadline passed")
-        if size <= opts.max_bytes and resp.length:  # Content-Length promised more
-            raise http.client.IncompleteRead(b"", resp.length)
-        data = b"".join(chunks)
-    except ImageInputError:
-        raise
-    except Exception as exc:  # OSError, HTTPException, ValueError from a hostile peer
-        if conn.aborted or time.monotonic() >= deadline:
-            raise ImageInputError(
-                f"fetching {short} did not finish within url_timeout={opts.url_timeout}s "
-                "(connect, headers and body together); the server is too slow or stalling",
-                source=short,
-            ) from None
-        raise ImageInputError(f"fetching {short} failed: {type(exc).__name__}: {exc}",
-                              source=short) from None
-    finally:
-        watchdog.cancel()
-        conn.close()
+    deadline = Deadline(opts.url_timeout)
+    with deadline.watch():
+        target = _check_url(url, opts, deadline)
+        conn: _Pinned | None = None
+        try:
+            conn = _Pinned(target, deadline)
+            data = _download(conn, target, opts, short)
+            if deadline.fired:  # a cut socket reads as an early end of the body
+                raise TimeoutError("deadline passed")
+        except ImageInputError:
+            raise
+        except Exception as exc:  # OSError, HTTPException, ValueError from a hostile peer
+            if isinstance(exc, TimeoutError) or deadline.expired:
+                raise _timed_out(short, opts) from None
+            raise ImageInputError(f"fetching {short} failed: {type(exc).__name__}: {exc}",
+                                  source=short) from None
+        finally:
+            deadline.stop()
+            if conn is not None:
+                conn.close()
+    return data
+
+
+def _download(conn: _Pinned, target: Target, opts: ImageOptions, short: str) -> bytes:
+    conn.request("GET", target.path,
+                 headers={"Host": target.host, "User-Agent": "safeclip-guardrail"})
+    resp = conn.getresponse()
+    if resp.status != 200:
+        raise ImageInputError(
+            f"fetching {short} gave HTTP {resp.status} (redirects are not followed)",
+            source=short,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    while size <= opts.max_bytes:
+        block = resp.read1(min(65536, opts.max_bytes + 1 - size))
+        if not block:
+            break
+        chunks.append(block)
+        size += len(block)
     if size > opts.max_bytes:
         raise ImageInputError(
             f"remote image {short} is over the limit of {opts.max_bytes} bytes", source=short
         )
-    return data
+    if resp.length:  # Content-Length promised more than arrived
+        raise http.client.IncompleteRead(b"", resp.length)
+    return b"".join(chunks)
+
+
+def _timed_out(short: str, opts: ImageOptions) -> ImageInputError:
+    return ImageInputError(
+        f"fetching {short} did not finish within url_timeout={opts.url_timeout}s (DNS, "
+        "connect, TLS, headers and body together); the server is too slow or stalling",
+        source=short,
+    )
 
 
 class HttpFetcher:
     """The default :class:`~safeclip_guardrail.sources.ImageFetcher`: :func:`fetch_url`
-    (http(s) only, allowed hosts, globally routable addresses after DNS, one total
+    (http(s) only, allowed hosts, globally reachable addresses after DNS, one total
     deadline, a size cap). Stateless; one instance can serve every guard and thread."""
 
     def fetch(self, url: str, options: ImageOptions) -> bytes:
@@ -258,53 +255,40 @@ def _short(url: str) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
-class _Pinned(http.client.HTTPConnection):
-    """Connects to the address vetted by :func:`check_url`, never to a fresh DNS answer, and
-    keeps every socket operation inside one deadline."""
+_TLS_LOCK = threading.Lock()
+_TLS: list[ssl.SSLContext] = []
 
-    def __init__(self, target: Target, deadline: float) -> None:
-        super().__init__(target.host, target.port, timeout=max(0.001, deadline - time.monotonic()))
+
+def _tls_context() -> ssl.SSLContext:
+    """The system's default verifying context, built once (loading the CA store is slow)
+    and shared: ``wrap_socket`` on one context is thread-safe."""
+    with _TLS_LOCK:
+        if not _TLS:
+            _TLS.append(ssl.create_default_context())
+        return _TLS[0]
+
+
+class _Pinned(http.client.HTTPConnection):
+    """Connects to the address vetted by :func:`check_url`, never to a fresh DNS answer,
+    over sockets bound to the exchange's deadline (TLS for https, SNI and certificate
+    checked against the host name)."""
+
+    def __init__(self, target: Target, deadline: Deadline) -> None:
+        super().__init__(target.host, target.port, timeout=deadline.left())
         self._address = target.address
         self._deadline = deadline
-        self._abort_lock = threading.Lock()
-        self.aborted = False
-
-    def _remaining(self) -> float:
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("deadline passed")
-        return left
-
-    def _raw_socket(self) -> socket.socket:
-        return socket.create_connection((self._address, self.port), self._remaining())
+        self._https = target.scheme == "https"
 
     def connect(self) -> None:
-        self.sock = self._raw_socket()
-
-    def tighten(self) -> None:
-        """Shrink the per-read timeout to what is left of the deadline."""
-        if self.sock is not None:
-            self.sock.settimeout(self._remaining())
-
-    def abort(self) -> None:
-        """Watchdog: the deadline passed; unblock any read by shutting the socket down."""
-        with self._abort_lock:
-            self.aborted = True
-            sock = self.sock
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-
-class _PinnedHTTPS(_Pinned):
-    default_port = http.client.HTTPS_PORT
-
-    def __init__(self, target: Target, deadline: float) -> None:
-        super().__init__(target, deadline)
-        self._context = ssl.create_default_context()
-
-    def connect(self) -> None:
-        raw = self._raw_socket()
-        raw.settimeout(self._remaining())
-        self.sock = raw  # the watchdog can cut a stalled handshake
-        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
+        raw = socket.create_connection((self._address, self.port), self._deadline.left())
+        sock: socket.socket = DeadlineSocket(self._deadline, raw)
+        if self._https:
+            context = _tls_context()
+            context.sslsocket_class = DeadlineSSLSocket
+            tls = cast(DeadlineSSLSocket, context.wrap_socket(
+                sock, server_hostname=self.host, do_handshake_on_connect=False))
+            tls.bind_deadline(self._deadline)
+            self.sock = tls
+            tls.do_handshake()
+        else:
+            self.sock = sock

@@ -10,7 +10,10 @@ Input columns (names configurable):
 
 - ``path``: file paths (read by the guard, with its limits), or
 - ``image``: encoded bytes, or decoded ``H x W x C`` uint8 arrays;
-- ``id`` (optional): carried through to the output.
+- ``id`` (optional): carried through to the output;
+- ``error`` (optional): a non-empty cell makes the row an error row with that message and
+  nothing is read for it (a corpus reader's verdict on a row it could not, or must not,
+  read: an unusable manifest record, a path outside the scan root).
 
 A row with a non-empty ``path`` is read from that path, otherwise from ``image``. Output
 columns, one row per input row, in order: ``id``, ``path``, ``image_sha256``, ``flagged``,
@@ -43,7 +46,7 @@ if TYPE_CHECKING:
     from safeclip_guardrail.config import GuardConfig
     from safeclip_guardrail.guard import SafeCLIPGuard
 
-__all__ = ["SCORE_PREFIX", "BatchScorer", "score_column"]
+__all__ = ["SCORE_PREFIX", "BatchScorer", "score_column", "utf8_text"]
 
 SCORE_PREFIX = "score_"
 """Prefix of the per-class probability-mass columns (``score_gun``, ``score_neutral``...)."""
@@ -52,6 +55,13 @@ SCORE_PREFIX = "score_"
 def score_column(class_name: str) -> str:
     """The output column holding ``class_name``'s probability mass."""
     return f"{SCORE_PREFIX}{class_name}"
+
+
+@dataclass(frozen=True)
+class _Unread:
+    """A row the reader already judged unreadable (its ``error`` cell)."""
+
+    error: str
 
 
 @dataclass(frozen=True)
@@ -153,18 +163,23 @@ class BatchScorer:
                 "image_column= or path_column="
             )
         id_col = batch.get(self.id_column)
+        error_col = batch.get("error")
         sources: list[Any] = []
         ids: list[str] = []
         paths: list[str | None] = []
         for i in range(n):
             path = _text(path_col[i]) if path_col is not None else ""
-            if path:
+            error = _text(error_col[i]) if error_col is not None else ""
+            if error:
+                sources.append(_Unread(error))
+            elif path:
                 sources.append(Path(path))
             else:
                 sources.append(_image_value(image_col[i]) if image_col is not None else b"")
-            paths.append(path or None)
-            ident = _text(id_col[i]) if id_col is not None else ""
-            ids.append(ident or path or str(i))
+            shown = utf8_text(path)  # a file name that is not UTF-8, escaped for the output
+            paths.append(shown or None)
+            ident = utf8_text(_text(id_col[i])) if id_col is not None else ""
+            ids.append(ident or shown or str(i))
         return sources, ids, paths
 
     def _decode_ahead(self, sources: Sequence[Any]) -> Iterator[_Read]:
@@ -177,7 +192,9 @@ class BatchScorer:
                                             thread_name_prefix="safeclip-decode")
         return self._pool.map(self._read, sources)
 
-    def _read(self, source: ImageSource) -> _Read:
+    def _read(self, source: ImageSource | _Unread) -> _Read:
+        if isinstance(source, _Unread):
+            return _Read(None, source.error)
         try:
             return _Read(self.guard.decode(source), None)
         except ImageInputError as exc:
@@ -267,9 +284,15 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if isinstance(value, float) and np.isnan(value):
-        return ""
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
+        return ""  # a missing cell, as pandas or Ray hand it over (also as float32)
     return str(value)
+
+
+def utf8_text(text: str) -> str:
+    """``text`` writable as UTF-8 (to Parquet, JSON): the undecodable bytes of a file name
+    (Python keeps them as surrogates) shown as ``\\x..`` escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _image_value(value: Any) -> Any:

@@ -74,8 +74,8 @@ class ImageOptions(ValidatedModel):
     allowed_hosts: tuple[str, ...] = ()
     """Hosts that may be fetched when ``allow_urls`` (exact names or ``*.example.com``)."""
     url_timeout: float = Field(default=10.0, gt=0)
-    """Seconds for a whole remote fetch: connect, headers and body together (a total
-    deadline, not a per-read timeout)."""
+    """Seconds for a whole remote fetch: DNS, connect, TLS, headers and body together (a
+    total deadline, whatever the server does, not a per-read timeout)."""
     jpeg_draft: bool = True
     """Decode large JPEGs at a reduced DCT scale (never below the encoder's input size).
 

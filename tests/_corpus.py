@@ -53,3 +53,55 @@ def shard(path: Path, images: list[bytes]) -> Path:
         info.size = 2
         tar.addfile(info, io.BytesIO(b"{}"))
     return path
+
+
+def hostile(base: Path, images: list[bytes]) -> dict[str, Path]:
+    """A corpus whose rows go wrong in every way a scan must survive (``images``: 3 PNGs).
+
+    ``outside/`` holds a picture, a text file and a folder; ``scan/`` (the root) holds
+    ``a.png``, symlinks to it and out of the root (to an existing picture, to a missing
+    file, to a text file, to a folder), and manifests ``m.csv``/``m.jsonl`` naming good,
+    empty, missing and outside paths, with broken records and duplicate ids; ``shard.tar``
+    holds a sample with a ``.png`` and a ``.jpg``, a key that comes back later, and a sample
+    without an image.
+    """
+    import json
+    import os
+
+    outside, scan = base / "outside", base / "scan"
+    (outside / "d").mkdir(parents=True)
+    scan.mkdir()
+    (outside / "secret.png").write_bytes(images[0])
+    (outside / "notes.txt").write_text("not an image")
+    (outside / "d" / "x.png").write_bytes(images[0])
+    (scan / "a.png").write_bytes(images[1])
+    os.symlink(scan / "a.png", scan / "inside-link.png")
+    os.symlink(outside / "secret.png", scan / "leak.png")
+    os.symlink(outside / "missing.png", scan / "dangling.png")
+    os.symlink(outside / "notes.txt", scan / "notes-link")
+    os.symlink(outside / "d", scan / "outdir")
+    (scan / "m.csv").write_bytes(
+        b"path,id\n"
+        b"a.png,\n"
+        b",empty-path\n"
+        b"a.png\n"                            # a short record: id missing, path fine
+        b"../outside/secret.png,\n"
+        b"../outside/missing.png,\n"
+        b"../outside/notes.txt,\n"
+        b"\xff.png,\n"                        # not UTF-8
+        b"a.png,\n"                           # the same path again: a second id
+    )
+    lines = [json.dumps({"path": "a.png", "id": "j1"}), "not json", "[1, 2]",
+             json.dumps({"path": 5}), json.dumps({"other": "x"}),
+             json.dumps({"path": "a\u0000.png"}), "[" * 100_000,
+             json.dumps({"path": "a.png", "id": "j1"})]
+    (scan / "m.jsonl").write_bytes("\n".join(lines).encode() + b"\n\xff\xfe{}\n")
+    with tarfile.open(base / "shard.tar", "w") as tar:
+        for name, payload in [("s/0000.png", images[0]), ("s/0000.jpg", images[1]),
+                              ("s/0000.txt", b"caption"), ("s/0001.png", images[2]),
+                              ("s/0000.png", images[2]), ("s/0002.txt", b"no image")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return {"outside": outside, "scan": scan, "csv": scan / "m.csv",
+            "jsonl": scan / "m.jsonl", "shard": base / "shard.tar"}

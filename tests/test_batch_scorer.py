@@ -132,3 +132,24 @@ def test_non_finite_embedding_is_an_error_row(planted: PlantedEncoder) -> None:
         assert out["flagged"][0] and out["category"][0] == "unreadable"
         assert out["error"][0] and np.isnan(out["toxic_score"][0])
         assert not out["flagged"][1] and out["error"][1] is None
+
+
+def test_an_error_column_makes_error_rows_without_reading(planted: PlantedEncoder,
+                                                          planted_guard: SafeCLIPGuard,
+                                                          tmp_path: Path) -> None:
+    """A corpus reader's verdict on a row it must not read (issue 20.7) is kept as is; a
+    missing cell as Ray hands it over (float32 NaN) is no error, and a file name that is
+    not UTF-8 is written escaped."""
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(planted.plant_bytes("gun"))
+    odd = tmp_path / "odd\udcff.png"  # the surrogate Python keeps for the byte 0xff
+    scorer = BatchScorer.from_guard(planted_guard)
+    out = scorer({"id": _objects(["a", "b", "c"]),
+                  "path": _objects([str(secret), str(secret), str(odd)]),
+                  "image": _objects([b"", b"", b""]),
+                  "error": _objects(["outside the scan root; not read", np.float32("nan"),
+                                     None])})
+    assert list(out["error"][:1]) == ["outside the scan root; not read"]
+    assert out["image_sha256"][0] is None and out["category"][0] == "unreadable"
+    assert out["error"][1] is None and out["category"][1] == "gun"  # read: nothing wrong
+    assert out["path"][2] == f"{tmp_path}/odd\\xff.png" and "not found" in out["error"][2]

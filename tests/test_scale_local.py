@@ -37,8 +37,10 @@ def test_every_source_kind_matches_check_batch(planted: PlantedEncoder,
                                   and not p.name.startswith(".")}
     sources.update({f"row-{i}": b for i, b in enumerate([*images[:3], b""])})
     sources.update({f"{tar}:s/{i:04d}": b for i, b in enumerate(images[3:])})
-    sources[f"{tar}:s/9999"] = b""
-    assert set(rows) == set(sources) and table.num_rows == len(sources) == 13
+    no_image = rows.pop(f"{tar}:s/9999")  # a sample without an image: an error row saying so
+    assert no_image["flagged"] and no_image["category"] == "unreadable"
+    assert no_image["error"] == f"sample s/9999 of {tar} has no image member (.json)"
+    assert set(rows) == set(sources) and table.num_rows == len(sources) + 1 == 13
     reference = planted_guard.check_batch(list(sources.values()))
     for key, verdict in zip(sources, reference):
         row = rows[key]
@@ -117,3 +119,61 @@ def test_cli_scan_corpus(tiny_clip_dir: Path, tmp_path: Path,
         assert main(["scan-corpus", *argv, *args]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_hostile_corpus_is_scanned_to_the_end(planted: PlantedEncoder,
+                                                planted_guard: SafeCLIPGuard,
+                                                tmp_path: Path) -> None:
+    """Issue 20.7: bad manifest records, symlinks and paths leaving the root, a sample with
+    two pictures and a repeated key: every row is written, once, and no run fails."""
+    from tests._corpus import hostile
+
+    images = [planted.plant_bytes(t) for t in ("gun", "neutral", "porn")]
+    h = hostile(tmp_path / "c", images)
+    sources = [h["scan"], h["csv"], h["jsonl"], h["shard"]]
+    summary = scan_corpus(sources, tmp_path / "out", guard=planted_guard, batch_size=4,
+                          show_progress=False)
+    table = _table(tmp_path / "out")
+    ids = table.column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == summary.rows == 28
+    assert summary.errors == 17 and summary.non_image_files == 2  # the two manifests
+    rows = {r["id"]: r for r in table.to_pylist()}
+    for row in rows.values():
+        assert (row["error"] is None) == (row["image_sha256"] is not None)
+        if row["error"] is not None:
+            assert row["flagged"] and row["category"] == "unreadable"
+    judged = {r["image_sha256"]: r for r in rows.values() if r["error"] is None}
+    for verdict in planted_guard.check_batch(images):  # every picture of the shard judged
+        assert judged[verdict.image_sha256]["category"] == verdict.category
+    shard = h["shard"]
+    assert rows[f"{shard}:s/0000.png"]["category"] == "gun"
+    assert rows[f"{shard}:s/0000.jpg"]["flagged"] is False
+    leak = rows[str(h["scan"] / "leak.png")]
+    assert leak["image_sha256"] is None and "outside the scan root" in leak["error"]
+    # resuming finds nothing left to do: error rows count as done like any other
+    again = scan_corpus(sources, tmp_path / "out", guard=planted_guard, resume=True,
+                        show_progress=False)
+    assert (again.rows, again.already_done) == (0, 28)
+
+
+def test_cli_scan_corpus_root(tiny_clip_dir: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    from tests._corpus import hostile, png
+
+    h = hostile(tmp_path / "c", [png(i) for i in range(3)])
+    args = ["--model", str(tiny_clip_dir), "--device", "cpu", "--dtype", "float32",
+            "--no-progress"]
+    assert main(["scan-corpus", str(h["csv"]), "--out", str(tmp_path / "narrow"), *args]) == 0
+    assert "8 images" in capsys.readouterr().out and \
+        _table(tmp_path / "narrow").column("error").null_count == 3
+    assert main(["scan-corpus", str(h["csv"]), "--root", str(tmp_path / "c"), "--out",
+                 str(tmp_path / "wide"), *args]) == 0
+    capsys.readouterr()
+    rows = {r["id"]: r for r in _table(tmp_path / "wide").to_pylist()}
+    outside = h["scan"] / ".." / "outside"
+    assert rows[str(outside / "secret.png")]["error"] is None  # inside the wider root
+    assert "not found" in rows[str(outside / "missing.png")]["error"]
+    assert main(["scan-corpus", str(h["csv"]), "--root", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "x"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not a folder" in err and len(err.splitlines()) == 1

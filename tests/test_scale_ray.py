@@ -120,6 +120,26 @@ def test_ray_resumes_an_interrupted_scan(ray_cluster: None, tiny_clip_dir: Path,
     assert again.rows == 0 and again.already_done == 10
 
 
+def test_ray_scans_a_hostile_corpus_like_the_local_engine(ray_cluster: None,
+                                                         tiny_clip_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """Issue 20.7 on Ray: bad manifest records, paths and symlinks leaving the root and a
+    multi-image WebDataset sample are rows, judged on the workers as locally."""
+    from tests._corpus import hostile
+
+    h = hostile(tmp_path / "c", [png(i) for i in range(3)])
+    sources = [h["scan"], h["csv"], h["jsonl"], h["shard"]]
+    options = {"model": str(tiny_clip_dir), "device": "cpu", "dtype": "float32"}
+    summary = scan_corpus(sources, tmp_path / "ray", engine="ray", batch_size=4,
+                          show_progress=False, **options)
+    local = scan_corpus(sources, tmp_path / "local", batch_size=4, show_progress=False,
+                        **options)
+    assert (summary.rows, summary.errors) == (local.rows, local.errors) == (28, 17)
+    ray_table, local_table = _table(tmp_path / "ray"), _table(tmp_path / "local")
+    exact = ["id", "path", "image_sha256", "flagged", "category", "error"]
+    assert ray_table.select(exact).equals(local_table.select(exact))
+
+
 def test_ray_serve_answers_moderations_through_the_openai_sdk(ray_cluster: None,
                                                               tiny_clip_dir: Path) -> None:
     pytest.importorskip("fastapi")

@@ -2,8 +2,10 @@
 
 SOURCE is a folder (images found by content), a Parquet file (binary or path column), a
 WebDataset tar shard, or a CSV/JSONL manifest with a ``path`` column. ``--engine ray`` runs
-an actor pool on a Ray cluster. Exit 0 when the scan ran (flagged and unreadable images are
-rows of the output, counted in the closing summary line), 2 on usage or input errors.
+an actor pool on a Ray cluster; ``--root DIR`` confines every file read to DIR. Exit 0 when
+the scan ran (flagged and unreadable images, bad manifest records and paths outside the
+root are rows of the output, counted in the closing summary line), 2 on usage or input
+errors.
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ def register(sub: Any) -> None:
     p.add_argument("--id-column", metavar="COL",
                    help="column of row ids (default: id/key when present, else path or "
                         "file#row)")
+    p.add_argument("--root", metavar="DIR",
+                   help="read only files inside DIR (symlinks resolved): paths from manifests "
+                        "and Parquet path columns, and symlinks in folders, that lead "
+                        "elsewhere are error rows (default: each folder source is its own "
+                        "root; a manifest's or Parquet file's folder is theirs)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     add_guard_options(p)
     p.set_defaults(func=run)
@@ -69,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         args.sources, args.out, engine=args.engine, actors=args.actors, num_gpus=args.num_gpus,
         cpus_per_actor=args.cpus_per_actor, embeddings=args.embeddings, resume=args.resume,
         address=args.address, image_column=args.image_column, path_column=args.path_column,
-        id_column=args.id_column, show_progress=not args.no_progress, config=config,
+        id_column=args.id_column, root=args.root, show_progress=not args.no_progress,
+        config=config,
     )
     for note in summary.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -66,7 +66,8 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
                 cpus_per_actor: float | None = None, batch_size: int | None = None,
                 embeddings: bool = False, resume: bool = False, address: str | None = None,
                 image_column: str | None = None, path_column: str | None = None,
-                id_column: str | None = None, rows_per_file: int = 8192,
+                id_column: str | None = None, root: str | Path | None = None,
+                rows_per_file: int = 8192,
                 show_progress: bool = True, on_progress: Callable[[int], None] | None = None,
                 guard: SafeCLIPGuard | None = None, **guard_options: Any) -> ScanSummary:
     """Scan folders, Parquet files, WebDataset shards or manifests into Parquet verdicts.
@@ -77,6 +78,9 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
     ``cpus_per_actor`` each; default CPUs: the cluster's divided by ``actors``) on the
     cluster at ``address`` (None: ``RAY_ADDRESS`` or a new local one). ``resume`` skips the
     ids already in ``output``. ``on_progress(rows_done)`` is called after every local batch.
+    ``root``: the folder every path read from the data must lie in (symlinks resolved;
+    None: each folder source is its own root, a manifest's or Parquet file's folder is
+    theirs); a path outside is an error row. A bad row is an error row, never a failed run.
     """
     if engine not in ("local", "ray"):
         raise ConfigurationError(f"engine must be 'local' or 'ray', got {engine!r}")
@@ -96,7 +100,7 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
         if guard is not None:
             guard = guard.with_options(batch_size=batch_size)
     corpus = discover(sources, image_column=image_column, path_column=path_column,
-                      id_column=id_column)
+                      id_column=id_column, root=root, max_bytes=config.images.max_bytes)
     out = ScanOutput(output)
     skip, notes = out.prepare(ScanOutput.describe(config, embeddings=embeddings), resume=resume)
     started = time.perf_counter()

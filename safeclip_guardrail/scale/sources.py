@@ -2,38 +2,50 @@
 
 A source is
 
-- a **folder**: every file under it (recursively, hidden files left out) whose first bytes
-  are an image signature, or whose name ends in an image extension (so a broken ``.jpg``
-  becomes an error row instead of vanishing); other files are skipped and counted;
+- a **folder**: every file under it (recursively, hidden files left out, symlinked folders
+  not followed) whose first bytes are an image signature, or whose name ends in an image
+  extension (so a broken ``.jpg`` becomes an error row instead of vanishing); other files
+  are skipped and counted;
 - a **Parquet** file with a binary column (encoded images) or a path column;
-- a **WebDataset** tar shard (``.tar``, ``.tar.gz``): samples grouped by key, the image
-  member chosen by extension, else by content;
+- a **WebDataset** tar shard (``.tar``, ``.tar.gz``): one row per image of each sample
+  (:mod:`~safeclip_guardrail.scale._webdataset`);
 - a **manifest**: ``.csv`` with a header or ``.jsonl``, with a ``path`` column (relative
-  paths resolve against the manifest's folder) and an optional ``id``.
+  paths resolve against the manifest's folder) and an optional ``id``
+  (:mod:`~safeclip_guardrail.scale._manifests`).
 
-Every row gets a stable ``id`` (the path, the id column, ``<parquet>#<row>`` or
-``<shard>:<key>``) that the output keeps and ``--resume`` skips on. A :class:`Unit` is a
-small picklable description (a list of paths, a Parquet row group, a tar shard);
-:func:`read_unit` turns it into column batches ``{"id", "path", "image"}`` for the scorer.
+Every row gets a stable, unique ``id`` (the path, the id column, ``<parquet>#<row>``,
+``<shard>:<key>`` or ``<shard>:<key>.<ext>``; a repeat gets ``#2``) that the output keeps
+and ``--resume`` skips on. A bad row (an unusable manifest record, a sample without an
+image, a path outside the root) is an error row, never a failed run. Paths that the data
+names are read only inside a **root** (``root=``; by default the folder itself, or the
+folder holding the manifest or Parquet file): symlinks and listed paths that lead out of it
+are error rows whose message is the same whether the target exists or not
+(:mod:`~safeclip_guardrail.scale._rows`). A :class:`Unit` is a small picklable description
+(a list of paths, a Parquet row group, a tar shard); :func:`read_unit` turns it into column
+batches ``{"id", "path", "image", "error"}`` for the scorer.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import tarfile
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
+from safeclip_guardrail._discover import IMAGE_EXTENSIONS
+from safeclip_guardrail.batch_scorer import utf8_text as display
+from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ConfigurationError
+from safeclip_guardrail.scale._manifests import manifest_rows
+from safeclip_guardrail.scale._rows import Row, UniqueIds, confine, inside, real_root
+from safeclip_guardrail.scale._webdataset import tar_rows
 from safeclip_guardrail.sources import sniff_format
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "Corpus",
     "Unit",
     "discover",
@@ -41,12 +53,10 @@ __all__ = [
     "sniff_image",
 ]
 
-IMAGE_EXTENSIONS = frozenset({
-    ".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif",
-})
 _PATH_COLUMNS = ("path", "image_path", "file_path", "filepath", "file", "filename")
 _ID_COLUMNS = ("id", "key", "__key__")
 _MANIFESTS = {".csv", ".jsonl", ".ndjson"}
+_MAX_BYTES = ImageOptions().max_bytes
 
 
 def sniff_image(head: bytes) -> str | None:
@@ -75,6 +85,12 @@ class Unit:
     id_column: str = ""
     rows: int | None = None
     """Rows in the unit when known without reading it (None for tar shards)."""
+    errors: tuple[str, ...] = ()
+    """``files``: per path, why its row cannot be read ("" when it can); () when none."""
+    root: str = ""
+    """The real path of the folder that paths read for this unit must lie in."""
+    max_bytes: int = _MAX_BYTES
+    """``tar``: largest image member read into memory (larger ones are error rows)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -82,8 +98,8 @@ class Unit:
     @classmethod
     def from_json(cls, text: str) -> Unit:
         data = json.loads(text)
-        data["paths"] = tuple(data["paths"])
-        data["ids"] = tuple(data["ids"])
+        for name in ("paths", "ids", "errors"):
+            data[name] = tuple(data.get(name, ()))
         return cls(**data)
 
 
@@ -104,28 +120,46 @@ class Corpus:
 
 def discover(sources: Sequence[str | Path], *, image_column: str | None = None,
              path_column: str | None = None, id_column: str | None = None,
-             files_per_unit: int = 256) -> Corpus:
-    """Cut ``sources`` into units; raises :class:`ConfigurationError` for a bad source."""
+             files_per_unit: int = 256, root: str | Path | None = None,
+             max_bytes: int = _MAX_BYTES) -> Corpus:
+    """Cut ``sources`` into units; raises :class:`ConfigurationError` for a bad source (a bad
+    row is an error row instead). ``root``: the folder every path read must lie in (None: a
+    folder source is its own root, a manifest's or Parquet file's folder is theirs)."""
     if not sources:
         raise ConfigurationError("no corpus source given; pass folders, .parquet, .tar, "
                                  ".csv or .jsonl files")
+    fixed = real_root(root) if root is not None else None
     units: list[Unit] = []
     skipped: list[str] = []
+    ids = UniqueIds()  # over every folder and manifest row
+    seen: set[str] = set()
     for raw in sources:
         p = Path(raw)
-        if p.is_dir():
-            files, left_out = _folder_images(p)
-            skipped.extend(left_out)
-            units.extend(_file_units(str(p), files, [str(f) for f in files], files_per_unit))
-        elif not p.exists():
+        if not p.exists():
             raise ConfigurationError(f"corpus source not found: {p}")
+        real = os.path.realpath(p)
+        if real in seen:
+            raise ConfigurationError(f"corpus source {p} is given twice")
+        seen.add(real)
+        if p.is_dir():
+            if fixed is not None and not inside(real, fixed):
+                raise ConfigurationError(f"folder {p} is outside the scan root {fixed}")
+            unit_root = fixed or real
+            files, left_out = _folder_images(p, unit_root)
+            skipped.extend(left_out)
+            units.extend(_file_units(str(p), files, [ids.take(str(f)) for f in files],
+                                     [""] * len(files), unit_root, files_per_unit))
         elif p.suffix.lower() == ".parquet":
-            units.extend(_parquet_units(p, image_column, path_column, id_column))
+            units.extend(_parquet_units(p, image_column, path_column, id_column,
+                                        fixed or os.path.dirname(real)))
         elif p.name.lower().endswith((".tar", ".tar.gz", ".tgz")):
-            units.append(Unit(kind="tar", source=str(p)))
+            units.append(Unit(kind="tar", source=str(p), max_bytes=max_bytes))
         elif p.suffix.lower() in _MANIFESTS:
-            paths, ids = _manifest_rows(p, path_column or "path", id_column)
-            units.extend(_file_units(str(p), paths, ids, files_per_unit))
+            listed = manifest_rows(p, path_column or "path", id_column)
+            units.extend(_file_units(
+                str(p), [r.path for r in listed],
+                [ids.take(r.ident or (r.path if not r.error else r.where)) for r in listed],
+                [r.error for r in listed], fixed or os.path.dirname(real), files_per_unit))
         else:
             raise ConfigurationError(
                 f"cannot tell what {p} is: pass a folder, a .parquet file, a WebDataset .tar "
@@ -141,19 +175,20 @@ def discover(sources: Sequence[str | Path], *, image_column: str | None = None,
 
 def read_unit(unit: Unit, *, skip: frozenset[str] = frozenset(),
               max_rows: int = 256) -> Iterator[dict[str, np.ndarray]]:
-    """Column batches ``{"id", "path", "image"}`` of at most ``max_rows`` rows, rows whose
-    id is in ``skip`` left out. ``path`` is "" for rows given as bytes, ``image`` is b""
-    for rows given as paths (the scorer reads those itself, with the guard's limits)."""
+    """Column batches ``{"id", "path", "image", "error"}`` of at most ``max_rows`` rows, rows
+    whose id is in ``skip`` left out. ``path`` is "" for rows given as bytes, ``image`` is
+    b"" for rows given as paths (the scorer reads those itself, with the guard's limits),
+    ``error`` is "" unless the row is an error row (then the scorer reads nothing)."""
+    rows: Iterable[Row]
     if unit.kind == "files":
-        rows: Iterable[tuple[str, str, bytes]] = (
-            (i, p, b"") for i, p in zip(unit.ids, unit.paths))
+        rows = _file_rows(unit)
     elif unit.kind == "parquet":
         rows = _parquet_rows(unit)
     else:
-        rows = _tar_rows(unit)
-    batch: list[tuple[str, str, bytes]] = []
+        rows = tar_rows(unit.source, max_bytes=unit.max_bytes)
+    batch: list[Row] = []
     for row in rows:
-        if row[0] in skip:
+        if row.id in skip:
             continue
         batch.append(row)
         if len(batch) >= max_rows:
@@ -164,17 +199,28 @@ def read_unit(unit: Unit, *, skip: frozenset[str] = frozenset(),
 
 
 # ---------------------------------------------------------------------- folders, manifests
-def _folder_images(root: Path) -> tuple[list[Path], list[str]]:
+def _folder_images(folder: Path, root: str) -> tuple[list[Path], list[str]]:
+    """The image files under ``folder`` and the non-image files left out. Symlinked folders
+    are not entered; a symlink leading out of ``root`` is listed without being read (its
+    row is an error row), so nothing outside is sniffed, and hidden entries are left out."""
     images: list[Path] = []
     skipped: list[str] = []
-    for f in sorted(root.rglob("*")):
-        if any(part.startswith(".") for part in f.relative_to(root).parts) or not f.is_file():
-            continue
-        if f.suffix.lower() in IMAGE_EXTENSIONS or _sniff_file(f):
-            images.append(f)
-        else:
-            skipped.append(str(f))
-    return images, skipped
+    for top, dirs, files in os.walk(folder, followlinks=False):
+        here = Path(top)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in [*dirs, *files]:
+            entry = here / name
+            if name.startswith(".") or (name in dirs and not entry.is_symlink()):
+                continue
+            if confine(str(entry), root).error:
+                images.append(entry)  # leaves the root: an error row, never read
+            elif name in dirs or not entry.is_file():
+                continue  # a symlinked folder inside the root, a FIFO, a dangling link
+            elif entry.suffix.lower() in IMAGE_EXTENSIONS or _sniff_file(entry):
+                images.append(entry)
+            else:
+                skipped.append(display(str(entry)))
+    return sorted(images), sorted(skipped)
 
 
 def _sniff_file(path: Path) -> bool:
@@ -186,66 +232,47 @@ def _sniff_file(path: Path) -> bool:
 
 
 def _file_units(source: str, paths: Sequence[Path | str], ids: Sequence[str],
-                per_unit: int) -> list[Unit]:
+                errors: Sequence[str], root: str, per_unit: int) -> list[Unit]:
     out = []
     for start in range(0, len(paths), per_unit):
         chunk = tuple(str(p) for p in paths[start:start + per_unit])
+        bad = tuple(errors[start:start + per_unit])
         out.append(Unit(kind="files", source=source, paths=chunk,
-                        ids=tuple(ids[start:start + per_unit]), rows=len(chunk)))
+                        ids=tuple(ids[start:start + per_unit]), rows=len(chunk),
+                        errors=bad if any(bad) else (), root=root))
     return out
 
 
-def _manifest_rows(path: Path, path_column: str,
-                   id_column: str | None) -> tuple[list[str], list[str]]:
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or path_column not in reader.fieldnames:
-                raise ConfigurationError(
-                    f"manifest {path} needs a header row with a {path_column!r} column "
-                    f"(got {reader.fieldnames}); name another one with --path-column"
-                )
-            records: list[dict[str, Any]] = list(reader)
-    else:
-        records = []
-        for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ConfigurationError(f"{path}, line {n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise ConfigurationError(f"{path}, line {n}: expected an object with a "
-                                         f"{path_column!r} field")
-            records.append(obj)
-    paths, ids = [], []
-    for n, rec in enumerate(records, start=1):
-        raw = str(rec.get(path_column) or "").strip()
-        if not raw:
-            raise ConfigurationError(f"{path}, row {n}: empty {path_column!r}")
-        image = Path(raw)
-        image = image if image.is_absolute() else path.parent / image
-        paths.append(str(image))
-        ident = str(rec.get(id_column or "id") or "").strip()
-        ids.append(ident or str(image))
-    if not paths:
-        raise ConfigurationError(f"manifest {path} has no rows")
-    return paths, ids
+def _file_rows(unit: Unit) -> Iterator[Row]:
+    """Rows of a ``files`` unit; each path is confined to the unit's root here, where it is
+    read (on a Ray worker too), and the scorer reads the resolved real path."""
+    errors = unit.errors or ("",) * len(unit.paths)
+    for ident, path, error in zip(unit.ids, unit.paths, errors):
+        if error:
+            yield Row(ident, display(path), error=error)
+            continue
+        checked = confine(path, unit.root) if unit.root else None
+        if checked is not None and checked.error:
+            yield Row(ident, display(path), error=checked.error)
+        else:
+            yield Row(ident, checked.path if checked is not None else path)
 
 
-def _columns(rows: list[tuple[str, str, bytes]]) -> dict[str, np.ndarray]:
+def _columns(rows: list[Row]) -> dict[str, np.ndarray]:
     ids = np.empty(len(rows), dtype=object)
     paths = np.empty(len(rows), dtype=object)
     images = np.empty(len(rows), dtype=object)
-    for k, (i, p, b) in enumerate(rows):
-        ids[k], paths[k], images[k] = i, p, b
-    return {"id": ids, "path": paths, "image": images}
+    errors = np.empty(len(rows), dtype=object)
+    for k, row in enumerate(rows):
+        ids[k], paths[k], images[k] = row.id, row.path, row.data
+        errors[k] = row.error  # "" rather than None: an all-None column reaches a Ray
+        # worker as float NaN
+    return {"id": ids, "path": paths, "image": images, "error": errors}
 
 
 # ---------------------------------------------------------------------- parquet
 def _parquet_units(path: Path, image_column: str | None, path_column: str | None,
-                   id_column: str | None) -> list[Unit]:
+                   id_column: str | None, root: str) -> list[Unit]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -294,66 +321,42 @@ def _parquet_units(path: Path, image_column: str | None, path_column: str | None
         rows = meta.metadata.row_group(g).num_rows
         units.append(Unit(kind="parquet", source=str(path), row_group=g, first_row=first,
                           image_column=image_col, path_column=path_col, id_column=id_col,
-                          rows=rows))
+                          rows=rows, root=root if path_col else ""))
         first += rows
     return units
 
 
-def _parquet_rows(unit: Unit) -> Iterator[tuple[str, str, bytes]]:
+def _parquet_rows(unit: Unit) -> Iterator[Row]:
+    """Rows of one row group; a row group that cannot be read is one error row, and a path
+    cell is confined to the unit's root like a manifest path."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     columns = [c for c in (unit.image_column, unit.path_column, unit.id_column) if c]
-    table = pq.ParquetFile(unit.source).read_row_group(unit.row_group, columns=columns)
+    try:
+        table = pq.ParquetFile(unit.source).read_row_group(unit.row_group, columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        yield Row(display(f"{unit.source}#row-group-{unit.row_group}"),
+                  error=f"cannot read row group {unit.row_group} of {display(unit.source)}: "
+                        f"{display(str(exc))}")
+        return
     base = Path(unit.source).parent
     images = table.column(unit.image_column).to_pylist() if unit.image_column else None
     paths = table.column(unit.path_column).to_pylist() if unit.path_column else None
     ids = table.column(unit.id_column).to_pylist() if unit.id_column else None
+    unique = UniqueIds()
     for k in range(table.num_rows):
         ident = "" if ids is None or ids[k] is None else str(ids[k])
-        if paths is not None:
-            raw = str(paths[k] or "")
-            p = "" if not raw else str(raw if Path(raw).is_absolute() else base / raw)
-            yield ident or p or f"{unit.source}#{unit.first_row + k}", p, b""
-        else:
+        fallback = f"{unit.source}#{unit.first_row + k}"
+        if paths is None:
             data = images[k] if images is not None else None
-            yield ident or f"{unit.source}#{unit.first_row + k}", "", bytes(data or b"")
-
-
-# ---------------------------------------------------------------------- webdataset
-def _tar_rows(unit: Unit) -> Iterator[tuple[str, str, bytes]]:
-    """Samples of a WebDataset shard: members sharing a key (the name up to the first dot
-    of its last component) form a sample; the image is the member with an image extension,
-    else the first whose bytes sniff as an image. A sample without an image is an error row
-    (empty bytes), so a broken shard shows up in the output instead of shrinking it."""
-    try:
-        tar = tarfile.open(unit.source, mode="r:*")  # noqa: SIM115 - closed below
-    except (OSError, tarfile.TarError) as exc:
-        raise ConfigurationError(f"cannot read tar shard {unit.source}: {exc}") from None
-    with tar:
-        current: str | None = None
-        members: dict[str, bytes] = {}
-        for info in tar:
-            if not info.isfile():
-                continue
-            head, _, name = info.name.rpartition("/")
-            stem, dot, ext = name.partition(".")
-            key = f"{head}/{stem}" if head else stem
-            if current is not None and key != current:
-                yield _tar_sample(unit.source, current, members)
-                members = {}
-            current = key
-            fh = tar.extractfile(info)
-            members[f".{ext}" if dot else ""] = fh.read() if fh is not None else b""
-        if current is not None:
-            yield _tar_sample(unit.source, current, members)
-
-
-def _tar_sample(shard: str, key: str, members: dict[str, bytes]) -> tuple[str, str, bytes]:
-    ident = f"{shard}:{key}"
-    for ext, data in members.items():
-        if ext.lower().rsplit(".", 1)[-1] in {e[1:] for e in IMAGE_EXTENSIONS}:
-            return ident, "", data
-    for data in members.values():
-        if sniff_image(data[:16]):
-            return ident, "", data
-    return ident, "", b""
+            yield Row(unique.take(ident or fallback), data=bytes(data or b""))
+            continue
+        raw = str(paths[k] or "")
+        p = "" if not raw else str(raw if Path(raw).is_absolute() else base / raw)
+        row_id = unique.take(ident or p or fallback)
+        checked = confine(p, unit.root) if p and unit.root else None
+        if checked is not None and checked.error:
+            yield Row(row_id, display(p), error=checked.error)
+        else:
+            yield Row(row_id, checked.path if checked is not None else p)
