@@ -136,6 +136,7 @@ def _setup_langchain(env: Env) -> dict[str, Any]:
     from langchain_core.runnables import RunnableLambda
 
     from safeclip_guardrail import SafeCLIPGuard, SafeCLIPGuardrail
+    from tests._fake_chat import ToolCallingFakeChatModel
 
     ns = _files(env)
     guard = SafeCLIPGuard.from_pretrained(str(env.tiny_clip), device="cpu")
@@ -144,7 +145,7 @@ def _setup_langchain(env: Env) -> dict[str, Any]:
     docs = [Document(page_content="a photo", metadata={"image_path": str(env.cwd / "a.png")})]
     ns.update(
         guard=guard,
-        llm=FakeListChatModel(responses=["a picture"] * 20),
+        llm=ToolCallingFakeChatModel(answer="a picture"),  # a chat model with tool calling
         model=FakeListChatModel(responses=["a picture"] * 20),
         tools=[],
         prompt=ChatPromptTemplate.from_messages([("human", "{question}")]),
