@@ -43,8 +43,8 @@ def _ask(img: Image.Image = PICTURE) -> list[HumanMessage]:
 
 
 def _load(path: Path, **options: Any) -> ChatLlava:
-    return ChatLlava.from_pretrained(str(path), device="cpu", dtype="float32",
-                                     max_new_tokens=4, **options)
+    options.setdefault("dtype", "float32")
+    return ChatLlava.from_pretrained(str(path), device="cpu", max_new_tokens=4, **options)
 
 
 def _edit_config(path: Path, **changes: Any) -> None:
@@ -66,16 +66,20 @@ def llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ---------------------------------------------------------------------- 22.7 quiet loading
 def test_building_and_loading_print_nothing(tmp_path: Path, tiny_clip_dir: Path,
                                             capfd: pytest.CaptureFixture[str]) -> None:
-    capfd.readouterr()
-    path = build_tiny_llava(tmp_path / "llava", clip_dir=tiny_clip_dir)
-    built = capfd.readouterr()
-    llm = _load(path, guard="auto")
-    loaded = capfd.readouterr()
-    for what, out in (("build_tiny_llava", built), ("from_pretrained", loaded)):
+    def printed(what: str) -> None:
+        out = capfd.readouterr()
         text = out.out + out.err
         assert "Loading weights" not in text and "Writing model shards" not in text, what
         assert text == "", f"{what} printed: {text[:300]!r}"
-    assert llm.guard_is_fused
+
+    capfd.readouterr()
+    path = build_tiny_llava(tmp_path / "llava", clip_dir=tiny_clip_dir)
+    printed("build_tiny_llava")
+    _load(path)
+    printed("from_pretrained")
+    fused = _load(path, guard="auto", dtype="bfloat16")  # not the cached load: loads again
+    printed("from_pretrained(guard='auto')")
+    assert fused.guard_is_fused
 
 
 def test_a_llava_with_missing_weights_is_refused(llava_dir: Path, tmp_path: Path) -> None:

@@ -314,3 +314,13 @@ def test_one_guard_batch_for_a_batch(planted: PlantedEncoder,
     assert [bool(a.tool_calls) for a in answers] == [i % 4 != 0 for i in range(8)]
     assert all(isinstance(guard_result_of(a), GuardResult) for a in answers
                if not a.tool_calls)
+
+
+def test_a_copy_with_another_model_keeps_the_guard_in_front(
+        planted: PlantedEncoder, planted_guard: SafeCLIPGuard) -> None:
+    first, second = ToolCallingFakeChatModel(), ToolCallingFakeChatModel(answer="second")
+    wrapped = SafeCLIPGuardrail(guard=planted_guard, mode="block").wrap(first)
+    swapped = wrapped.model_copy(update={"chat_model": second})
+    assert swapped.invoke([_message(planted, "gun")]).text.startswith("I cannot")
+    assert swapped.invoke([_message(planted, "neutral")]).text == "second"
+    assert first.requests == [] and len(second.requests) == 1

@@ -16,7 +16,9 @@ guard in front. So:
   own structured runnable (a blocked input raises :class:`GuardrailViolation`: a refusal
   is not an instance of your schema; ``include_raw=True`` returns it as ``parsing_error``);
 - ``generate``/``agenerate`` and the v3 event stream (``_generate``/``_stream``) go through
-  the same guarded path; token counting counts the messages the model would receive.
+  the same guarded path, inside the chat-model run those APIs open (so a usage callback
+  sees that run and the wrapped model's); token counting counts the messages the model
+  would receive.
 
 Metadata (``_llm_type``, ``_get_ls_params``, ``profile``, ``model_name``) is the wrapped
 model's, so tracing, agents' capability checks and cost reports see the model they know.
@@ -42,7 +44,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import merge_configs
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field
 
 from safeclip_guardrail.langchain._shape import InputGuard
 from safeclip_guardrail.langchain._wrap import GuardedModel
@@ -67,12 +69,11 @@ class GuardedChatModel(BaseChatModel):
     cache: BaseCache | bool | None = Field(default=False, exclude=True)
     """Never answer from a cache before the guard ran; ``chat_model``'s cache still works."""
 
-    _front: GuardedModel = PrivateAttr()
-
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        self._front = GuardedModel(guardrail=self.guardrail, model=self.chat_model,
-                                   name=self.name)
+    @property
+    def _front(self) -> GuardedModel:
+        """The guard-then-model Runnable, built from the current fields (so a
+        ``model_copy(update=...)`` can never leave a stale model behind the guard)."""
+        return GuardedModel(guardrail=self.guardrail, model=self.chat_model, name=self.name)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:

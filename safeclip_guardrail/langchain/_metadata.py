@@ -33,8 +33,8 @@ class SerializableGuardResult(GuardResult, Serializable):
         return True
 
     def to_json(self) -> Any:  # the plain JSON, not a constructor nobody may load
-        # dumpd escapes any dict with an "lc" key (a concept named "lc" in ``scores``), so
-        # loads() gives back exactly this data and never mistakes it for an LC object.
+        # dumpd escapes any dict with an "lc" key, so loads() can never mistake this data
+        # for a serialised LangChain object, whatever fields a result gains later.
         return dumpd(self.model_dump(mode="json"))
 
 
