@@ -7,7 +7,9 @@ request never reaches the language model. The verdicts are in
 
 Run on a real model (the CLIP for LLaVA-1.5 / NeXT is found automatically):
     python cookbook/llava_fused_guard.py --llava llava-hf/llava-1.5-7b-hf photo.jpg "Describe it."
-The test suite runs ``main`` on a tiny LLaVA whose tower is a tiny CLIP (``guard_model=``).
+or on a local directory (the CLIP it records in ``mm_vision_tower`` is found, else pass
+``--clip DIR``). The test suite runs it on a tiny LLaVA from ``build_tiny_llava``, whose
+config records the tiny CLIP its tower came from.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from langchain_core.messages import AIMessage, HumanMessage
 
 from safeclip_guardrail import GuardConfig, SafeCLIPGuard
-from safeclip_guardrail.langchain import ChatLlava
+from safeclip_guardrail.langchain import ChatLlava, guard_result_of
 
 
 def ask(image_path: str | Path, question: str) -> list[HumanMessage]:
@@ -55,8 +57,9 @@ def main(image_path: str | Path, question: str = "What is in this picture?", *,
     else:
         answer = llm.invoke(messages)
         print(answer.content)
-    result = answer.response_metadata.get("safeclip", {})
-    print(json.dumps({"action": result.get("action"), "categories": result.get("categories")}))
+    result = guard_result_of(answer)  # the GuardResult in response_metadata["safeclip"]
+    if result is not None:
+        print(json.dumps({"action": result.action, "categories": result.categories}))
     return answer
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -250,15 +252,15 @@ def test_fused_equals_standalone_embedding_and_verdict(
     # other sizes are resized by two implementations (PIL vs the processor's), ~1e-4 apart
     tol = 1e-5 if size == (32, 32) else 1e-3
     np.testing.assert_allclose(seen[0], standalone.embed_images([img]), atol=tol)
-    verdict = msg.response_metadata["safeclip"]["verdicts"][0]
+    verdict = msg.response_metadata["safeclip"].verdicts[0]
     ref = standalone.score_embeddings(same_pixels)[0]
     if size == (32, 32):
         assert standalone.check(img).model_dump(include={"flagged", "category", "top_category"}) \
             == ref.model_dump(include={"flagged", "category", "top_category"})
-    assert verdict["flagged"] == ref.flagged and verdict["top_category"] == ref.top_category
-    assert verdict["category"] == ref.category
+    assert verdict.flagged == ref.flagged and verdict.top_category == ref.top_category
+    assert verdict.category == ref.category
     for name, mass in ref.scores.items():
-        assert verdict["scores"][name] == pytest.approx(mass, abs=1e-4)
+        assert verdict.scores[name] == pytest.approx(mass, abs=1e-4)
 
 
 def test_fused_runs_tower_once_per_image_and_tokens_equal_plain(
@@ -276,9 +278,9 @@ def test_fused_runs_tower_once_per_image_and_tokens_equal_plain(
         tower.remove()
     assert (tower.calls, tower.rows) == (1, 2)
     result = msg.response_metadata["safeclip"]
-    assert result["action"] == "annotate"
-    assert [v["flagged"] for v in result["verdicts"]] == [True, False]
-    assert result["verdicts"][0]["category"] == "gun"
+    assert result.action == "annotate"
+    assert [v.flagged for v in result.verdicts] == [True, False]
+    assert result.verdicts[0].category == "gun"
     assert msg.content == llm.invoke(msgs).content  # same tokens as without the guard
     inputs = fused.processor(images=[FLAG, OK], text=fused.render_prompt(msgs),
                              return_tensors="pt")
@@ -302,8 +304,8 @@ def test_block_runs_no_language_model_forward(llava_dir: Path, tiny_clip_dir: Pa
         lm.remove()
         tower.remove()
     assert msg.content == GuardConfig().refusal.replace("{categories}", "gun")
-    assert msg.response_metadata["safeclip"]["action"] == "block"
-    assert msg.response_metadata["safeclip"]["flagged"] is True
+    assert msg.response_metadata["safeclip"].action == "block"
+    assert msg.response_metadata["safeclip"].flagged is True
     assert "".join(str(c.content) for c in streamed) == msg.content
 
 
@@ -330,7 +332,7 @@ def test_rewrite_puts_instruction_after_image_before_text(llava_dir: Path,
     image_end = text.rindex("<image>") + len("<image>")
     assert text.index(INSTRUCTION) > image_end > 0
     assert text.index(INSTRUCTION) < text.index("Tell me more.")
-    assert msg.response_metadata["safeclip"]["action"] == "rewrite"
+    assert msg.response_metadata["safeclip"].action == "rewrite"
 
 
 def test_redact_replaces_the_image(llava_dir: Path, tiny_clip_dir: Path) -> None:
@@ -342,7 +344,7 @@ def test_redact_replaces_the_image(llava_dir: Path, tiny_clip_dir: Path) -> None
     prompt = fused.render_prompt(msgs)
     assert prompt.count("<image>") == 1 and REDACTED.format(category="gun") in prompt
     msg = fused.invoke(msgs)
-    assert msg.content and msg.response_metadata["safeclip"]["action"] == "redact"
+    assert msg.content and msg.response_metadata["safeclip"].action == "redact"
     only_flag = fused.invoke(_ask(FLAG))  # no image left at all
     assert only_flag.content
 
@@ -352,7 +354,7 @@ def test_raise_mode_raises_violation(llava_dir: Path, tiny_clip_dir: Path) -> No
     with pytest.raises(GuardrailViolation) as info:
         fused.invoke(_ask(FLAG))
     assert info.value.result.categories == ["gun"]
-    assert fused.invoke(_ask(OK)).response_metadata["safeclip"]["action"] == "pass"
+    assert fused.invoke(_ask(OK)).response_metadata["safeclip"].action == "pass"
 
 
 def test_policy_per_class(llava_dir: Path, tiny_clip_dir: Path) -> None:
@@ -367,9 +369,9 @@ def test_standalone_guard_inside_chat_model(llava_dir: Path,
                                     max_new_tokens=4, guard=guard)
     assert not llm.guard_is_fused
     blocked = llm.invoke(_ask(planted.plant("blood", size=(32, 32))))
-    assert blocked.response_metadata["safeclip"]["categories"] == ["blood"]
+    assert blocked.response_metadata["safeclip"].categories == ["blood"]
     passed = llm.invoke(_ask(planted.plant("neutral", size=(32, 32))))
-    assert passed.response_metadata["safeclip"]["action"] == "pass" and passed.content
+    assert passed.response_metadata["safeclip"].action == "pass" and passed.content
 
 
 # ---------------------------------------------------------------------- bad inputs
@@ -384,17 +386,17 @@ def test_unreadable_image_follows_on_error(llava_dir: Path, tiny_clip_dir: Path,
     fail_closed = _guarded(llava_dir, tiny_clip_dir, mode="rewrite")
     msg = fail_closed.invoke(bad)
     result = msg.response_metadata["safeclip"]
-    assert result["verdicts"][0]["category"] == "unreadable" and result["action"] == "block"
+    assert result.verdicts[0].category == "unreadable" and result.action == "block"
     assert msg.response_metadata["finish_reason"] == "guardrail"
     # a policy for "unreadable" may soften that; the image is still never sent
     softened = _guarded(llava_dir, tiny_clip_dir, mode="rewrite", policy={"unreadable": "redact"})
-    assert softened.invoke(bad).response_metadata["safeclip"]["action"] == "redact"
+    assert softened.invoke(bad).response_metadata["safeclip"].action == "redact"
     assert UNREADABLE_PLACEHOLDER in softened.render_prompt(bad)
     assert "<image>" not in softened.render_prompt(bad)
     with pytest.raises(ImageInputError):
         _guarded(llava_dir, tiny_clip_dir, on_error="raise").invoke(bad)
     allowed = _guarded(llava_dir, tiny_clip_dir, on_error="allow")
-    assert allowed.invoke(bad).response_metadata["safeclip"]["flagged"] is False
+    assert allowed.invoke(bad).response_metadata["safeclip"].flagged is False
     assert "<image>" not in allowed.render_prompt(bad)  # allowed on, but never sent
 
 
@@ -416,8 +418,12 @@ def test_load_errors_say_where_and_how(tmp_path: Path, tiny_clip_dir: Path,
         ChatLlava.from_pretrained(str(tmp_path / "missing"), device="cpu")
     with pytest.raises(ModelLoadError, match="'clip' checkpoint"):
         ChatLlava.from_pretrained(str(tiny_clip_dir), device="cpu")
+    unrecorded = shutil.copytree(llava_dir, tmp_path / "unrecorded")
+    config = json.loads((unrecorded / "config.json").read_text())
+    del config["mm_vision_tower"]  # nothing says which CLIP the tower came from
+    (unrecorded / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigurationError, match="guard_model"):
-        ChatLlava.from_pretrained(str(llava_dir), device="cpu", guard="auto")
+        ChatLlava.from_pretrained(str(unrecorded), device="cpu", guard="auto")
     with pytest.raises(ConfigurationError, match="SafeCLIPGuard, 'auto' or None"):
         ChatLlava.from_pretrained(str(llava_dir), device="cpu", guard="yes please")
     with pytest.raises(ConfigurationError, match="dtype"):

@@ -56,7 +56,7 @@ def test_llava_next_fused_guard(next_dir: Path, tiny_clip_dir: Path,
     finally:
         handle.remove()
     assert len(calls) == 1  # one tower pass over every tile of both images
-    assert len(msg.response_metadata["safeclip"]["verdicts"]) == 2
+    assert len(msg.response_metadata["safeclip"].verdicts) == 2
     # the CLS read is each image's whole-image base tile, through the tiny CLIP's own tower
     inputs = fused.processor(images=[wide, small], text=fused.render_prompt(msgs),
                              return_tensors="pt")

@@ -177,7 +177,7 @@ def test_flagged_image_in_any_placement_never_reaches_llava(base: ChatLlava, nam
     llm = _with_guard(base, _planted_guard(mode=mode))
     msg, rec = _run(llm, PLACEMENTS[name](FLAG))
     result = msg.response_metadata["safeclip"]
-    assert result["categories"] == ["gun"] and result["action"] == mode
+    assert result.categories == ["gun"] and result.action == mode
     assert not rec.saw(FLAG)
     if mode == "block":
         assert msg.response_metadata["finish_reason"] == "guardrail" and not rec.rows
@@ -190,7 +190,7 @@ def test_benign_image_in_any_placement_reaches_llava_as_judged(base: ChatLlava, 
     llm = _with_guard(base, _planted_guard(mode="block"))
     msg, rec = _run(llm, PLACEMENTS[name](OK))
     result = msg.response_metadata["safeclip"]
-    assert result["action"] == "pass" and len(result["verdicts"]) == 1
+    assert result.action == "pass" and len(result.verdicts) == 1
     assert rec.saw(OK) and len(rec.rows) == 1  # exactly the judged image, once
 
 
@@ -199,8 +199,8 @@ def test_two_sources_fail_closed(base: ChatLlava, name: str) -> None:
     llm = _with_guard(base, _planted_guard(mode="annotate"))
     msg, rec = _run(llm, ALWAYS_UNREADABLE[name](FLAG))
     result = msg.response_metadata["safeclip"]
-    assert result["categories"] == ["unreadable"] and result["action"] == "block"
-    assert "sources" in result["verdicts"][0]["error"]
+    assert result.categories == ["unreadable"] and result.action == "block"
+    assert "sources" in result.verdicts[0].error
     assert not rec.rows
     with pytest.raises(ImageInputError, match="sources"):  # no guard: an error, not a pick
         base.invoke(ALWAYS_UNREADABLE[name](FLAG))
@@ -210,12 +210,12 @@ def test_all_placements_in_one_conversation(base: ChatLlava) -> None:
     msgs = [m for name in sorted(PLACEMENTS) for m in PLACEMENTS[name](OK)]
     llm = _with_guard(base, _planted_guard(mode="redact"))
     msg, rec = _run(llm, msgs)
-    assert len(msg.response_metadata["safeclip"]["verdicts"]) == len(PLACEMENTS)
+    assert len(msg.response_metadata["safeclip"].verdicts) == len(PLACEMENTS)
     assert len(rec.rows) == len(PLACEMENTS) and rec.saw(OK)
     msgs = [m for name in sorted(PLACEMENTS)  # one flagged image among them
             for m in PLACEMENTS[name](FLAG if name == "file_pdf_mime" else OK)]
     msg, rec = _run(llm, msgs)
-    assert msg.response_metadata["safeclip"]["categories"] == ["gun"]
+    assert msg.response_metadata["safeclip"].categories == ["gun"]
     assert len(rec.rows) == len(PLACEMENTS) - 1 and not rec.saw(FLAG)
 
 
@@ -241,9 +241,9 @@ def test_a_path_in_message_content_is_never_opened(base: ChatLlava, tmp_path: Pa
             msgs = [HumanMessage(_ask(block))]
             if guarded:
                 msg, rec = _run(llm, msgs)
-                assert msg.response_metadata["safeclip"]["action"] == "block"
-                assert "never read from messages" in msg.response_metadata["safeclip"][
-                    "verdicts"][0]["error"]
+                assert msg.response_metadata["safeclip"].action == "block"
+                error = msg.response_metadata["safeclip"].verdicts[0].error
+                assert "never read from messages" in error
                 assert not rec.rows
             else:
                 with pytest.raises(ImageInputError, match="never read from messages"):
@@ -274,8 +274,8 @@ def test_unreadable_image_same_action_as_the_runnable(base: ChatLlava, on_error:
     runnable = guard_messages(guard, msgs).result
     msg, rec = _run(llm, msgs)
     mine = msg.response_metadata["safeclip"]
-    assert mine["action"] == runnable.action
-    assert [v["category"] for v in mine["verdicts"]] == [v.category for v in runnable.verdicts]
+    assert mine.action == runnable.action
+    assert [v.category for v in mine.verdicts] == [v.category for v in runnable.verdicts]
     assert (msg.response_metadata["finish_reason"] == "guardrail") == (runnable.action == "block")
     assert not rec.rows  # never sent, whatever on_error says
     assert "<image>" not in llm.render_prompt(msgs) or runnable.action == "block"
@@ -288,7 +288,7 @@ def test_one_bad_input_in_a_batch_leaves_the_others(base: ChatLlava) -> None:
                                   "mime_type": "image/png"}))]
     out = llm.batch([[HumanMessage(_ask(BAD))], good, flagged], return_exceptions=True)
     assert isinstance(out[0], ImageInputError)
-    assert isinstance(out[1], AIMessage) and out[1].response_metadata["safeclip"]["action"] == "pass"
+    assert isinstance(out[1], AIMessage) and out[1].response_metadata["safeclip"].action == "pass"
     assert isinstance(out[2], GuardrailViolation) and out[2].result.categories == ["gun"]
 
 
@@ -306,7 +306,7 @@ def test_llava_gets_the_judged_pixels_of_an_ambiguous_image(base: ChatLlava) -> 
     llm = _with_guard(base, guard)
     msg, rec = _run(llm, [HumanMessage(_ask({"type": "image", "base64": _b64(rgba),
                                              "mime_type": "image/png"}))])
-    assert msg.response_metadata["safeclip"]["verdicts"][0]["error"] is None
+    assert msg.response_metadata["safeclip"].verdicts[0].error is None
     assert rec.saw(judged) and len(rec.rows) == 1
     other = rgba.convert("RGB")  # a plain decoder drops alpha to black, not white
     assert not rec.saw(other)
@@ -342,7 +342,7 @@ def test_fused_guard_same_placements(llava_dir: Path, tiny_clip_dir: Path) -> No
         finally:
             del llm.hf_model.generate
         result = msg.response_metadata["safeclip"]
-        assert [v["flagged"] for v in result["verdicts"]] == [True, False], name
+        assert [v.flagged for v in result.verdicts] == [True, False], name
         # one image (the benign one) reaches generation, as the reused tower output
         features = seen[0]["mm_encoder_outputs"]["image"].pooler_output
         assert len(features) == 1 and "pixel_values" not in seen[0]
@@ -361,7 +361,7 @@ def test_an_allowed_url_is_fetched_once_and_llava_sees_those_bytes(
     msg, rec = _run(llm, [HumanMessage(_ask({"type": "image_url", "image_url": {"url": url}}))])
     assert fetcher.calls == [url]  # judged on the fetched bytes; never fetched a second time
     if img == "ok":
-        assert msg.response_metadata["safeclip"]["action"] == "pass" and rec.saw(OK)
+        assert msg.response_metadata["safeclip"].action == "pass" and rec.saw(OK)
     else:
         assert msg.response_metadata["finish_reason"] == "guardrail" and not rec.rows
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -57,7 +60,7 @@ def test_fused_recipe_auto_guard(llava_dir: Path, tiny_clip_dir: Path, tmp_path:
     answer = recipe.main(path, llava=str(llava_dir), clip=str(tiny_clip_dir), mode="annotate",
                          device="cpu", max_new_tokens=6)
     result = answer.response_metadata["safeclip"]
-    assert result["action"] in {"pass", "annotate"} and len(result["verdicts"]) == 1
+    assert result.action in {"pass", "annotate"} and len(result.verdicts) == 1
     streamed = recipe.main(path, llava=str(llava_dir), clip=str(tiny_clip_dir),
                            mode="annotate", device="cpu", max_new_tokens=6, stream=True)
     assert streamed.content == answer.content
@@ -81,7 +84,22 @@ def test_fused_recipe_blocks_a_flagged_image(llava_dir: Path, tiny_clip_dir: Pat
     recipe = _recipe("llava_fused_guard")
     blocked = recipe.main(_png(flag, tmp_path / "f.png"), llava=str(llava_dir), guard=guard,
                           device="cpu", max_new_tokens=4)
-    assert blocked.response_metadata["safeclip"]["categories"] == ["gun"]
+    assert blocked.response_metadata["safeclip"].categories == ["gun"]
     passed = recipe.main(_png(ok, tmp_path / "o.png"), llava=str(llava_dir), guard=guard,
                          device="cpu", max_new_tokens=4)
-    assert passed.response_metadata["safeclip"]["action"] == "pass"
+    assert passed.response_metadata["safeclip"].action == "pass"
+
+
+def test_fused_recipe_runs_as_pasted_on_a_local_llava(tmp_path: Path) -> None:
+    """The docstring's command on a local directory: no --clip, the recorded CLIP is found."""
+    llava = build_tiny_llava(tmp_path / "llava")  # as a user builds the stand-in: no clip_dir
+    img = Image.fromarray(np.random.default_rng(2).integers(0, 256, (32, 32, 3), np.uint8))
+    photo = _png(img, tmp_path / "photo.png")
+    done = subprocess.run(
+        [sys.executable, str(COOKBOOK / "llava_fused_guard.py"), "--llava", str(llava),
+         "--device", "cpu", str(photo), "Describe it."],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Loading weights" not in done.stderr
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert last["action"] in {"pass", "rewrite"} and isinstance(last["categories"], list)

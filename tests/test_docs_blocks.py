@@ -9,7 +9,8 @@ Conventions for writers (also in docs/CONTRIBUTING-docs.md):
   working directory.
 - **Stand-ins.** No weights can be downloaded in tests, so model ids resolve to tiny real
   models built offline: ``"llava-1.5"`` and the CLIP hub ids to a tiny CLIP, LLaVA hub ids to
-  a tiny LLaVA whose tower is that CLIP (see ``STAND_IN_MODELS``). Every block gets that.
+  the directory of a tiny LLaVA whose tower is that CLIP and whose config records it, as a
+  user's local copy would be loaded (see ``STAND_IN_MODELS``). Every block gets that.
 - **Hidden setup.** A block that uses names a reader brings along (``llm``, ``prompt``,
   ``retriever``, files such as ``photo.jpg``) declares a setup in an HTML comment on the
   line right before its fence, e.g. ``<!-- docs-test: setup=langchain -->``. The setups
@@ -135,6 +136,7 @@ def _setup_langchain(env: Env) -> dict[str, Any]:
     from langchain_core.runnables import RunnableLambda
 
     from safeclip_guardrail import SafeCLIPGuard, SafeCLIPGuardrail
+    from tests._fake_chat import ToolCallingFakeChatModel
 
     ns = _files(env)
     guard = SafeCLIPGuard.from_pretrained(str(env.tiny_clip), device="cpu")
@@ -143,7 +145,7 @@ def _setup_langchain(env: Env) -> dict[str, Any]:
     docs = [Document(page_content="a photo", metadata={"image_path": str(env.cwd / "a.png")})]
     ns.update(
         guard=guard,
-        llm=FakeListChatModel(responses=["a picture"] * 20),
+        llm=ToolCallingFakeChatModel(answer="a picture"),  # a chat model with tool calling
         model=FakeListChatModel(responses=["a picture"] * 20),
         tools=[],
         prompt=ChatPromptTemplate.from_messages([("human", "{question}")]),
@@ -283,10 +285,11 @@ def _install_stand_ins(monkeypatch: pytest.MonkeyPatch, tiny_clip: Path,
     real_llava = llava_module.load_llava
 
     def load_llava(model_id: str, *args: Any, **kw: Any) -> Any:
-        if not model_id.startswith("llava-hf/"):
-            return real_llava(model_id, *args, **kw)
-        # loaded from the tiny dir, known by the hub id (guard="auto" maps it to its CLIP)
-        return dataclasses.replace(real_llava(str(llava()), *args, **kw), model_id=model_id)
+        # A LLaVA hub id becomes the tiny LLaVA's directory, and from here on everything
+        # takes the path of a user's local directory: guard="auto" finds the CLIP the
+        # checkpoint records (``mm_vision_tower``), not a registry entry for the hub id.
+        local = str(llava()) if model_id.startswith("llava-hf/") else model_id
+        return real_llava(local, *args, **kw)
 
     monkeypatch.setattr(llava_module, "load_llava", load_llava)
 

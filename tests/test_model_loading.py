@@ -27,12 +27,14 @@ IMAGES = [noise(40, 30, seed=s) for s in range(3)]
 
 @pytest.fixture(scope="module")
 def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llava(tmp_path_factory.mktemp("llava"))
+    """A LLaVA that does not record its CLIP (as llava-hf checkpoints do not)."""
+    return build_tiny_llava(tmp_path_factory.mktemp("llava"), record_clip=False)
 
 
 @pytest.fixture(scope="module")
 def tiny_llava_next_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llava(tmp_path_factory.mktemp("llava_next"), kind="llava_next")
+    return build_tiny_llava(tmp_path_factory.mktemp("llava_next"), kind="llava_next",
+                            record_clip=False)
 
 
 def _load(model: str | Path) -> SafeCLIPGuard:

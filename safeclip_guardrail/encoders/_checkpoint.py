@@ -10,19 +10,22 @@ mismatched keys) after; any weight left newly initialised is a
 LLaVA checkpoints get an error that says which CLIP to use instead (their tower *is* a CLIP
 vision tower, but the guard also needs CLIP's text tower and projections, which LLaVA does
 not ship), unless the config records the CLIP it was built from (``mm_vision_tower``, as the
-original LLaVA configs do): then that CLIP is loaded.
+original LLaVA configs do, or the vision config's ``_name_or_path``): then that CLIP is
+loaded. ``ChatLlava(guard="auto")`` reads the same record (:func:`find_recorded_clip`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from safeclip_guardrail.errors import ModelLoadError
 
-__all__ = ["LLAVA_CLIP_ALIAS", "check_load_report", "recorded_clip", "refuse_non_clip",
-           "summarize_keys"]
+__all__ = ["LLAVA_CLIP_ALIAS", "RecordedClip", "check_load_report", "find_recorded_clip",
+           "refuse_non_clip", "summarize_keys"]
 
 LLAVA_CLIP_ALIAS = "llava-1.5"
 """The alias of LLaVA-1.5 / LLaVA-NeXT's tower, ``openai/clip-vit-large-patch14-336``."""
@@ -34,13 +37,55 @@ def _is_llava(model_type: str) -> bool:
     return model_type.startswith("llava") or model_type in {"vipllava", "bakllava"}
 
 
-def recorded_clip(config: Any) -> str | None:
-    """The CLIP a LLaVA config says it was built from (``mm_vision_tower``), else None."""
+@dataclass(frozen=True)
+class RecordedClip:
+    """The CLIP a LLaVA checkpoint says its vision tower came from."""
+
+    clip_id: str
+    """Where to load it: a directory (a relative record is read beside the checkpoint), an
+    alias resolved to its hub id, or the hub id / path as written."""
+    value: str
+    """The record as written in the config."""
+    key: str
+    """Where it was written (``mm_vision_tower``, ``vision_config._name_or_path``...)."""
+
+
+def _records(config: Any) -> Iterable[tuple[str, Any]]:
     for key in _RECORD_KEYS:
-        value = getattr(config, key, None)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
+        yield key, getattr(config, key, None)
+    vision = getattr(config, "vision_config", None)
+    for key in ("_name_or_path", "name_or_path"):  # set when the tower's config was loaded
+        yield f"vision_config.{key}", getattr(vision, key, None)
+
+
+def find_recorded_clip(model_id: str, config: Any) -> RecordedClip | None:
+    """The CLIP that ``config`` (of the checkpoint ``model_id``) records, else None.
+
+    A record naming the checkpoint itself is no record (a loader may stamp a sub-config
+    with the directory it read).
+    """
+    from safeclip_guardrail.encoders._aliases import resolve_model_id
+
+    for key, raw in _records(config):
+        if not isinstance(raw, str) or not raw.strip():
+            continue
+        value = raw.strip()
+        beside = Path(model_id) / value
+        if not Path(value).is_absolute() and beside.is_dir():
+            clip_id = str(beside)
+        else:
+            clip_id = resolve_model_id(value)
+        if _same_place(clip_id, model_id):
+            continue
+        return RecordedClip(clip_id=clip_id, value=value, key=key)
     return None
+
+
+def _same_place(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    pa, pb = Path(a), Path(b)
+    return pa.is_dir() and pb.is_dir() and pa.resolve() == pb.resolve()
 
 
 def _is_vit_l14_336(vision_config: Any) -> bool:

@@ -14,8 +14,9 @@ import torch
 from safetensors import SafetensorError
 
 from safeclip_guardrail.encoders._checkpoint import (
+    RecordedClip,
     check_load_report,
-    recorded_clip,
+    find_recorded_clip,
     refuse_non_clip,
 )
 from safeclip_guardrail.encoders._fingerprint import tensors_fingerprint
@@ -137,11 +138,11 @@ def _load_checked(model_id: str, *, revision: str | None, torch_dtype: torch.dty
         if config is None:
             raise ModelLoadError(_load_help(model_id, exc, access)) from None
     if getattr(config, "model_type", None) != "clip":
-        target = recorded_clip(config) if redirected_from is None else None
-        if target is None:
-            refuse_non_clip(model_id, config)
-        return _load_recorded(model_id, str(target), torch_dtype=torch_dtype,
-                              load_vision=load_vision)
+        target = find_recorded_clip(model_id, config) if redirected_from is None else None
+        if target is not None:
+            return _load_recorded(model_id, target, torch_dtype=torch_dtype,
+                                  load_vision=load_vision)
+        refuse_non_clip(model_id, config)  # raises: not a CLIP, and no CLIP recorded
     try:
         loaded: Any = CLIPModel.from_pretrained(
             model_id, config=config, dtype=torch_dtype, weights_only=True,
@@ -176,23 +177,18 @@ def _foreign_config(model_id: str, kwargs: dict[str, Any]) -> Any:
     return SimpleNamespace(**fields)
 
 
-def _load_recorded(llava_id: str, target: str, *, torch_dtype: torch.dtype,
+def _load_recorded(llava_id: str, target: RecordedClip, *, torch_dtype: torch.dtype,
                    load_vision: bool) -> _Loaded:
     """A LLaVA checkpoint that records its CLIP (``mm_vision_tower``): load that CLIP."""
-    from safeclip_guardrail.encoders._aliases import resolve_model_id
-
-    beside = Path(llava_id) / target
-    clip_id = str(beside) if not Path(target).is_absolute() and beside.is_dir() \
-        else resolve_model_id(target)
     log.info("%s is a LLaVA checkpoint built from the CLIP %s; the guard loads that CLIP",
-             llava_id, clip_id)
+             llava_id, target.clip_id)
     try:
-        return _load_checked(clip_id, revision=None, torch_dtype=torch_dtype,
+        return _load_checked(target.clip_id, revision=None, torch_dtype=torch_dtype,
                              load_vision=load_vision, redirected_from=llava_id)
     except ModelLoadError as exc:
         raise ModelLoadError(
-            f"{llava_id!r} is a LLaVA checkpoint whose config records its CLIP as {target!r} "
-            f"(mm_vision_tower), and that CLIP could not be loaded: {exc}"
+            f"{llava_id!r} is a LLaVA checkpoint whose config records its CLIP as "
+            f"{target.value!r} ({target.key}), and that CLIP could not be loaded: {exc}"
         ) from None
 
 

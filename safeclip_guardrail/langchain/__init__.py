@@ -1,9 +1,10 @@
 """The LangChain layer: every public name that needs ``langchain-core``, re-exported here once.
 
 The engine above it (``SafeCLIPGuard``, the extraction layer, the policy) imports no
-LangChain; this subpackage turns it into Runnables, a document guard and a local chat
-model. Implementation modules are private (``_runnable``, ``_wrap``, ``_compose``,
-``_shape``, ``_intervention``, ``_messages``, ``_rag``, ``chat_models``); import from here::
+LangChain; this subpackage turns it into Runnables, a guarded chat model, a document guard
+and a local chat model. Implementation modules are private (``_runnable``, ``_wrap``,
+``_guarded_chat``, ``_metadata``, ``_compose``, ``_shape``, ``_intervention``, ``_messages``,
+``_rag``, ``chat_models``); import from here::
 
     from safeclip_guardrail.langchain import SafeCLIPGuardrail, guard_messages, guardrail_gate
 
@@ -28,6 +29,7 @@ from safeclip_guardrail.langchain._compose import (  # noqa: E402
     merge_guardrails,
     text_guardrail,
 )
+from safeclip_guardrail.langchain._guarded_chat import GuardedChatModel  # noqa: E402
 from safeclip_guardrail.langchain._intervention import (  # noqa: E402
     GuardOutcome,
     aguard_message_batches,
@@ -77,6 +79,7 @@ __all__ = [
     "DocumentAction",
     "DocumentImage",
     "GuardOutcome",
+    "GuardedChatModel",
     "GuardedModel",
     "GuardedOutput",
     "GuardrailDecision",

@@ -44,6 +44,7 @@ from safeclip_guardrail.conversation import (
 from safeclip_guardrail.errors import SafeCLIPError
 from safeclip_guardrail.langchain import _messages
 from safeclip_guardrail.langchain._messages import METADATA_KEY, guard_result_of
+from safeclip_guardrail.langchain._metadata import as_metadata
 from safeclip_guardrail.policy import ACTION_STRENGTH, REDACTED, Action, strongest_action
 from safeclip_guardrail.result import GuardResult
 
@@ -165,6 +166,6 @@ def _to_outcome(conv: list[BaseMessage],
     refusal = None
     if guarded.blocked:
         refusal = AIMessage(content=guarded.refusal or "",
-                            response_metadata={METADATA_KEY: guarded.result.model_dump(mode="json")})
+                            response_metadata={METADATA_KEY: as_metadata(guarded.result)})
     return GuardOutcome(messages=out, result=guarded.result, blocked=guarded.blocked,
                         refusal=refusal, message_results=guarded.message_results)

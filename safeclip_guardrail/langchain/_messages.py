@@ -12,6 +12,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, ChatMessage
 
 from safeclip_guardrail.extraction import MessageView
+from safeclip_guardrail.langchain._metadata import as_metadata
 from safeclip_guardrail.result import GuardResult
 
 __all__ = [
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 METADATA_KEY = "safeclip"
-"""Key in ``message.response_metadata`` that holds the message's GuardResult (as JSON).
+"""Key in ``message.response_metadata`` that holds the message's GuardResult (see ``_metadata``).
 
 ``response_metadata`` is never part of a provider request (``convert_to_openai_messages``
 and the partner packages build payloads from ``content``, roles, names and tool calls),
@@ -61,7 +62,7 @@ def message_of_view(message: BaseMessage, view: MessageView) -> BaseMessage:
 
 def annotate(message: BaseMessage, result: GuardResult) -> BaseMessage:
     """A copy of ``message`` carrying ``result`` in ``response_metadata`` (see METADATA_KEY)."""
-    meta = {**message.response_metadata, METADATA_KEY: result.model_dump(mode="json")}
+    meta = {**message.response_metadata, METADATA_KEY: as_metadata(result)}
     return message.model_copy(update={"response_metadata": meta})
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
@@ -28,6 +28,7 @@ from langchain_core.callbacks import (
     adispatch_custom_event,
     dispatch_custom_event,
 )
+from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 
@@ -44,6 +45,7 @@ from safeclip_guardrail.langchain._compose import (
     merge_guardrails,
     text_guardrail,
 )
+from safeclip_guardrail.langchain._guarded_chat import GuardedChatModel, wrap_model
 from safeclip_guardrail.langchain._intervention import (
     METADATA_KEY,
     GuardOutcome,
@@ -52,7 +54,6 @@ from safeclip_guardrail.langchain._intervention import (
 )
 from safeclip_guardrail.langchain._messages import guard_result_of
 from safeclip_guardrail.langchain._shape import GuardedOutput, Shaped, assemble, try_shape
-from safeclip_guardrail.langchain._wrap import GuardedModel
 
 __all__ = [
     "VERDICT_EVENT",
@@ -149,14 +150,23 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
                       **kwargs: Any) -> Any:
         return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
 
+    @overload
+    def wrap(self, model: BaseChatModel) -> GuardedChatModel: ...
+
+    @overload
+    def wrap(self, model: Runnable[Any, Any]) -> Runnable[Any, Any]: ...
+
     def wrap(self, model: Runnable[Any, Any]) -> Runnable[Any, Any]:
         """``model`` behind this guardrail; a blocked request gets the refusal instead.
 
         The returned Runnable guards its input, answers a refusal ``AIMessage`` without
         calling ``model`` when the input is blocked, and otherwise calls ``model`` with the
-        guarded messages (invoke, ainvoke, batch, abatch, stream, astream).
+        guarded messages (invoke, ainvoke, batch, abatch, stream, astream). A chat model
+        stays a chat model (:class:`GuardedChatModel`: ``bind_tools``,
+        ``with_structured_output`` and the rest keep the guard in front); a chat model
+        with bound arguments (``llm.bind_tools(tools)``) keeps them.
         """
-        return GuardedModel(guardrail=self, model=model)
+        return wrap_model(self, model)
 
     # ------------------------------------------------------------------ internals
     def _invoke(self, input: Any, run_manager: CallbackManagerForChainRun,

@@ -1,23 +1,33 @@
-"""A chat model behind a SafeCLIPGuardrail (private; built by ``SafeCLIPGuardrail.wrap``).
+"""Any Runnable behind a SafeCLIPGuardrail (private; built by ``SafeCLIPGuardrail.wrap``).
 
-A blocked input is answered with the refusal ``AIMessage`` and the model is never called;
-anything else reaches the model as the guardrail left it (rewritten, redacted, annotated).
+A blocked input is answered with the refusal ``AIMessage`` (or, for a runnable whose output
+is not a message, with :class:`GuardrailViolation`) and the model is never called; anything
+else reaches the model as the guardrail left it (rewritten, redacted, annotated), with the
+caller's keyword arguments (``stop``, bound ``tools``...). A chat model is wrapped by
+:class:`~safeclip_guardrail.langchain.GuardedChatModel`, which runs through this class.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict
 
+from safeclip_guardrail.errors import GuardrailViolation
 from safeclip_guardrail.langchain._batch import OneBatchRunnable
 from safeclip_guardrail.langchain._shape import GuardedOutput, InputGuard
 
-__all__ = ["GuardedModel"]
+__all__ = ["BlockedAnswer", "GuardedModel"]
+
+BlockedAnswer = Literal["refusal", "raise", "raw"]
+"""What a blocked input gets: the refusal ``AIMessage``; :class:`GuardrailViolation`
+(a structured-output runnable, whose output cannot be a refusal); or, for
+``with_structured_output(include_raw=True)``, ``{"raw": refusal, "parsed": None,
+"parsing_error": GuardrailViolation}``."""
 
 
 class GuardedModel(OneBatchRunnable, RunnableSerializable[Any, Any]):
@@ -29,6 +39,8 @@ class GuardedModel(OneBatchRunnable, RunnableSerializable[Any, Any]):
     """Decides, and rewrites/redacts/annotates what reaches the model."""
     model: Runnable[Any, Any]
     """The chat model (or any Runnable taking messages) to protect."""
+    blocked_answer: BlockedAnswer = "refusal"
+    """What a blocked input gets instead of the model's output (see :data:`BlockedAnswer`)."""
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -46,38 +58,38 @@ class GuardedModel(OneBatchRunnable, RunnableSerializable[Any, Any]):
         return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
 
     def _invoke(self, input: Any, run_manager: CallbackManagerForChainRun,
-                config: RunnableConfig) -> Any:
+                config: RunnableConfig, **kwargs: Any) -> Any:
         guarded = _ok(self.guardrail.guard_inputs([input], [config], [run_manager])[0])
         if guarded.outcome.blocked:
-            return _refusal(guarded)
-        return self.model.invoke(_model_input(guarded), config)
+            return self._blocked(guarded)
+        return self.model.invoke(_model_input(guarded), config, **kwargs)
 
     async def _ainvoke(self, input: Any, run_manager: AsyncCallbackManagerForChainRun,
-                       config: RunnableConfig) -> Any:
+                       config: RunnableConfig, **kwargs: Any) -> Any:
         results = await self.guardrail.aguard_inputs([input], [config], [run_manager])
         guarded = _ok(results[0])
         if guarded.outcome.blocked:
-            return _refusal(guarded)
-        return await self.model.ainvoke(_model_input(guarded), config)
+            return self._blocked(guarded)
+        return await self.model.ainvoke(_model_input(guarded), config, **kwargs)
 
     # ------------------------------------------------------------------ batch
     def _batch(self, inputs: list[Any], run_manager: list[CallbackManagerForChainRun],
-               config: list[RunnableConfig]) -> list[Any]:
+               config: list[RunnableConfig], **kwargs: Any) -> list[Any]:
         guarded = self.guardrail.guard_inputs(inputs, config, run_manager)
         todo = [i for i, g in enumerate(guarded) if _passes(g)]
         answers = self.model.batch([_model_input(_ok(guarded[i])) for i in todo],
-                                   [config[i] for i in todo], return_exceptions=True) \
-            if todo else []
-        return _merge(guarded, todo, answers)
+                                   [config[i] for i in todo], return_exceptions=True,
+                                   **kwargs) if todo else []
+        return self._merge(guarded, todo, answers)
 
     async def _abatch(self, inputs: list[Any], run_manager: list[AsyncCallbackManagerForChainRun],
-                      config: list[RunnableConfig]) -> list[Any]:
+                      config: list[RunnableConfig], **kwargs: Any) -> list[Any]:
         guarded = await self.guardrail.aguard_inputs(inputs, config, run_manager)
         todo = [i for i, g in enumerate(guarded) if _passes(g)]
         answers = await self.model.abatch([_model_input(_ok(guarded[i])) for i in todo],
-                                          [config[i] for i in todo], return_exceptions=True) \
-            if todo else []
-        return _merge(guarded, todo, answers)
+                                          [config[i] for i in todo], return_exceptions=True,
+                                          **kwargs) if todo else []
+        return self._merge(guarded, todo, answers)
 
     # ------------------------------------------------------------------ stream
     def stream(self, input: Any, config: RunnableConfig | None = None,
@@ -95,24 +107,56 @@ class GuardedModel(OneBatchRunnable, RunnableSerializable[Any, Any]):
             yield chunk
 
     def _stream(self, inputs: Iterator[Any], run_manager: CallbackManagerForChainRun,
-                config: RunnableConfig) -> Iterator[Any]:
+                config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
         guarded = _ok(self.guardrail.guard_inputs([next(inputs)], [config], [run_manager])[0])
         if guarded.outcome.blocked:
-            yield _refusal_chunk(guarded)
+            yield self._blocked_chunk(guarded)
             return
-        yield from self.model.stream(_model_input(guarded), config)
+        yield from self.model.stream(_model_input(guarded), config, **kwargs)
 
     async def _astream(self, inputs: AsyncIterator[Any],
                        run_manager: AsyncCallbackManagerForChainRun,
-                       config: RunnableConfig) -> AsyncIterator[Any]:
+                       config: RunnableConfig, **kwargs: Any) -> AsyncIterator[Any]:
         first = await inputs.__anext__()
         results = await self.guardrail.aguard_inputs([first], [config], [run_manager])
         guarded = _ok(results[0])
         if guarded.outcome.blocked:
-            yield _refusal_chunk(guarded)
+            yield self._blocked_chunk(guarded)
             return
-        async for chunk in self.model.astream(_model_input(guarded), config):
+        async for chunk in self.model.astream(_model_input(guarded), config, **kwargs):
             yield chunk
+
+    # ------------------------------------------------------------------ blocked
+    def _blocked(self, guarded: GuardedOutput) -> Any:
+        refusal = _refusal(guarded)
+        if self.blocked_answer == "refusal":
+            return refusal
+        violation = GuardrailViolation(guarded.outcome.result, refusal=str(refusal.content))
+        if self.blocked_answer == "raise":
+            raise violation
+        return {"raw": refusal, "parsed": None, "parsing_error": violation}
+
+    def _blocked_chunk(self, guarded: GuardedOutput) -> Any:
+        answer = self._blocked(guarded)
+        if not isinstance(answer, AIMessage):
+            return answer
+        return AIMessageChunk(content=answer.content, response_metadata=answer.response_metadata,
+                              chunk_position="last")
+
+    def _merge(self, guarded: list[GuardedOutput | Exception], todo: list[int],
+               answers: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for g in guarded:
+            if isinstance(g, Exception) or not g.outcome.blocked:
+                out.append(g)
+                continue
+            try:
+                out.append(self._blocked(g))
+            except GuardrailViolation as exc:  # returned in place, like any batch error
+                out.append(exc)
+        for i, answer in zip(todo, answers, strict=True):
+            out[i] = answer
+        return out
 
 
 def _ok(result: GuardedOutput | Exception) -> GuardedOutput:
@@ -137,18 +181,3 @@ def _refusal(guarded: GuardedOutput) -> AIMessage:
     if refusal is None:  # a blocked outcome always carries one; never pass on instead
         return AIMessage(content="I cannot fulfill this request.")
     return refusal
-
-
-def _refusal_chunk(guarded: GuardedOutput) -> AIMessageChunk:
-    refusal = _refusal(guarded)
-    return AIMessageChunk(content=refusal.content, response_metadata=refusal.response_metadata,
-                          chunk_position="last")
-
-
-def _merge(guarded: list[GuardedOutput | Exception], todo: list[int],
-           answers: list[Any]) -> list[Any]:
-    out: list[Any] = [g if isinstance(g, Exception) or not g.outcome.blocked else _refusal(g)
-                      for g in guarded]
-    for i, answer in zip(todo, answers, strict=True):
-        out[i] = answer
-    return out

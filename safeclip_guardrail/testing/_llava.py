@@ -3,9 +3,10 @@
 The model is transformers' ``LlavaForConditionalGeneration`` at toy size (CLIP vision tower,
 Llama language model, the real multimodal projector), with a byte-level BPE tokenizer
 trained offline on a few sentences, a ``LlavaProcessor`` and llava-hf's LLaVA-1.5 chat
-template. With ``clip_dir`` (a tiny CLIP from :func:`build_tiny_clip`) the vision tower is
-that CLIP's vision tower, weight for weight, as LLaVA-1.5's tower is OpenAI CLIP's: the
-fused guard inside ``ChatLlava`` can then be compared with the standalone guard.
+template. Its vision tower is a tiny CLIP's vision tower, weight for weight, as LLaVA-1.5's
+tower is OpenAI CLIP's, and its config records that CLIP (``mm_vision_tower``, the key the
+original LLaVA checkpoints use), so ``ChatLlava.from_pretrained(dir, guard="auto")`` and
+``SafeCLIPGuard.from_pretrained(dir)`` find the CLIP the way they do for a real checkpoint.
 """
 
 from __future__ import annotations
@@ -86,14 +87,28 @@ def _copy_clip_tower(model: Any, clip_dir: Path) -> None:
 
 
 def build_tiny_llava(path: str | Path, *, clip_dir: str | Path | None = None,
-                     seed: int = 0, kind: Literal["llava", "llava_next"] = "llava") -> Path:
+                     seed: int = 0, kind: Literal["llava", "llava_next"] = "llava",
+                     record_clip: bool = True) -> Path:
     """Save a tiny real LLaVA-1.5-style checkpoint into ``path`` and return the directory.
 
     Seeded, so the same arguments give the same weights. Generation defaults are greedy.
-    ``clip_dir``: a directory from :func:`build_tiny_clip` (transformers backend) whose
-    vision tower becomes LLaVA's tower. ``kind="llava_next"`` builds a LLaVA-NeXT (any-
-    resolution tiles: a whole-image base tile plus up to 2x2 tiles of 32 px).
+    The vision tower is a tiny CLIP's (:func:`build_tiny_clip`, transformers backend):
+    ``clip_dir`` when given (recorded as its absolute path), else one built with the same
+    seed into ``path/"clip"`` (recorded as ``"clip"``, relative to the LLaVA directory, so
+    the directory can be moved). ``record_clip=False`` records nothing and, without
+    ``clip_dir``, keeps LLaVA's own random tower: the shape of a checkpoint whose CLIP
+    cannot be found. ``kind="llava_next"`` builds a LLaVA-NeXT (any-resolution tiles: a
+    whole-image base tile plus up to 2x2 tiles of 32 px). Prints nothing.
     """
+    from safeclip_guardrail.encoders._quiet import quiet_transformers
+
+    with quiet_transformers():
+        return _build(Path(path), clip_dir=None if clip_dir is None else Path(clip_dir),
+                      seed=seed, kind=kind, record_clip=record_clip)
+
+
+def _build(out: Path, *, clip_dir: Path | None, seed: int, kind: str,
+           record_clip: bool) -> Path:
     from transformers import (
         CLIPImageProcessorPil,
         CLIPVisionConfig,
@@ -107,7 +122,6 @@ def build_tiny_llava(path: str | Path, *, clip_dir: str | Path | None = None,
         LlavaProcessor,
     )
 
-    out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _tiny_tokenizer()
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _SPECIALS}
@@ -128,8 +142,17 @@ def build_tiny_llava(path: str | Path, *, clip_dir: str | Path | None = None,
         model = LlavaForConditionalGeneration(
             LlavaConfig(vision_config=vision, text_config=text, **options))
     model.eval()
+    recorded: str | None = None
+    if clip_dir is None and record_clip:
+        from safeclip_guardrail.testing._clip import build_tiny_clip
+
+        clip_dir, recorded = build_tiny_clip(out / "clip", seed=seed), "clip"
+    elif clip_dir is not None:
+        recorded = str(clip_dir.resolve())
     if clip_dir is not None:
-        _copy_clip_tower(model, Path(clip_dir))
+        _copy_clip_tower(model, clip_dir)
+    if record_clip and recorded is not None:
+        model.config.mm_vision_tower = recorded  # what guard="auto" reads
     model.generation_config = GenerationConfig(
         do_sample=False, bos_token_id=ids["<s>"], eos_token_id=ids["</s>"],
         pad_token_id=ids["<pad>"], max_new_tokens=32,

@@ -23,7 +23,7 @@ import torch
 
 from safeclip_guardrail.config import GuardConfig
 from safeclip_guardrail.encoders.registry import MODEL_ALIASES
-from safeclip_guardrail.errors import ConfigurationError
+from safeclip_guardrail.errors import ConfigurationError, ModelLoadError
 from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.langchain.chat_models._loading import LoadedLlava
 from safeclip_guardrail.result import ImageVerdict
@@ -38,16 +38,23 @@ def auto_guard(loaded: LoadedLlava, *, guard_model: str | None, config: GuardCon
 
     The CLIP checkpoint is, in order: ``guard_model`` (hub id, alias or local directory,
     e.g. a tiny CLIP in tests); ``config.model`` when set to something other than the
-    default; the registry's CLIP for this LLaVA id (``llava-hf/llava-1.5-7b-hf`` ->
-    ``openai/clip-vit-large-patch14-336``); or that same CLIP when the tower has its exact
-    shape (ViT-L/14 at 336 px), which covers local copies of LLaVA-1.5 / NeXT.
+    default; the CLIP the checkpoint records (``mm_vision_tower``, the vision config's
+    ``_name_or_path``; a relative record is read beside the checkpoint); the registry's CLIP
+    for this LLaVA id (``llava-hf/llava-1.5-7b-hf`` -> ``openai/clip-vit-large-patch14-336``);
+    or that same CLIP when the tower has its exact shape (ViT-L/14 at 336 px), which covers
+    local copies of LLaVA-1.5 / NeXT.
     """
+    from safeclip_guardrail.encoders._checkpoint import find_recorded_clip
     from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
 
     default_model = GuardConfig().model
     clip_id = guard_model
     if clip_id is None and config is not None and config.model != default_model:
         clip_id = config.model
+    recorded = None if clip_id is not None else find_recorded_clip(loaded.model_id,
+                                                                    loaded.model.config)
+    if recorded is not None:
+        clip_id = recorded.clip_id
     if clip_id is None:
         clip_id = MODEL_ALIASES.get(loaded.model_id.strip().lower())
     if clip_id is None and _is_vit_l14_336(loaded.model.config.vision_config):
@@ -61,8 +68,16 @@ def auto_guard(loaded: LoadedLlava, *, guard_model: str | None, config: GuardCon
     clip_id = MODEL_ALIASES.get(clip_id.strip().lower(), clip_id)
     base = config or GuardConfig()
     cfg = base.replace(model=clip_id, device=device or base.device, dtype=dtype or base.dtype)
-    encoder = TransformersCLIPEncoder.from_pretrained(clip_id, device=cfg.device, dtype=cfg.dtype,
-                                                      load_vision=False)
+    try:
+        encoder = TransformersCLIPEncoder.from_pretrained(clip_id, device=cfg.device,
+                                                          dtype=cfg.dtype, load_vision=False)
+    except ModelLoadError as exc:
+        if recorded is None:
+            raise
+        raise ModelLoadError(
+            f"guard='auto': {loaded.model_id!r} records the CLIP of its tower as "
+            f"{recorded.value!r} ({recorded.key}), and that CLIP could not be loaded: {exc}"
+        ) from None
     guard = SafeCLIPGuard(encoder, config=cfg)
     if not can_fuse(guard, loaded):
         raise ConfigurationError(

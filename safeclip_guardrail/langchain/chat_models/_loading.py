@@ -3,7 +3,8 @@
 LLaVA-1.5 (``model_type == "llava"``) and LLaVA-NeXT (``"llava_next"``) are supported; the
 class is chosen from the checkpoint's config, not from its name. Loaded models are shared
 between ``ChatLlava`` instances with the same (path, device, dtype), so binding options or
-re-creating a chat model does not load the weights again.
+re-creating a chat model does not load the weights again. Loading prints nothing unless
+transformers was asked for its output (see :mod:`safeclip_guardrail.encoders._quiet`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from safeclip_guardrail.encoders._quiet import quiet_transformers
 from safeclip_guardrail.encoders._torch import resolve_device, resolve_dtype
 from safeclip_guardrail.errors import ConfigurationError, ModelLoadError
 
@@ -113,10 +115,13 @@ def _load(model_id: str, dev: torch.device, torch_dtype: torch.dtype,
         )
     model_cls = getattr(transformers, cls_name)
     try:
-        model = model_cls.from_pretrained(model_id, revision=revision, dtype=torch_dtype)
-        processor = AutoProcessor.from_pretrained(model_id, revision=revision)
+        with quiet_transformers():  # no "Loading weights" bar or load report in the caller's output
+            model, info = model_cls.from_pretrained(model_id, revision=revision, dtype=torch_dtype,
+                                                    output_loading_info=True)
+            processor = AutoProcessor.from_pretrained(model_id, revision=revision)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_load_help(model_id, exc)) from None
+    _check_load_report(model_id, info)
     if getattr(processor, "chat_template", None) is None:
         raise ModelLoadError(
             f"the processor of {model_id!r} has no chat template; save one with "
@@ -126,6 +131,25 @@ def _load(model_id: str, dev: torch.device, torch_dtype: torch.dtype,
     return LoadedLlava(model=model, processor=processor, model_id=model_id,
                        model_type=model_type, device=dev, dtype=torch_dtype,
                        lock=threading.Lock())
+
+
+def _check_load_report(model_id: str, info: dict[str, Any]) -> None:
+    """The load report transformers would have printed, as an error: a LLaVA with weights
+    missing would answer (and, fused, judge images) with random layers."""
+    from safeclip_guardrail.encoders._checkpoint import summarize_keys
+
+    missing = [str(k) for k in info.get("missing_keys") or ()]
+    mismatched = [str(m[0]) if isinstance(m, (tuple, list)) else str(m)
+                  for m in info.get("mismatched_keys") or ()]
+    if not (missing or mismatched):
+        return
+    parts = ", ".join(
+        f"{len(keys)} weights {what}: {summarize_keys(keys)}"
+        for keys, what in ((missing, "are missing"), (mismatched, "have the wrong shape")) if keys)
+    raise ModelLoadError(
+        f"refusing LLaVA checkpoint {model_id!r}: {parts}; they would be randomly initialised. "
+        "Re-download the checkpoint or save it again with save_pretrained"
+    )
 
 
 def _load_help(model_id: str, exc: BaseException) -> str:

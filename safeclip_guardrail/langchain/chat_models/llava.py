@@ -35,6 +35,8 @@ from safeclip_guardrail.errors import (
 )
 from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.images import decode_image
+from safeclip_guardrail.langchain._messages import METADATA_KEY
+from safeclip_guardrail.langchain._metadata import as_metadata
 from safeclip_guardrail.langchain.chat_models import _fused
 from safeclip_guardrail.langchain.chat_models._loading import LoadedLlava, load_llava
 from safeclip_guardrail.langchain.chat_models._plan import Plan, plan
@@ -336,7 +338,7 @@ class ChatLlava(BaseChatModel):
         meta: dict[str, Any] = {"model_name": self.model, "model_provider": "transformers",
                                 "finish_reason": finish_reason}
         if decision is not None:
-            meta["safeclip"] = decision.result.model_dump(mode="json")
+            meta[METADATA_KEY] = as_metadata(decision.result)
         return meta
 
     @staticmethod
