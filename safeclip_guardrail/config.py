@@ -108,7 +108,7 @@ class ImageOptions(ValidatedModel):
     """Metadata one image may carry as Pillow holds it: JPEG APPn/COM payloads (EXIF split
     over several segments counts the copies Pillow makes to join them), PNG text/iCCP/eXIf
     chunks decompressed, WebP EXIF/XMP/ICCP chunks."""
-    max_bmp_rle_pixels: int = Field(default=4_000_000, ge=0)
+    max_bmp_rle_pixels: int = Field(default=2_000_000, ge=0)
     """Pixels of an RLE-compressed BMP (or an ICO picture). Pillow decodes RLE4/RLE8 in Python,
     at 0.05-0.3 s per megapixel, so larger ones are refused."""
 

@@ -259,7 +259,7 @@ def tiff_tables(w: int, h: int, strips: int, *, rows: int | None = None) -> byte
     ifd = 8
     arrays = ifd + 2 + 12 * n_entries + 4
     offsets_at, counts_at = arrays, arrays + 4 * strips
-    data_at = counts_at + 4 * strips
+    data_at = counts_at + 4 * strips if strips > 1 else arrays
     entries = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
                (273, 4, strips, offsets_at if strips > 1 else data_at),
                (278, 4, 1, rows), (279, 4, strips, counts_at if strips > 1 else len(strip))]
@@ -323,9 +323,10 @@ def scan_bomb_base(size: int = 4000) -> bytes:
                   quality=90)
 
 
-def tiff_tiled(w: int, h: int, tile: int, tiles: int | None = None) -> bytes:
+def tiff_tiled(w: int, h: int, tile: int, tiles: int | None = None, pad: int = 0) -> bytes:
     """An uncompressed grey tiled TIFF whose tile tables list ``tiles`` entries (by default
-    as many as the geometry needs), all pointing at one tile."""
+    as many as the geometry needs), all pointing at one tile; ``pad`` bytes at the end (a
+    bigger file earns a bigger record budget)."""
     need = -(-w // tile) * -(-h // tile)
     tiles = need if tiles is None else tiles
     data = bytes(tile * tile)
@@ -344,7 +345,7 @@ def tiff_tiled(w: int, h: int, tile: int, tiles: int | None = None) -> bytes:
     out += b"\x00\x00\x00\x00"
     out += struct.pack(f"<{tiles}I", *([data_at] * tiles))
     out += struct.pack(f"<{tiles}I", *([len(data)] * tiles))
-    return bytes(out + data)
+    return bytes(out + data + bytes(pad))
 
 
 def tiff_strip(data: bytes) -> tuple[int, int]:

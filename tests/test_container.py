@@ -151,6 +151,9 @@ def test_tiff_strip_tables_may_not_list_more_than_the_picture_needs() -> None:
 def test_tiff_directory_floods_are_records_and_pages_are_walked_as_decoded() -> None:
     tiff = S.encode(S.photo(64, 48), "TIFF")
     refused(S.tiff_entry_flood(tiff, 60_000), r"TIFF with over \d+ records")
+    # Pillow also reads a TIFF whose magic number is in the other byte order
+    assert decode_image(b"II\x00*" + tiff[4:]).image.size == (64, 48)
+    refused(b"II\x00*" + S.tiff_entry_flood(tiff, 60_000)[4:], r"TIFF with over \d+ records")
     chain = S.tiff_ifd_chain(tiff, 20_000)
     assert decode_image(chain, ImageOptions(frames=3)).frames  # only 4 directories walked
     big = S.encode(S.photo(64, 48), "TIFF", big_tiff=True)

@@ -33,6 +33,9 @@ from safeclip_guardrail.config import ImageOptions
 
 __all__ = ["check_container"]
 
+_TIFF = frozenset({b"II*\x00", b"MM\x00*", b"II\x00*", b"MM*\x00", b"II+\x00", b"MM\x00+"})
+"""What Pillow's TIFF reader accepts (also with the magic number in the other byte order)."""
+
 _libtiff.silence()  # libtiff's C diagnostics would reach fd 2 of a multithreaded server
 
 
@@ -50,7 +53,7 @@ def check_container(data: bytes, opts: ImageOptions, desc: str) -> None:
         walk_jpeg(budget, 0, picture=1)
     elif head[:4] == b"GIF8":
         walk_gif(budget)
-    elif head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+    elif head[:4] in _TIFF:
         walk_tiff(budget)
     elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         walk_webp(budget)

@@ -113,8 +113,8 @@ def walk_exif(budget: Budget, kind: str, data: bytes, start: int, end: int) -> I
 def walk_tiff(budget: Budget) -> None:
     """Walk the directories Pillow reads: pages 1..frames and the probe for one more."""
     data = budget.data
-    bo = "<" if data[:2] == b"II" else ">"
-    big = data[2:4] in (b"+\x00", b"\x00+")
+    bo = "<" if data[:2] == b"II" else ">"  # Pillow: the byte order is the first two bytes
+    big = b"+" in data[2:4]
     if big:
         if len(data) < 16:
             return
