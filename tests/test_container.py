@@ -19,7 +19,7 @@ import textwrap
 import pytest
 from PIL import Image
 
-from safeclip_guardrail import ImageInputError, ImageOptions
+from safeclip_guardrail import ImageInputError, ImageOptions, SafeCLIPGuard
 from safeclip_guardrail._container import check_container
 from safeclip_guardrail.images import decode_image
 from tests import _structures as S
@@ -49,6 +49,16 @@ def test_the_scan_bomb_is_refused_before_any_decoder_runs(
         m.setattr(Image, "open", no_decoder)
         refused(bomb, r"has over 32 scans \(limit: max_jpeg_scans=32\).*raise "
                       r"ImageOptions.max_jpeg_scans")
+
+
+def test_the_scan_bomb_gets_an_unreadable_verdict_through_the_guard(
+        tiny_guard: SafeCLIPGuard) -> None:
+    bomb = S.scan_bomb(S.scan_bomb_base(4000), 3000)
+    verdict = tiny_guard.check(bomb)
+    assert verdict.flagged and verdict.category == "unreadable"
+    assert verdict.error is not None and "max_jpeg_scans" in verdict.error
+    clean = tiny_guard.check(S.scan_bomb(S.scan_bomb_base(400), 22))  # 32 scans: judged
+    assert clean.error is None and clean.category != "unreadable"
 
 
 def test_scans_are_counted_exactly() -> None:
