@@ -175,7 +175,7 @@ def iccp_bomb(inflated: int = 1_000_000) -> tuple[bytes, bytes]:
 
 # ------------------------------------------------------------------------------- GIF
 def gif_frames(count: int, size: tuple[int, int] = (8, 8)) -> bytes:
-    frames = [Image.new("P", size, k % 200) for k in range(max(2, count))]
+    frames = [Image.new("RGB", size, (k % 256, k // 256 % 256, 90)) for k in range(max(2, count))]
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:count],
                   comment=b"structure test")
 
