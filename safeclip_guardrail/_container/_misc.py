@@ -49,12 +49,12 @@ def walk_ico(budget: Budget) -> None:
         if at + 16 > len(data):
             return
         budget.records_used("ICO")
-        size, offset = struct.unpack_from("<II", data, at + 8)
+        (offset,) = struct.unpack_from("<I", data, at + 12)
         head = data[offset:offset + 24]
         if head[:8] == PNG_MAGIC and len(head) >= 24:
             w, h = struct.unpack_from(">II", head, 16)
             _icon_picture(budget, w, h)
-            walk_png(budget, offset, min(len(data), offset + size))
+            walk_png(budget, offset, len(data))  # Pillow reads on to the end of the file
         elif len(head) >= 12:  # BMP info header: width, then doubled height (XOR + AND masks)
             w, h2 = struct.unpack_from("<ii", head, 4)
             _icon_picture(budget, abs(w), abs(h2) // 2)
