@@ -96,8 +96,21 @@ class ImageOptions(ValidatedModel):
     """Decoded pixels a batch holds before it encodes them and lets them go (memory bound:
     a batch keeps at most one chunk of decoded frames, whatever its length)."""
     max_chunks: int = Field(default=10_000, ge=0)
-    """Container records (PNG chunks, GIF blocks, TIFF strips/tiles) an image may hold beyond
-    one per 256 bytes of data; bounds parser work on files made of millions of tiny records."""
+    """Container records (PNG chunks, GIF blocks, JPEG markers, TIFF strips/tiles and
+    directory entries, WebP/AVIF boxes) an image may hold beyond one per 256 bytes of data;
+    bounds parser work on files made of millions of tiny records."""
+    max_jpeg_scans: int = Field(default=32, ge=1)
+    """Scans (SOS markers) of one JPEG picture. libjpeg passes over every coefficient once per
+    scan, so decode time grows with the scan count, not only the pixels: a 249 KB progressive
+    JPEG with its last scan repeated thousands of times takes a minute. Encoders write 1
+    (baseline) to about 12 (progressive; mozjpeg 4-10, libjpeg 6-10)."""
+    max_metadata_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    """Metadata one image may carry as Pillow holds it: JPEG APPn/COM payloads (EXIF split
+    over several segments counts the copies Pillow makes to join them), PNG text/iCCP/eXIf
+    chunks decompressed, WebP EXIF/XMP/ICCP chunks."""
+    max_bmp_rle_pixels: int = Field(default=2_000_000, ge=0)
+    """Pixels of an RLE-compressed BMP (or an ICO picture). Pillow decodes RLE4/RLE8 in Python,
+    at 0.05-0.3 s per megapixel, so larger ones are refused."""
 
     @field_validator("formats")
     @classmethod

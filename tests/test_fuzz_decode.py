@@ -9,6 +9,13 @@ multi-page ones, and the crash inputs of issue 11, see ``tests/_hostile.py``); n
 is committed. Mutations: bit flips, interesting byte values, truncation, insertion, deletion,
 duplication of a slice, splicing two seeds, and huge dimensions written into headers.
 
+A second, structure-aware fuzz (``tests/_mutate.py``) mutates what multiplies decode work
+rather than bytes: it repeats and drops JPEG scans and segments, declares restart intervals
+of 1, inserts giant APPn and floods of markers, splits PNG data into one-byte IDATs, adds
+zTXt/iCCP bombs, floods GIF/APNG/WebP frames, rewrites TIFF strip/tile tables and chains
+directories, under the shipped default limits. Worst-case seconds per megapixel from its long
+version are in ``benchmarks/bench_decode_worst.py`` and docs/performance.md.
+
 CI runs a few hundred inputs (derandomized, reproducible). The long run::
 
     SAFECLIP_FUZZ_EXAMPLES=10000 SAFECLIP_FUZZ_REPORT=fuzz.json \\
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import resource
 import struct
 import sys
@@ -40,6 +48,7 @@ from PIL import Image
 from safeclip_guardrail import ImageInputError, ImageOptions
 from safeclip_guardrail.images import decode_image
 from tests import _hostile as H
+from tests import _mutate as M
 from tests._imgs import encode, noise
 
 _RSS_AT_IMPORT = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -162,7 +171,7 @@ class _Stats:
                 self.slowest, self.slowest_input = took, data
 
 
-STATS = {name: _Stats() for name in OPTIONS}
+STATS = {name: _Stats() for name in (*OPTIONS, "structural")}
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))
@@ -186,6 +195,49 @@ def test_mutated_images_decode_or_fail_typed(name: str) -> None:
 
     check()
     _report()
+
+
+STRUCTURAL = settings(
+    max_examples=LONG or 250, deadline=None, database=None, derandomize=not LONG,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@lru_cache(maxsize=1)
+def structural_seeds() -> tuple[tuple[str, bytes], ...]:
+    return tuple(M.seeds().items())
+
+
+def test_structural_seeds_are_real_images_that_pass_the_default_limits() -> None:
+    for name, data in structural_seeds():
+        d = decode_image(data, ImageOptions(frames=3))
+        assert d.frames, name
+
+
+def test_structural_mutations_decode_or_fail_typed() -> None:
+    """Markers, chunks, frames and tables mutated, decoded under the shipped defaults."""
+    families: Counter[str] = Counter()
+    ops: Counter[str] = Counter()
+    stats = STATS["structural"]
+    before = Counter(stats.outcomes)
+
+    @STRUCTURAL
+    @given(seed=st.sampled_from(structural_seeds()), rng=st.randoms(use_true_random=False),
+           depth=st.integers(1, 2), frames=st.sampled_from((1, 1, 3)))
+    def check(seed: tuple[str, bytes], rng: random.Random, depth: int, frames: int) -> None:
+        data = seed[1]
+        families[M.format_of(data)] += 1
+        for _ in range(depth):
+            op, data = M.mutate(data, rng)
+            ops[op] += 1
+        stats.run(data, ImageOptions(frames=frames))
+
+    check()
+    _report()
+    assert set(families) >= {"JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"}
+    assert len(ops) >= 30, ops  # the operations themselves ran, not only "none"
+    new = stats.outcomes - before
+    assert new["decoded"] and new["ImageInputError"], new  # both outcomes are reached
 
 
 def _report() -> None:
