@@ -73,6 +73,8 @@ def test_classify_and_deprecation() -> None:
     with pytest.warns(DeprecationWarning, match="extraction"):
         assert classify_block("plain text") == "text"
     assert classify_block({"type": "text", "text": "x"}) == "text"
-    assert classify_block({"type": "audio", "base64": "AAAA"}) == "other"
+    assert classify_block({"type": "refusal", "refusal": "no"}) == "other"
+    # an audio payload is not judged: the part is unreadable (fails closed)
+    assert classify_block({"type": "audio", "base64": "AAAA"}) == "image"
     assert classify_block({"type": "hologram"}) == "image"  # unknown: unreadable, fails closed
     assert classify_block({"type": "non_standard", "value": {"type": "citation"}}) == "other"
