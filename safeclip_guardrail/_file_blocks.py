@@ -20,12 +20,14 @@ from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 from safeclip_guardrail.sources import EncodedImage
 
-__all__ = ["Walker", "present_sources", "read_file_block", "read_media_block"]
+__all__ = ["Walker", "present_sources", "read_file_block", "read_media_block", "walk_rest"]
 
 _SOURCE_KEYS = ("base64", "url", "data", "source", "file_id", "image_url", "file", "file_data",
                 "file_url", "file_uri", "input_audio")
 _REFERENCES = frozenset({"file_id", "file.file_id", "id", "file_uri"})
 _URLS = frozenset({"url", "file.url", "file_url", "file.file_url", "image_url"})
+_INNER_SOURCES = frozenset({"url", "data", "file_data", "file_id", "file_url", "content", "base64"})
+"""Payload keys inside a source object (``source``, ``file``, ``image_url``, ``input_audio``)."""
 
 
 class Walker(Protocol):
@@ -59,8 +61,21 @@ def present_sources(block: Mapping[str, Any]) -> list[str]:
     return present
 
 
-def read_file_block(w: Walker, path: Path, block: Mapping[str, Any], depth: int) -> None:
-    """A file is judged when its bytes are a picture or a PDF, whatever MIME type it declares."""
+def walk_rest(w: Walker, path: Path, block: Mapping[str, Any], depth: int) -> None:
+    """The other fields of a block replaced whole (and of its source object), walked all the
+    same: a canonical block drops them, but a service that lets the original request through
+    (LiteLLM's guardrail API answers NONE or BLOCKED) sends them, so each is accounted for."""
+    present = {k.split(".")[0] for k in present_sources(block)}
+    for key in present:
+        inner = block.get(key)
+        if isinstance(inner, Mapping):
+            w.fields((*path, key), inner, depth + 1, skip=set(_INNER_SOURCES))
+    w.fields(path, block, depth, skip=present, block_type=str(block.get("type")))
+
+
+def read_file_block(w: Walker, path: Path, block: Mapping[str, Any], depth: int) -> bool:
+    """A file is judged when its bytes are a picture or a PDF, whatever MIME type it declares.
+    True when the block is a part (replaced whole); a kept block's fields are walked here."""
     t = str(block.get("type"))
     inner = block.get("file")
     style: Style = ("openai" if isinstance(inner, Mapping) else
@@ -72,44 +87,43 @@ def read_file_block(w: Walker, path: Path, block: Mapping[str, Any], depth: int)
             f"file.{k}" for k in ("file_data", "file_id", "url", "file_url") if inner.get(k)]
     if not present and isinstance(block.get("text"), str):  # text-plain, a v0 text file
         w.fields(path, block, depth, skip=set(), block_type=t)  # text, in a text field
-        return
+        return False
     if len(present) != 1:
         w.add(path, style, None, conflict(w.message, path, present, what=f"a {t} block"))
-        return
+        return True
     key = present[0]
     value = inner.get(key[5:]) if key.startswith("file.") and isinstance(inner, Mapping) \
         else block.get(key)
     if key == "source":
-        _document_source(w, path, style, block, depth)
-        return
+        return _document_source(w, path, style, block, depth)
     if key in _REFERENCES or key == "file":
         w.add(path, style, None, file_id_error(w.message, path))
-        return
+        return True
     if key in _URLS and not _is_data_url(value):
         w.unreadable(path, "a file block whose bytes are not inline cannot be checked for "
                      "images; send the file inline (base64)", field=key)
-        return
+        return True
     found = classify_inline(value, options=w.options)
     if found.kind == "text":  # a plain-text file: kept, its other fields walked
-        w.fields(path, block, depth, skip={key.split(".")[0]}, block_type=t)
-        return
-    w.payload(path, style, found, field=key)
+        walk_rest(w, path, block, depth)
+        return False
+    return w.payload(path, style, found, field=key)
 
 
 def _document_source(w: Walker, path: Path, style: Style, block: Mapping[str, Any],
-                     depth: int) -> None:
+                     depth: int) -> bool:
     """Anthropic's ``source``: base64 (a PDF or a picture), text, content blocks, url, file."""
     source = block["source"]
     if not isinstance(source, Mapping):
         w.unreadable(path, "'source' must be an object with a type", field="source")
-        return
+        return True
     kind = source.get("type")
     srcs = [k for k in ("data", "url", "file_id", "content")
             if source.get(k) not in (None, "", [], {})]
     if len(srcs) != 1:
         w.add(path, style, None, conflict(w.message, path, [f"source.{k}" for k in srcs],
                                           what=f"a {block.get('type')} block"))
-        return
+        return True
     here = (*path, "source")
     if kind == "content" and srcs == ["content"]:
         w.content((*here, "content"), source["content"], depth + 2)
@@ -120,21 +134,21 @@ def _document_source(w: Walker, path: Path, style: Style, block: Mapping[str, An
     elif kind == "base64" and srcs == ["data"]:
         found = classify_inline(source["data"], options=w.options)
         if found.kind != "text":
-            w.payload(path, style, found, field="source.data")
-            return
+            return w.payload(path, style, found, field="source.data")
         w.fields(here, source, depth + 1, skip={"data"})
     elif kind == "url" and srcs == ["url"] and not _is_data_url(source["url"]):
         w.unreadable(path, "a document URL is not fetched here, so it cannot be checked for "
                      "images; send the document inline (base64)", field="source.url")
-        return
+        return True
     elif kind == "file" or srcs == ["file_id"]:
         w.add(path, style, None, file_id_error(w.message, path))
-        return
+        return True
     else:
         w.unreadable(path, f"a document source of type {kind!r} cannot be checked; send type "
                      "base64, text or content", field="source")
-        return
+        return True
     w.fields(path, block, depth, skip={"source"}, block_type=str(block.get("type")))
+    return False
 
 
 def read_media_block(w: Walker, path: Path, block: Mapping[str, Any]) -> None:

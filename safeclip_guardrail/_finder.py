@@ -19,7 +19,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from safeclip_guardrail._file_blocks import present_sources, read_file_block, read_media_block
+from safeclip_guardrail._file_blocks import (
+    present_sources,
+    read_file_block,
+    read_media_block,
+    walk_rest,
+)
 from safeclip_guardrail._part_errors import conflict, file_id_error, located, where
 from safeclip_guardrail._parts import ImagePart, Path, Style
 from safeclip_guardrail._payloads import Payload, classify_bytes, classify_string
@@ -162,17 +167,21 @@ class Finder:
             return
         if t in TEXT_TYPES:
             text = block.get("text")
-            if not (isinstance(text, str) and self.payload(path, "text_block", classify_string(
-                    text, text_field=True, options=self.options))):
-                self.fields(path, block, depth, skip={"text"}, block_type=t)
+            if isinstance(text, str):
+                self.payload(path, "text_block", classify_string(text, text_field=True,
+                                                                 options=self.options))
+            self.fields(path, block, depth, skip={"text"}, block_type=t)
         elif t == "non_standard":
             self._non_standard(path, block, depth)
         elif t in IMAGE_TYPES:
             self._image_block(path, block)
+            walk_rest(self, path, block, depth)
         elif t in FILE_TYPES:
-            read_file_block(self, path, block, depth)
+            if read_file_block(self, path, block, depth):
+                walk_rest(self, path, block, depth)
         elif t in MEDIA_TYPES:
             read_media_block(self, path, block)
+            walk_rest(self, path, block, depth)
         elif t is not None and t in CONTAINER_TYPES:
             keys = CONTAINER_TYPES[t]
             for key in keys:
@@ -193,13 +202,10 @@ class Finder:
         first = len(self.parts)
         self.block((*path, "value"), inner, depth + 1)
         inner_path = (*path, "value")
-        replaced = False
         for i in range(first, len(self.parts)):
             if self.parts[i].path == inner_path:  # the inner block is replaced: the wrapper goes
                 self.parts[i] = dataclasses.replace(self.parts[i], path=path)
-                replaced = True
-        if not replaced:
-            self.fields(path, block, depth, skip={"value"}, block_type="non_standard")
+        self.fields(path, block, depth, skip={"value"}, block_type="non_standard")
 
     # -- image blocks: one source, replaced whole
     def _image_block(self, path: Path, block: Mapping[str, Any]) -> None:

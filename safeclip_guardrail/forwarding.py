@@ -36,6 +36,8 @@ def apply_parts(view: MessageView, replacements: Mapping[tuple[str | int, ...], 
     extras: dict[str, Any] = dict(view.extras)
     root: dict[str, Any] = {"content": content, "extras": extras}
     for path, value in replacements.items():
+        if any(path[:k] in replacements for k in range(1, len(path))):
+            continue  # inside a part replaced whole: its canonical block already dropped it
         _set(root, path, value)
     new_content = _prune(root["content"])
     new_extras = {k: _prune(v) for k, v in root["extras"].items()}

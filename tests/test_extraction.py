@@ -276,3 +276,17 @@ def test_provider_dicts_are_read_like_langchain_messages() -> None:
     found = find_image_parts([view_of_dict(message)], options=OPTS)
     assert [(p.path, p.image is not None) for p in found] == [
         (("content", 0, "output", 0), True), (("extras", "audio", "data"), False)]
+
+
+def test_fields_of_a_block_replaced_whole_are_still_accounted_for() -> None:
+    """A canonical block drops them, but a service that lets the original through does not."""
+    found = parts([{"type": "image_url", "image_url": {"url": data_url(PNG), "detail": "low",
+                                                       "thumb": b64(PNG)},
+                    "extras": {"preview": b64(PNG), "clip": b64(MP4 * 2)}},
+                   {"type": "document", "source": {"type": "base64", "data": b64(PDF),
+                                                   "media_type": "application/pdf",
+                                                   "alt": data_url(PNG)}}])
+    assert [(p.path, p.image is not None) for p in found] == [
+        (("content", 0), True), (("content", 0, "image_url", "thumb"), True),
+        (("content", 0, "extras", "preview"), True), (("content", 0, "extras", "clip"), False),
+        (("content", 1), True), (("content", 1, "source", "alt"), True)]

@@ -107,3 +107,10 @@ def test_nested_parts_are_replaced_in_place_and_the_original_is_untouched() -> N
     assert out.content[1]["output"] == [{"type": "input_file", "file_data": PDF_URL,
                                          "filename": "a.pdf"}]
     assert view.content[0]["value"]["source"]["content"][1]["cache_control"]  # not mutated
+
+
+def test_a_part_inside_a_part_replaced_whole_is_dropped_with_it() -> None:
+    view = MessageView("user", [{"type": "image", "base64": b64(PNG), "extras": {"x": b64(PNG)}}])
+    out = apply_parts(view, {("content", 0, "extras", "x"): placeholder("raw", "gone"),
+                             ("content", 0): canonical("v1", JUDGED_PNG)})
+    assert out.content == [{"type": "image", "base64": b64(PNG), "mime_type": "image/png"}]

@@ -180,6 +180,9 @@ class _Walker:
         part = self.parts.get(path)
         if part is not None:
             self._slot(path, part)
+            for inner in self.parts:  # payloads in the replaced block's other fields: judged too
+                if len(inner) > len(path) and inner[:len(path)] == path and inner not in self.used:
+                    self._slot(inner, self.parts[inner])
         elif content is None:
             return
         elif isinstance(content, str):
