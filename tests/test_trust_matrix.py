@@ -940,3 +940,43 @@ def test_nonfinite_embedding_is_an_error_verdict(tmp_path: Path) -> None:
     verdict = imgs.guard.check(imgs.nonfinite)
     assert verdict.flagged and verdict.error and verdict.category == "unreadable"
     assert np.isnan(np.float32("nan"))  # (the planted embedding above is NaN)
+
+
+# ---------------------------------------------------------------------- the /v1/guard route
+@pytest.mark.enable_socket
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_the_guard_route_forwards_only_judged_pictures(tmp_path: Path) -> None:
+    """``POST /v1/guard`` with ``forward``: each string is judged or unreadable; what it hands
+    back to forward holds only judged frames (an animation's unjudged frame is gone)."""
+    import httpx
+
+    from safeclip_guardrail.serve import BackgroundServer, create_app
+
+    imgs = make_images(tmp_path)
+    pdf = imgs.pdf(imgs.benign)
+    documents = judges_documents(imgs)
+    payloads = {  # name -> (string, expected: judged | unreadable)
+        "benign": (durl(imgs.benign), "judged"),
+        "apng": (durl(apng(imgs.benign, imgs.flagged)), "judged"),
+        "pdf_base64": (b64(pdf), "judged" if documents else "unreadable"),
+        "pdf_data_url": (durl(pdf, "application/pdf"), "unreadable"),  # not an image URL
+        "wav": (b64(wav()), "unreadable"),
+        "mp4": (b64(MP4), "unreadable"),
+        "docx": (b64(docx_of(imgs.flagged)), "unreadable"),
+        "svg": (durl(svg_of(imgs.flagged), "image/svg+xml"), "unreadable"),
+    }
+    with BackgroundServer(create_app(imgs.guard)) as srv:
+        r = httpx.post(f"{srv.url}/v1/guard", timeout=60, json={
+            "images": [s for s, _ in payloads.values()], "forward": True})
+    assert r.status_code == 200, r.text[:300]
+    body = r.json()
+    for (name, (_, expected)), verdict, forward in zip(
+            payloads.items(), body["result"]["verdicts"], body["forward"], strict=True):
+        if expected == "unreadable":
+            assert verdict["category"] == "unreadable" and forward is None, (name, verdict)
+            continue
+        assert verdict["error"] is None and not verdict["flagged"] and forward, (name, verdict)
+        received = Received()
+        scan(forward, received)
+        assert received.frames or received.documents, name
+        assert_only_judged(received, imgs, f"/v1/guard {name}")
