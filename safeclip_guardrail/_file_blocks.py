@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from safeclip_guardrail._part_errors import conflict, file_id_error
 from safeclip_guardrail._parts import Path, Style
-from safeclip_guardrail._payloads import Payload, classify_inline
+from safeclip_guardrail._payloads import Mode, Payload, classify_inline
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 from safeclip_guardrail.sources import EncodedImage
@@ -50,7 +50,7 @@ class Walker(Protocol):
     def fields(self, path: Path, mapping: Mapping[str, Any], depth: int, *, skip: set[str],
                block_type: str | None = None) -> None: ...
 
-    def value(self, path: Path, value: Any, depth: int, *, text: bool) -> None: ...
+    def value(self, path: Path, value: Any, depth: int, *, mode: Mode) -> None: ...
 
 
 def present_sources(block: Mapping[str, Any]) -> list[str]:
@@ -129,7 +129,7 @@ def _document_source(w: Walker, path: Path, style: Style, block: Mapping[str, An
         w.content((*here, "content"), source["content"], depth + 2)
         w.fields(here, source, depth + 1, skip={"content"})
     elif kind == "text" and srcs == ["data"]:
-        w.value((*here, "data"), source["data"], depth + 2, text=True)
+        w.value((*here, "data"), source["data"], depth + 2, mode="text")
         w.fields(here, source, depth + 1, skip={"data"})
     elif kind == "base64" and srcs == ["data"]:
         found = classify_inline(source["data"], options=w.options)

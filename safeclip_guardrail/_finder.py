@@ -27,7 +27,7 @@ from safeclip_guardrail._file_blocks import (
 )
 from safeclip_guardrail._part_errors import conflict, file_id_error, located, where
 from safeclip_guardrail._parts import ImagePart, Path, Style
-from safeclip_guardrail._payloads import Payload, classify_bytes, classify_string
+from safeclip_guardrail._payloads import Mode, Payload, classify_bytes, classify_string
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 from safeclip_guardrail.sources import (
@@ -47,7 +47,7 @@ __all__ = [
     "TEXT_KEYS",
     "TEXT_TYPES",
     "Finder",
-    "is_text_key",
+    "field_mode",
 ]
 
 TEXT_TYPES = frozenset({"text", "input_text", "output_text"})
@@ -76,13 +76,15 @@ TEXT_KEYS = frozenset({
     "reasoning", "reasoning_content", "refusal", "transcript", "cited_text", "citations",
     "annotations", "error", "filename", "detail", "format", "mime_type", "media_type",
 })
-"""Fields whose strings are text (names, ids, tool-call arguments, citations): only a whole
-string that is a picture or a PDF counts there. Any field whose name holds ``signature`` or
-starts with ``encrypted`` is an opaque provider token, also text."""
-_TYPE_TEXT_KEYS: Mapping[str, frozenset[str]] = {
-    "redacted_thinking": frozenset({"data"}), "citation": frozenset({"url"}),
-    "web_search_result": frozenset({"url"}), "search_result": frozenset({"source"}),
+"""Fields whose strings are text (names, ids, tool-call arguments, citations): a whole
+string there that is a picture or a PDF is judged, one that is another document or media
+file is unreadable, anything else is text. A field whose name holds ``signature`` or starts
+with ``encrypted`` is an opaque provider token: only a whole picture or PDF counts."""
+_TYPE_KEYS: Mapping[str, Mapping[str, Mode]] = {
+    "redacted_thinking": {"data": "opaque"}, "citation": {"url": "text"},
+    "web_search_result": {"url": "text"}, "search_result": {"source": "text"},
 }
+"""Fields that are text (or opaque) in one block type only."""
 _REFERENCE_KEYS = frozenset({"fileid", "fileids", "fileuri", "fileurl", "imagefile", "gcsuri"})
 """Provider file references (normalised: lower case, no ``_``): never readable here."""
 _SCALARS = (bool, int, float, decimal.Decimal, datetime.date, datetime.time,
@@ -90,9 +92,17 @@ _SCALARS = (bool, int, float, decimal.Decimal, datetime.date, datetime.time,
 _MAX_DEPTH = 32
 
 
-def is_text_key(key: str) -> bool:
+def field_mode(key: str, parent: Mode = "payload", own: Mapping[str, Mode] | None = None) -> Mode:
+    """The kind of field ``key`` is, under a field of kind ``parent`` (``own``: the block
+    type's own text fields)."""
     low = key.lower()
-    return low in TEXT_KEYS or "signature" in low or low.startswith("encrypted")
+    if own and key in own:
+        return own[key]
+    if "signature" in low or low.startswith("encrypted"):
+        return "opaque"
+    if parent != "payload" or low in TEXT_KEYS:
+        return parent if parent != "payload" else "text"
+    return "payload"
 
 
 class Finder:
@@ -141,8 +151,7 @@ class Finder:
         if value is None:
             return
         if isinstance(value, str):
-            self.payload(path, "text", classify_string(value, text_field=True,
-                                                        options=self.options))
+            self.payload(path, "text", classify_string(value, mode="text", options=self.options))
         elif isinstance(value, Mapping):
             self.block(path, value, depth)
         elif isinstance(value, (list, tuple)):
@@ -168,9 +177,10 @@ class Finder:
         if t in TEXT_TYPES:
             text = block.get("text")
             if isinstance(text, str):
-                self.payload(path, "text_block", classify_string(text, text_field=True,
+                self.payload(path, "text_block", classify_string(text, mode="text",
                                                                  options=self.options))
-            self.fields(path, block, depth, skip={"text"}, block_type=t)
+            self.fields(path, block, depth, skip={"text"} if isinstance(text, str) else set(),
+                        block_type=t)
         elif t == "non_standard":
             self._non_standard(path, block, depth)
         elif t in IMAGE_TYPES:
@@ -277,44 +287,44 @@ class Finder:
     def fields(self, path: Path, mapping: Mapping[str, Any], depth: int, *, skip: set[str],
                block_type: str | None = None) -> None:
         """Walk a kept block's fields (``skip``: those already read)."""
-        own = _TYPE_TEXT_KEYS.get(block_type or "", frozenset())
+        own = _TYPE_KEYS.get(block_type or "")
         for key, value in mapping.items():
             k = str(key)
             if k in skip:
                 continue
-            self.value((*path, k), value, depth + 1, text=k in own or is_text_key(k))
+            self.value((*path, k), value, depth + 1, mode=field_mode(k, own=own))
 
-    def value(self, path: Path, value: Any, depth: int, *, text: bool) -> None:
-        """Any value: text fields (``text``) hold text; other fields are payload fields."""
+    def value(self, path: Path, value: Any, depth: int, *, mode: Mode) -> None:
+        """Any value, in a field of kind ``mode`` (payload, text, opaque token)."""
         if value is None or isinstance(value, _SCALARS):
             return
-        style: Style = "text" if text else "raw"
+        style: Style = "raw" if mode == "payload" else "text"
         if depth > _MAX_DEPTH:
             if isinstance(value, (Mapping, list, tuple, str, bytes, bytearray)) and value:
                 self.unreadable(path, "a field nested too deeply to check for images",
                                  style=style)
             return
         if isinstance(value, str):
-            self.payload(path, style, classify_string(value, text_field=text,
-                                                       options=self.options))
+            self.payload(path, style, classify_string(value, mode=mode, options=self.options))
         elif isinstance(value, (bytes, bytearray, memoryview)):
             if len(value):
                 data = bytes(value)
                 self.payload(path, style, classify_bytes(data, source=f"<{len(data)} bytes>"))
         elif isinstance(value, Mapping):
-            self._mapping(path, value, depth, text=text)
+            self._mapping(path, value, depth, mode=mode)
         elif isinstance(value, (list, tuple)):
             for i, item in enumerate(value):
-                self.value((*path, i), item, depth + 1, text=text)
+                self.value((*path, i), item, depth + 1, mode=mode)
         elif hasattr(value, "model_dump") and callable(value.model_dump):
-            self.value(path, value.model_dump(), depth + 1, text=text)  # a pydantic model
+            self.value(path, value.model_dump(), depth + 1, mode=mode)  # a pydantic model
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            self.value(path, dataclasses.asdict(value), depth + 1, text=text)
+            self.value(path, dataclasses.asdict(value), depth + 1, mode=mode)
         else:
             self.unreadable(path, f"a value of type {type(value).__name__} cannot be checked "
                              "for images; send JSON values", style=style)
 
-    def _mapping(self, path: Path, value: Mapping[str, Any], depth: int, *, text: bool) -> None:
+    def _mapping(self, path: Path, value: Mapping[str, Any], depth: int, *, mode: Mode) -> None:
+        text = mode != "payload"
         t = value.get("type")
         if not text and isinstance(t, str) and t in IMAGE_TYPES | FILE_TYPES | MEDIA_TYPES:
             self.block(path, value, depth)  # a typed block in a payload field: read as one
@@ -328,11 +338,11 @@ class Finder:
             elif not text and k == "images" and isinstance(item, (list, tuple)):
                 self.images(here, item)
             else:
-                self.value(here, item, depth + 1, text=text or is_text_key(k))
+                self.value(here, item, depth + 1, mode=field_mode(k, mode))
 
     # -- extra fields
     def extras(self, extras: Mapping[str, Any]) -> None:
-        self._mapping(("extras",), extras, 0, text=False)
+        self._mapping(("extras",), extras, 0, mode="payload")
 
     def images(self, path: Path, entries: Sequence[Any]) -> None:
         """Ollama-style ``images``: every entry is an image (bytes, base64 or a data URL)."""
@@ -349,7 +359,7 @@ class Finder:
             elif isinstance(entry, str):
                 self.read(here, "raw", entry)
             else:
-                self.value(here, entry, 1, text=False)
+                self.value(here, entry, 1, mode="payload")
 
 
 # ---------------------------------------------------------------------- helpers

@@ -7,13 +7,16 @@ it), with a reason that says what it is — an audio clip, a video, a ZIP-based 
 document, binary data of an unknown format. Only magic bytes are read here; nothing is
 decoded beyond base64.
 
-Two modes, because the same string means different things in different fields:
+Three kinds of field, because the same string means different things in each:
 
 - **payload fields** (sources, unknown fields, extra message fields): a data URL, a URL, a
   long base64 string of binary data, or bytes is a payload and must be accounted for;
-- **text fields** (a text block's ``text``, tool-call arguments, names, ids, provider
-  signatures): text stays text, except a whole string that is a picture or a PDF (data URL
-  or base64), which is judged — a model never renders base64 prose, but a converter may.
+- **text fields** (a text block's ``text``, tool-call arguments, names, ids): text stays
+  text, except a whole string that is a picture or a PDF (data URL or base64), which is
+  judged, and one that is a document or media file of a known format (a ZIP, an SVG, a
+  WAV...), which is unreadable — a model never renders base64 prose, but a converter may;
+- **opaque fields** (provider signatures, encrypted reasoning, which only their provider
+  reads): only a whole picture or PDF counts.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from safeclip_guardrail.sources import EncodedImage, inline_bytes
 __all__ = [
     "PDF_MIME",
     "TEXT",
+    "Mode",
     "Payload",
     "classify_bytes",
     "classify_inline",
@@ -39,6 +43,8 @@ __all__ = [
 ]
 
 Kind = Literal["picture", "pdf", "text", "unreadable"]
+Mode = Literal["payload", "text", "opaque"]
+"""The kind of field a value sits in: a payload field, a text field, an opaque provider token."""
 
 PDF_MIME = "application/pdf"
 
@@ -67,6 +73,8 @@ class Payload:
     kind: Kind
     image: EncodedImage | None = None
     reason: str = ""
+    recognized: bool = False
+    """An unreadable payload of a known format (a document, audio, video), not unknown bytes."""
 
 
 TEXT = Payload("text")
@@ -156,16 +164,17 @@ def classify_bytes(data: bytes, *, source: str) -> Payload:
     if document == "PDF":
         return Payload("pdf", EncodedImage(data, source, PDF_MIME))
     if document is not None:
-        return Payload("unreadable", reason=(
+        return Payload("unreadable", recognized=True, reason=(
             f"{_DOCUMENTS.get(document, 'a ' + document + ' document')} cannot be checked for "
             "pictures (only PDF documents are rendered and judged); convert it to PDF, or send "
             "its pictures as image blocks"))
     media = sniff_media(data)
     if media is not None:
-        return Payload("unreadable", reason=_media_reason(media))
+        return Payload("unreadable", recognized=True, reason=_media_reason(media))
     picture = _text_picture(data)
     if picture is not None:
-        return Payload("unreadable", reason=f"{picture} cannot be checked; send it as PNG or JPEG")
+        return Payload("unreadable", recognized=True,
+                       reason=f"{picture} cannot be checked; send it as PNG or JPEG")
     if is_plain_text(data):
         return TEXT
     return Payload("unreadable", reason=(
@@ -181,14 +190,19 @@ def _media_reason(label: str) -> str:
             "audio cannot be checked for them")
 
 
-def classify_string(value: str, *, text_field: bool, options: ImageOptions) -> Payload:
-    """What a string is. In a text field only a whole picture or PDF counts; in a payload
-    field also a URL, a data URL, a file path, and long base64 of anything but text."""
+def classify_string(value: str, *, mode: Mode, options: ImageOptions) -> Payload:
+    """What a string is, by the kind of field it sits in (see the module docstring).
+
+    ``payload``: a URL, a data URL, a file path and long base64 of anything but text are
+    payloads. ``text``: only a whole string that is a picture or a PDF is judged, and one
+    that is a document or media file of a known format is unreadable. ``opaque`` (provider
+    signatures, encrypted reasoning): only a whole picture or PDF counts."""
+    text_field = mode != "payload"
     s = value.strip()
     if len(s) < 5:
         return TEXT
     if s[:5].lower() == "data:":
-        return _data_url(s, text_field=text_field, options=options)
+        return _data_url(s, mode=mode, options=options)
     if _SCHEME.match(s) or s[:5].lower() == "file:":
         if text_field:
             return TEXT
@@ -196,7 +210,7 @@ def classify_string(value: str, *, text_field: bool, options: ImageOptions) -> P
         return Payload("unreadable", reason=(
             f"a {scheme} URL outside an image source is not fetched and cannot be checked; "
             "send the content inline (an image block with base64 data)"))
-    found = _base64(s, text_field=text_field, options=options)
+    found = _base64(s, mode=mode, options=options)
     if found.kind != "text":
         return found
     if not text_field and _PATH.fullmatch(s):
@@ -206,7 +220,8 @@ def classify_string(value: str, *, text_field: bool, options: ImageOptions) -> P
     return TEXT
 
 
-def _base64(s: str, *, text_field: bool, options: ImageOptions) -> Payload:
+def _base64(s: str, *, mode: Mode, options: ImageOptions) -> Payload:
+    text_field = mode != "payload"
     if len(s) < _MIN_B64 or not _B64.fullmatch("".join(s[:96].split())[:64]):
         return TEXT
     compact = "".join(s.split())
@@ -216,13 +231,13 @@ def _base64(s: str, *, text_field: bool, options: ImageOptions) -> Payload:
         return Payload("unreadable", reason=(
             f"a base64 value of {len(compact)} characters is over the limit of "
             f"{options.max_bytes} bytes; raise ImageOptions.max_bytes if this is expected"))
-    if text_field and not _may_be_picture_or_pdf(compact):
+    if text_field and not _may_be_a_file(compact):
         return TEXT
     data = inline_bytes(compact)
     if not data:
         return TEXT
     found = classify_bytes(data, source=f"<base64, {len(compact)} chars>")
-    if found.kind in ("picture", "pdf"):
+    if found.kind in ("picture", "pdf") or (mode == "text" and found.recognized):
         return found
     if (text_field or found.kind == "text" or " " in s or len(compact) < _MIN_BINARY_B64
             or _HEX.fullmatch(compact)):
@@ -230,13 +245,15 @@ def _base64(s: str, *, text_field: bool, options: ImageOptions) -> Payload:
     return found
 
 
-def _may_be_picture_or_pdf(compact: str) -> bool:
+def _may_be_a_file(compact: str) -> bool:
     """Cheap pre-check on the first 1368 characters (1 KiB decoded) before decoding it all."""
     head = inline_bytes(compact[:1368])
-    return head is not None and (sniff_format(head) is not None or sniff_document(head) == "PDF")
+    return head is not None and (sniff_format(head) is not None or sniff_document(head) is not None
+                                 or sniff_media(head) is not None or _text_picture(head) is not None)
 
 
-def _data_url(s: str, *, text_field: bool, options: ImageOptions) -> Payload:
+def _data_url(s: str, *, mode: Mode, options: ImageOptions) -> Payload:
+    text_field = mode != "payload"
     header, sep, body = s.partition(",")
     mime = header[5:].split(";", 1)[0].strip().lower()
     image_mime = mime.startswith("image/")
@@ -257,11 +274,11 @@ def _data_url(s: str, *, text_field: bool, options: ImageOptions) -> Payload:
             return TEXT
         return Payload("unreadable", reason="a data URL whose payload is not valid base64")
     found = classify_bytes(data, source=desc)
-    if found.kind in ("picture", "pdf"):
+    if found.kind in ("picture", "pdf") or (mode != "opaque" and found.recognized):
         return found
     if image_mime:  # declared a picture: judged as one (and fails closed if it is not)
         return Payload("picture", EncodedImage(data, desc))
-    if text_field or found.kind == "text":
+    if found.kind == "text" or (text_field and not (mode == "text" and found.recognized)):
         return TEXT
     return found
 

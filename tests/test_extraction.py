@@ -290,3 +290,15 @@ def test_fields_of_a_block_replaced_whole_are_still_accounted_for() -> None:
         (("content", 0), True), (("content", 0, "image_url", "thumb"), True),
         (("content", 0, "extras", "preview"), True), (("content", 0, "extras", "clip"), False),
         (("content", 1), True), (("content", 1, "source", "alt"), True)]
+
+
+def test_a_whole_document_or_media_file_in_a_text_field_is_unreadable() -> None:
+    """A converter may decode it; an opaque provider token (a signature) is never read."""
+    found = parts([{"type": "text", "text": b64(docx_of(PNG))},
+                   {"type": "tool_use", "id": "t", "name": "f", "input": {"clip": b64(wav())}},
+                   {"type": "thinking", "thinking": "x", "signature": b64(docx_of(PNG))},
+                   {"type": "text", "text": data_url(svg_of(PNG), "image/svg+xml")},
+                   {"type": "text", "text": data_url(TEXT_FILE, "text/plain")}])
+    assert [(p.path, p.image is None) for p in found] == [
+        (("content", 0), True), (("content", 1, "input", "clip"), True), (("content", 3), True)]
+    assert "ZIP archive" in str(found[0].error) and "WAV audio" in str(found[1].error)

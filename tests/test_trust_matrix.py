@@ -48,6 +48,7 @@ from langchain_core.messages import (
 from PIL import Image
 
 from safeclip_guardrail import GuardrailViolation, SafeCLIPGuardrail
+from tests._documents import MP4, TEXT_FILE, docx_of, html_of, svg_of, wav
 from tests._trust import (
     ANSWER,
     Conversation,
@@ -66,7 +67,6 @@ from tests._trust import (
     run_async,
     scan,
 )
-from tests._documents import MP4, TEXT_FILE, docx_of, html_of, svg_of, wav
 from tests._trust_chat import chat_llava_surface, doc_placements, rag_run
 from tests._trust_service import dict_surface, service_surface
 
