@@ -184,6 +184,8 @@ def read_media_block(w: Walker, path: Path, block: Mapping[str, Any]) -> None:
     found = classify_inline(value, options=w.options)
     if found.kind == "text":
         found = Payload("unreadable", reason=f"a {t} block whose payload is text cannot be checked")
+    elif found.kind == "unreadable" and not found.recognized:
+        found = Payload("unreadable", reason=f"the {t} block's payload: {found.reason}")
     w.payload(path, style, found, field=key)
 
 
