@@ -4,9 +4,9 @@ Every block at any depth and every field of every block and extra field is visit
 payload becomes an :class:`~safeclip_guardrail._parts.ImagePart` (a picture or a PDF to
 judge, or an unreadable part with the reason and the field) or is text. A block is either
 replaced whole (an image, file or media block: its one payload, judged, written back as one
-canonical block) or kept, and then every one of its fields is walked. What the walk does
-not know is unreadable: an unknown block type, a value of an unknown Python type, content
-nested deeper than it reads.
+canonical block) or kept; either way every other field of it is walked too (a gateway that
+lets the original request through sends them). What the walk does not know is unreadable:
+an unknown block type, a value of an unknown Python type, content nested too deeply.
 """
 
 from __future__ import annotations
@@ -117,17 +117,17 @@ class Finder:
 
     # -- recording parts
     def add(self, path: Path, style: Style, image: EncodedImage | None,
-             error: ImageInputError | None = None, detail: str | None = None) -> None:
+            error: ImageInputError | None = None, detail: str | None = None) -> None:
         self.parts.append(ImagePart(self.message, path, style, image, error, detail))
 
     def unreadable(self, path: Path, reason: str, *, style: Style = "text_block",
-                    field: str | None = None) -> None:
+                   field: str | None = None) -> None:
         here = where(path) + (f" ({field})" if field else "")
         self.add(path, style, None, ImageInputError(
             f"message {self.message}, {here}: {reason}", source=f"<message {self.message} {here}>"))
 
     def payload(self, path: Path, style: Style, found: Payload, *, field: str | None = None,
-                 detail: str | None = None) -> bool:
+                detail: str | None = None) -> bool:
         """Record a picture, PDF or unreadable payload; False when it is text."""
         if found.kind == "text":
             return False
@@ -160,10 +160,10 @@ class Finder:
                     self.content((*path, i), item, depth)
                 else:
                     self.unreadable((*path, i), f"content item of type {type(item).__name__} "
-                                     "is not a string or a content block; it cannot be checked")
+                                    "is not a string or a content block; it cannot be checked")
         else:
             self.unreadable(path, f"content of type {type(value).__name__} cannot be checked; "
-                             "send a string or a list of content blocks")
+                            "send a string or a list of content blocks")
 
     def block(self, path: Path, block: Mapping[str, Any], depth: int) -> None:
         if depth > _MAX_DEPTH:
@@ -172,7 +172,7 @@ class Finder:
         t = block.get("type")
         if t is not None and not isinstance(t, str):
             self.unreadable(path, f"a content block whose type is a {type(t).__name__}, not a "
-                             "string, cannot be checked; send standard text and image blocks")
+                            "string, cannot be checked; send standard text and image blocks")
             return
         if t in TEXT_TYPES:
             text = block.get("text")
@@ -202,7 +202,7 @@ class Finder:
         else:
             shown = repr(t) if t is not None else "(none)"
             self.unreadable(path, f"a content block of unknown type {shown} may hold an image "
-                             "that cannot be checked; send standard text and image blocks")
+                            "that cannot be checked; send standard text and image blocks")
 
     def _non_standard(self, path: Path, block: Mapping[str, Any], depth: int) -> None:
         inner = block.get("value")
@@ -261,7 +261,7 @@ class Finder:
             self.add(path, style, None, file_id_error(self.message, path))
         else:
             self.unreadable(path, f"an image source of type {kind!r} cannot be checked; send "
-                             "type base64 or url", field="source")
+                            "type base64 or url", field="source")
 
     def _base64(self, path: Path, style: Style, value: Any, detail: str | None = None) -> None:
         if isinstance(value, (bytes, bytearray, memoryview)) and len(value):
@@ -302,7 +302,7 @@ class Finder:
         if depth > _MAX_DEPTH:
             if isinstance(value, (Mapping, list, tuple, str, bytes, bytearray)) and value:
                 self.unreadable(path, "a field nested too deeply to check for images",
-                                 style=style)
+                                style=style)
             return
         if isinstance(value, str):
             self.payload(path, style, classify_string(value, mode=mode, options=self.options))
@@ -321,7 +321,7 @@ class Finder:
             self.value(path, dataclasses.asdict(value), depth + 1, mode=mode)
         else:
             self.unreadable(path, f"a value of type {type(value).__name__} cannot be checked "
-                             "for images; send JSON values", style=style)
+                            "for images; send JSON values", style=style)
 
     def _mapping(self, path: Path, value: Mapping[str, Any], depth: int, *, mode: Mode) -> None:
         text = mode != "payload"
@@ -334,7 +334,7 @@ class Finder:
             here = (*path, k)
             if not text and k.lower().replace("_", "") in _REFERENCE_KEYS and item:
                 self.unreadable(here, f"a provider file reference in field {k!r} cannot be "
-                                 "checked; send the content inline", style="raw")
+                                "checked; send the content inline", style="raw")
             elif not text and k == "images" and isinstance(item, (list, tuple)):
                 self.images(here, item)
             else:

@@ -20,7 +20,12 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import HumanMessage
-from langchain_core.prompt_values import ChatPromptValue, PromptValue, StringPromptValue
+from langchain_core.prompt_values import (
+    ChatPromptValue,
+    ImagePromptValue,
+    PromptValue,
+    StringPromptValue,
+)
 
 from safeclip_guardrail import GuardrailViolation, SafeCLIPGuardrail
 from tests._documents import data_url
@@ -120,6 +125,18 @@ def test_block_returns_only_the_judged_frames(shape: str, style: str, tmp_path: 
         _call(chained, value, style)
         assert model.received().frames, f"{shape}/{style}/{name}: no frame reached the model"
         assert_only_judged(model.received(), imgs, f"{shape}/{style}/{name}")
+
+
+def test_an_image_prompt_value_is_judged_and_comes_back_as_the_guarded_chat_prompt(
+        tmp_path: Path) -> None:
+    imgs = _images(tmp_path)
+    guardrail = SafeCLIPGuardrail(guard=imgs.guard, mode="redact")
+    out = guardrail.invoke(ImagePromptValue(image_url={"url": data_url(imgs.flagged)}))
+    assert isinstance(out, ChatPromptValue) and "removed by the SafeCLIP" in out.to_string()
+    model = RecordingChatModel()
+    guardrail.wrap(model).invoke(ImagePromptValue(image_url={"url": data_url(imgs.benign)}))
+    assert pixel_key(frames_of(imgs.benign)[0]) in model.received().frames  # type: ignore[index]
+    assert_only_judged(model.received(), imgs, "image prompt value")
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

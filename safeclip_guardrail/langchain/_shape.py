@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
-from langchain_core.prompt_values import ChatPromptValue, PromptValue, StringPromptValue
+from langchain_core.prompt_values import (
+    ChatPromptValue,
+    ImagePromptValue,
+    PromptValue,
+    StringPromptValue,
+)
 
 from safeclip_guardrail.errors import SafeCLIPError
 
@@ -80,7 +85,10 @@ def shape(value: Any) -> Shaped:
         return Shaped([value], lambda ms: ms[0])
     if isinstance(value, ChatPromptValue):
         return Shaped(list(value.messages), lambda ms: ChatPromptValue(messages=ms))
-    if isinstance(value, PromptValue):  # StringPromptValue, ImagePromptValue, others
+    if isinstance(value, ImagePromptValue):  # its messages hold a block with no type
+        block = {"type": "image_url", "image_url": dict(value.image_url)}
+        return Shaped([HumanMessage(content=[block])], _prompt_value)
+    if isinstance(value, PromptValue):  # StringPromptValue and others
         return Shaped(value.to_messages(), _prompt_value)
     if isinstance(value, Mapping) and "messages" in value:
         msgs = convert_to_messages(value["messages"])
