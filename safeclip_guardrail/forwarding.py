@@ -2,9 +2,10 @@
 
 The other half of :mod:`safeclip_guardrail.extraction`: a part found there is replaced,
 in the message it came from and in that block's own dialect (OpenAI, Responses, LangChain
-v1, Anthropic, a data-URL string, an extra field), by a block holding exactly the bytes the
-guard judged and one source — or by a text placeholder when it is not forwarded. Nothing
-else of the original block survives, so no second source can reach a provider.
+v1, Anthropic, Gemini ``media``, a data-URL string, an extra field), by a block holding
+exactly what the guard forwards (``Judgement.forward``: the judged picture, or a judged PDF
+as a file block) and one source — or by a text placeholder when it is not forwarded.
+Nothing else of the original block survives, so no second source can reach a provider.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from safeclip_guardrail._payloads import PDF_MIME
 from safeclip_guardrail.extraction import TEXT_TYPES, MessageView, Style
 from safeclip_guardrail.sources import EncodedImage, to_base64, to_data_url
 
@@ -34,6 +36,8 @@ def apply_parts(view: MessageView, replacements: Mapping[tuple[str | int, ...], 
     extras: dict[str, Any] = dict(view.extras)
     root: dict[str, Any] = {"content": content, "extras": extras}
     for path, value in replacements.items():
+        if any(path[:k] in replacements for k in range(1, len(path))):
+            continue  # inside a part replaced whole: its canonical block already dropped it
         _set(root, path, value)
     new_content = _prune(root["content"])
     new_extras = {k: _prune(v) for k, v in root["extras"].items()}
@@ -42,25 +46,69 @@ def apply_parts(view: MessageView, replacements: Mapping[tuple[str | int, ...], 
 
 def canonical(style: Style, image: EncodedImage, *, detail: str | None = None,
               original: Any = None) -> Any:
-    """The one block that replaces a judged part: the judged bytes, one source."""
-    url = to_data_url(image)
+    """The one block that replaces a judged part: the judged bytes, one source.
+
+    ``image`` is what the guard forwards (``Judgement.forward``): a picture becomes an image
+    block in the part's dialect; a PDF (``mime_type="application/pdf"``) a file block. A
+    part that was a string or a field value stays one, in the same form (data URL, base64
+    or bytes). Nothing else of ``original`` survives but a PDF's plain-string filename.
+    """
+    if image.mime_type == PDF_MIME:
+        return _document(style, image, original)
     if style == "openai":
-        inner = {"url": url, **({"detail": detail} if detail else {})}
+        inner = {"url": to_data_url(image), **({"detail": detail} if detail else {})}
         return {"type": "image_url", "image_url": inner}
     if style == "responses":
-        return {"type": "input_image", "image_url": url, **({"detail": detail} if detail else {})}
+        kind = ("computer_screenshot" if isinstance(original, Mapping)
+                and original.get("type") == "computer_screenshot" else "input_image")
+        return {"type": kind, "image_url": to_data_url(image),
+                **({"detail": detail} if detail else {})}
     if style == "anthropic":
         return {"type": "image", "source": {"type": "base64", "media_type": image.mime_type,
                                             "data": to_base64(image)}}
     if style == "v1":
         return {"type": "image", "base64": to_base64(image), "mime_type": image.mime_type}
+    if style == "media":
+        return {"type": "media", "mime_type": image.mime_type, "data": to_base64(image)}
+    return _same_form(style, image, original)
+
+
+def _document(style: Style, image: EncodedImage, original: Any) -> Any:
+    """A judged PDF as a file block in the part's dialect."""
+    if style == "v1":
+        return {"type": "file", "base64": to_base64(image), "mime_type": PDF_MIME}
+    if style == "anthropic":
+        return {"type": "document", "source": {"type": "base64", "media_type": PDF_MIME,
+                                               "data": to_base64(image)}}
+    if style == "media":
+        return {"type": "media", "mime_type": PDF_MIME, "data": to_base64(image)}
+    name = _filename(original)
+    if style == "openai":
+        return {"type": "file", "file": {"file_data": to_data_url(image), **name}}
+    if style == "responses":
+        return {"type": "input_file", "file_data": to_data_url(image), **name}
+    return _same_form(style, image, original)
+
+
+def _filename(original: Any) -> dict[str, str]:
+    if not isinstance(original, Mapping):
+        return {}
+    inner = original.get("file")
+    name = inner.get("filename") if isinstance(inner, Mapping) else original.get("filename")
+    return {"filename": name} if isinstance(name, str) else {}
+
+
+def _same_form(style: Style, image: EncodedImage, original: Any) -> Any:
+    """A string or field value written back as it came: a data URL, base64, or bytes."""
     if style == "text_block":
         kind = original.get("type", "text") if isinstance(original, Mapping) else "text"
-        return {"type": kind, "text": url}
-    if style == "raw":
-        was_url = isinstance(original, str) and original.lstrip()[:5].lower() == "data:"
-        return url if was_url else to_base64(image)
-    return url  # "text": a string that was a data URL stays one
+        text = original.get("text") if isinstance(original, Mapping) else None
+        return {"type": kind, "text": _same_form("text", image, text)}
+    if isinstance(original, (bytes, bytearray, memoryview)):
+        return image.data
+    if isinstance(original, str) and original.lstrip()[:5].lower() != "data:":
+        return to_base64(image)
+    return to_data_url(image)
 
 
 def placeholder(style: Style, text: str, *, original: Any = None) -> Any:

@@ -2,11 +2,13 @@
 
 The recording model is the referee: it decodes EVERY image it can find in what it
 receives — every string that is a data URL or base64 of an image, every bytes value, in
-content, nested blocks and additional kwargs, every frame — and notes every http(s) URL
-and every string naming a planted file (a provider would fetch or read those). A test then
-asserts that no received image is a forbidden one (the flagged image, an image whose
-embedding was non-finite, hidden pixels) and that every received frame was judged (its
-pixels went through the guard's encoder).
+content, nested blocks and additional kwargs, every frame, the pictures inside ZIP archives
+(office documents) and the data URLs inside SVG/HTML — notes every PDF it receives, and
+every http(s) URL and every string naming a planted file (a provider would fetch or read
+those). A test then asserts that no received image is a forbidden one (the flagged image,
+an image whose embedding was non-finite, hidden pixels), no received PDF is one holding a
+forbidden picture, and that every received frame was judged (its pixels went through the
+guard's encoder).
 
 Surfaces are objects with ``name``, ``styles`` and ``run(conversation, style)``; see
 ``tests/test_trust_matrix.py`` for how to add one.
@@ -20,6 +22,8 @@ import binascii
 import hashlib
 import io
 import itertools
+import re
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +83,8 @@ class Images:
     nonfinite: bytes = b""
     forbidden: set[str] = field(default_factory=set)
     """Pixel keys no model may ever receive."""
+    forbidden_docs: set[str] = field(default_factory=set)
+    """SHA-256 of documents (PDFs) holding a forbidden picture: no model may receive them."""
     paths: set[str] = field(default_factory=set)
     """Planted file paths (as written into messages); none may reach a model or be opened."""
 
@@ -94,6 +100,15 @@ class Images:
     def forbid(self, data: bytes) -> None:
         for f in frames_of(data) or []:
             self.forbidden.add(pixel_key(f))
+
+    def pdf(self, picture: bytes) -> bytes:
+        """A one-page PDF of ``picture``; forbidden when the picture is."""
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(picture)).convert("RGB").save(buf, format="PDF")
+        out = buf.getvalue()
+        if any(pixel_key(f) in self.forbidden for f in frames_of(picture) or []):
+            self.forbidden_docs.add(hashlib.sha256(out).hexdigest())
+        return out
 
 
 def make_images(tmp: Path, *, frames: int = 1) -> Images:
@@ -121,6 +136,8 @@ class Received:
     frames: list[str] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
     strings: list[str] = field(default_factory=list)
+    documents: list[str] = field(default_factory=list)
+    """SHA-256 of every PDF received."""
 
 
 def _decode_string(s: str) -> bytes | None:
@@ -155,17 +172,40 @@ def scan(value: Any, into: Received, depth: int = 0) -> None:
             into.urls.append(value)
         data = _decode_string(value)
         if data is not None:
-            for f in frames_of(data) or []:
-                into.frames.append(pixel_key(f))
+            scan_bytes(data, into)
     elif isinstance(value, (bytes, bytearray)):
-        for f in frames_of(bytes(value)) or []:
-            into.frames.append(pixel_key(f))
+        scan_bytes(bytes(value), into)
     elif isinstance(value, dict):
         for v in value.values():
             scan(v, into, depth + 1)
     elif isinstance(value, (list, tuple)):
         for v in value:
             scan(v, into, depth + 1)
+
+
+_EMBEDDED = re.compile(rb"data:[\w/+.-]*;base64,([A-Za-z0-9+/=]+)")
+
+
+def scan_bytes(data: bytes, into: Received, depth: int = 0) -> None:
+    """Every picture in ``data``: its frames, or a PDF's hash, or what a ZIP archive or a
+    markup document (SVG, HTML) holds."""
+    frames = frames_of(data)
+    if frames:
+        into.frames.extend(pixel_key(f) for f in frames)
+    elif b"%PDF-" in data[:1024]:  # a reader skips up to 1 KiB before the header
+        into.documents.append(hashlib.sha256(data[data.index(b"%PDF-"):]).hexdigest())
+    elif depth < 4 and data[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                for name in z.namelist():
+                    scan_bytes(z.read(name), into, depth + 1)
+        except (zipfile.BadZipFile, OSError, ValueError):
+            pass
+    elif depth < 4 and b"<" in data[:1024]:  # markup: pictures as embedded data URLs
+        for m in _EMBEDDED.finditer(data):
+            decoded = _decode_string(m.group(1).decode())
+            if decoded is not None:
+                scan_bytes(decoded, into, depth + 1)
 
 
 class RecordingChatModel(GenericFakeChatModel):
@@ -196,6 +236,8 @@ def assert_only_judged(received: Received, imgs: Images, where: str) -> None:
     assert not leaked, f"{where}: a file path reached the model: {leaked[:2]}"
     bad = [k for k in received.frames if k in imgs.forbidden]
     assert not bad, f"{where}: the model received a forbidden image ({len(bad)} frames)"
+    docs = [d for d in received.documents if d in imgs.forbidden_docs]
+    assert not docs, f"{where}: the model received a PDF holding a forbidden picture"
     unjudged = [k for k in received.frames if k not in imgs.encoder.judged]
     assert not unjudged, f"{where}: the model received {len(unjudged)} frames nobody judged"
 
@@ -234,6 +276,8 @@ class Surface:
     """False for conversations the framework itself cannot represent (say why where set)."""
     forwards_images: bool = True
     """False for surfaces whose model never receives images (NeMo's prompt is text)."""
+    marks: tuple[Any, ...] = ()
+    """pytest marks its tests need (a served surface: sockets to loopback)."""
 
 
 def run_async(coro: Any) -> Any:

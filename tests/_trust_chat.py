@@ -116,8 +116,22 @@ def _chat_llava_supports(conv: Conversation) -> bool:
     # langchain-core's BaseChatModel normalises v0 ``source_type`` blocks to v1 before any
     # chat model's _generate runs, keeping one source (the url of a two-source v0 block is
     # dropped): ChatLlava judges and sends that one image, and never sees the conflict.
-    return not any(isinstance(b, dict) and b.get("source_type") and "url" in b
-                   for m in convert_to_messages(conv) if isinstance(m.content, list) for b in m.content)
+    messages = convert_to_messages(conv)
+    if any(isinstance(b, dict) and b.get("source_type") and "url" in b
+           for m in messages if isinstance(m.content, list) for b in m.content):
+        return False
+    # LLaVA shows text and pictures only: a file or document block holding text is a usage
+    # error there (ConfigurationError), not something the guard decides
+    from safeclip_guardrail.config import ImageOptions
+    from safeclip_guardrail.extraction import find_image_parts
+    from safeclip_guardrail.langchain._messages import view_of_message
+
+    parts = find_image_parts([view_of_message(m) for m in messages], options=ImageOptions())
+    return not any(
+        isinstance(b, dict) and b.get("type") in ("file", "document", "input_file", "text-plain")
+        and not any(p.message == k and p.path[:2] == ("content", i) for p in parts)
+        for k, m in enumerate(messages) if isinstance(m.content, list)
+        for i, b in enumerate(m.content))
 
 
 def chat_llava_surface(call: Call) -> Surface:

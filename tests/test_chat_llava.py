@@ -401,7 +401,7 @@ def test_unreadable_image_follows_on_error(llava_dir: Path, tiny_clip_dir: Path,
 
 
 def test_unsupported_blocks_and_remote_urls(llm: ChatLlava) -> None:
-    with pytest.raises(ConfigurationError, match="audio"):
+    with pytest.raises(ImageInputError, match="audio"):  # not a picture: unreadable
         llm.invoke([HumanMessage(content=[{"type": "audio", "base64": "AAAA",
                                            "mime_type": "audio/wav"}])])
     with pytest.raises(ImageInputError):  # URLs are not fetched unless allowed

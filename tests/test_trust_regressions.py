@@ -50,15 +50,15 @@ def test_raw_image_bytes_in_extra_fields_are_judged(key: str, tmp_path: Path) ->
     ok = [{"role": "user", "content": "what is this?", key: [imgs.benign]}]
     out = guard_dict_messages(imgs.guard, ok)
     forwarded = out.as_dicts(ok)[0][key][0]
-    assert base64.b64decode(forwarded) == imgs.benign  # the judged bytes, as base64
+    assert forwarded == imgs.benign  # the judged bytes, in the form they came (bytes)
 
 
 def test_image_data_nested_deeper_than_checked_in_extra_fields_fails_closed(
         tmp_path: Path) -> None:
     imgs = make_images(tmp_path)
     deep: object = _url(imgs.flagged)
-    for k in "abcdefghij":
-        deep = {k: deep}
+    for k in range(40):  # deeper than the walk reads (32 levels)
+        deep = {f"k{k}": deep}
     outcome = guard_dict_messages(imgs.guard, [{"role": "user", "content": "x", "meta": deep}])
     assert outcome.blocked  # was: passed without a verdict
     assert outcome.result.verdicts[0].category == "unreadable"

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
-from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict
 
@@ -170,8 +170,9 @@ def _passes(result: GuardedOutput | Exception) -> bool:
 
 
 def _model_input(guarded: GuardedOutput) -> Any:
-    """The guarded output, or the messages of a dict input (chat models take no dicts)."""
-    if isinstance(guarded.output, Mapping):
+    """The guarded output, or the guarded messages of a dict or single-message input (chat
+    models take neither)."""
+    if isinstance(guarded.output, (Mapping, BaseMessage)):
         return guarded.outcome.messages
     return guarded.output
 

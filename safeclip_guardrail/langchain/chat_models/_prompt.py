@@ -180,6 +180,9 @@ class _Walker:
         part = self.parts.get(path)
         if part is not None:
             self._slot(path, part)
+            for inner in self.parts:  # payloads in the replaced block's other fields: judged too
+                if len(inner) > len(path) and inner[:len(path)] == path and inner not in self.used:
+                    self._slot(inner, self.parts[inner])
         elif content is None:
             return
         elif isinstance(content, str):
@@ -204,15 +207,22 @@ class _Walker:
                 self._text(text)
             return
         if t == "non_standard" and isinstance(block.get("value"), Mapping):
-            self.block(path, block["value"])  # the extraction layer reads it at the same path
+            self.block((*path, "value"), block["value"])  # the extraction layer's path
             return
-        if t in IMAGE_TYPES or t in _UNSUPPORTED:
+        inside = [p for p in self.parts if len(p) > len(path) and p[:len(path)] == path]
+        if (t in IMAGE_TYPES or t in _UNSUPPORTED) and not inside:
             raise ConfigurationError(
                 f"message {self.message} has a content block of type {t!r} that ChatLlava cannot "
                 "read; send text and image blocks only")
-        nested = block.get("content")  # tool results: their text and images are shown
-        if nested is not None:
-            self.content((*path, "content"), nested)
+        for key in ("content", "output"):  # tool results, function outputs: text and images
+            if block.get(key) is not None:
+                self.content((*path, key), block[key])
+        source = block.get("source")  # a document whose source is content blocks
+        if isinstance(source, Mapping) and source.get("type") == "content":
+            self.content((*path, "source", "content"), source.get("content"))
+        for p in inside:  # a part in any other field is shown too: never dropped unseen
+            if p not in self.used:
+                self._slot(p, self.parts[p])
 
 
 def _clean(text: str, image_token: str | None) -> str:
