@@ -128,7 +128,9 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
             started = time.perf_counter()
             _ray.run_ray(corpus, scorer_kwargs={"config": config, "embeddings": embeddings},
                          output=out, skip=skip, batch_size=config.batch_size, actors=actors,
-                         num_gpus=num_gpus, cpus_per_actor=cpus_per_actor)
+                         num_gpus=num_gpus, cpus_per_actor=cpus_per_actor,
+                         local=started_ray and _ray.new_local_cluster(address),
+                         show_progress=show_progress)
         finally:
             if started_ray:
                 import ray
