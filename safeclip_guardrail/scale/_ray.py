@@ -91,7 +91,8 @@ def new_local_cluster(address: str | None) -> bool:
 
 def cluster_cpus(*, wait_s: float = 10.0) -> float:
     """The cluster's CPUs. A cluster just started may not have reported its resources yet:
-    wait for them (up to ``wait_s``) rather than size the pool, and warn, on none."""
+    wait for them (up to ``wait_s``), rather than size the pool on none and have Ray Data
+    warn that the job "will hang" when it will not."""
     import ray
 
     deadline = time.monotonic() + wait_s
