@@ -1,8 +1,7 @@
 """What the install notes promise is what the code asks for.
 
 - A command whose optional package is missing names exactly that package's extra, before
-  any model loads (the model given here does not exist: loading it first would fail with a
-  ModelLoadError instead).
+  any model loads (a spy on ``SafeCLIPGuard.from_config`` records any load).
 - The README's install lines and extras, docs/integrations.md and scripts/setup.sh name
   every extra and every integration (the LiteLLM one with its ``proxy`` extra).
 """
@@ -16,12 +15,24 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from safeclip_guardrail import SafeCLIPGuard
 from safeclip_guardrail.cli import main
 from tests._corpus import png
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRAS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
 INTEGRATIONS = sorted(p.parent.name for p in (ROOT / "integrations").glob("*/pyproject.toml"))
+
+
+@pytest.fixture
+def model(tiny_clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The tiny CLIP's directory; loading it fails the test (nothing may load first)."""
+
+    def no_load(*args: object, **kw: object) -> None:
+        raise AssertionError("a model was loaded before the missing dependency was reported")
+
+    monkeypatch.setattr(SafeCLIPGuard, "from_config", no_load)
+    return str(tiny_clip_dir)
 
 
 @pytest.fixture
@@ -36,46 +47,47 @@ def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "a model was loaded" not in err, err
     return err
 
 
-def test_local_scan_corpus_asks_for_pyarrow_alone(data: Path, tmp_path: Path,
+def test_local_scan_corpus_asks_for_pyarrow_alone(data: Path, model: str, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     err = _error(["scan-corpus", str(data), "--out", str(tmp_path / "o"),
-                  "--model", str(tmp_path / "no-model")], capsys)
+                  "--model", model], capsys)
     assert "'pyarrow'" in err and "'parquet' extra" in err
     assert "ray" not in err.lower()  # the local engine does not need Ray
     assert "parquet" in EXTRAS and EXTRAS["parquet"] == ["pyarrow>=15"]
 
 
-def test_ray_scan_corpus_asks_for_ray_first(data: Path, tmp_path: Path,
+def test_ray_scan_corpus_asks_for_ray_first(data: Path, model: str, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "ray", None)
     err = _error(["scan-corpus", str(data), "--out", str(tmp_path / "o"), "--engine", "ray",
-                  "--model", str(tmp_path / "no-model")], capsys)
+                  "--model", model], capsys)
     assert "'ray'" in err and "'ray' extra" in err
 
 
-def test_from_embeddings_asks_for_pyarrow_alone(data: Path, tmp_path: Path,
+def test_from_embeddings_asks_for_pyarrow_alone(data: Path, model: str, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     err = _error(["eval", str(data), "--from-embeddings", str(tmp_path / "scan"),
-                  "--model", str(tmp_path / "no-model")], capsys)
+                  "--model", model], capsys)
     assert "'parquet' extra" in err and "ray" not in err.lower()
 
 
-def test_eval_plots_ask_for_the_eval_extra_before_the_model(data: Path, tmp_path: Path,
+def test_eval_plots_ask_for_the_eval_extra_before_the_model(data: Path, model: str, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]
                                                             ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     err = _error(["eval", str(data), "--out", str(tmp_path / "r"),
-                  "--model", str(tmp_path / "no-model")], capsys)
+                  "--model", model], capsys)
     assert "'matplotlib'" in err and "'eval' extra" in err and "--no-plots" in err
 
 
