@@ -20,6 +20,8 @@ __all__ = [
     "Discovery",
     "SafeclipArgumentParser",
     "add_guard_options",
+    "check_model_and_device",
+    "check_output_folder",
     "config_from_args",
     "describe_error",
     "discover",
@@ -136,11 +138,60 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if getattr(args, "frames", None):
         current = base.images.model_dump() if base is not None else {}
         images = {**current, "frames": args.frames}
-    return build_config(
+    config = build_config(
         base, model=args.model, concepts=args.concepts, threshold=args.threshold,
         cls_source=args.cls_source, decision=args.decision, device=args.device,
         dtype=args.dtype, batch_size=args.batch_size, images=images,
     )
+    if _model_runs_here(args):
+        check_model_and_device(config.model, config.device)
+    return config
+
+
+def check_model_and_device(model: str, device: str | None) -> None:
+    """A model directory that does not exist, or a device this machine lacks, as one line
+    before anything loads (a Ray scan would otherwise start a cluster and its actors first)."""
+    from safeclip_guardrail.encoders._aliases import resolve_model_id
+    from safeclip_guardrail.encoders._hub import is_hub_id
+    from safeclip_guardrail.errors import ConfigurationError
+
+    resolved = resolve_model_id(model)
+    if not resolved.startswith("open_clip:") and not is_hub_id(resolved) \
+            and not Path(resolved).is_dir():
+        raise CliError(f"--model: no directory {printable(resolved)}; pass a directory holding "
+                       "a CLIP checkpoint, a hub id such as openai/clip-vit-large-patch14-336, "
+                       "or an alias such as llava-1.5")
+    if device is not None:
+        import torch
+
+        from safeclip_guardrail.encoders._torch import resolve_device
+
+        try:
+            torch.empty(0, device=resolve_device(device))  # an ordinal or a backend not here
+        except ConfigurationError as exc:
+            raise CliError(f"--device: {exc}") from None
+        except RuntimeError:  # a device type this torch was built without (mps, xpu)
+            raise CliError(f"--device: {device!r} is not available on this machine or in this "
+                           "PyTorch build; use cpu, or cuda where a GPU is") from None
+
+
+def _model_runs_here(args: argparse.Namespace) -> bool:
+    """False for a Ray engine on a cluster named by --address or RAY_ADDRESS: its workers,
+    not this machine, hold the model files and the GPUs."""
+    import os
+
+    if getattr(args, "engine", None) != "ray":
+        return True
+    return not (getattr(args, "address", None) or os.environ.get("RAY_ADDRESS"))
+
+
+def check_output_folder(path: str, *, option: str) -> None:
+    """An output folder that cannot be one (an existing file) as one line, before any model
+    loads. A folder that does not exist yet is created by the command."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CliError(f"{option}: {printable(path)} is a file; pass a folder (it is created "
+                       "when missing)")
 
 
 def guard_from_args(args: argparse.Namespace) -> Any:
@@ -161,16 +212,18 @@ def quiet_model_loading() -> None:
     hf_logging.set_verbosity_error()
 
 
-def discover(paths: Iterable[str]) -> Discovery:
-    """Files named directly (any name) and, in folders searched recursively, every file
-    whose content is an image; the other files found are returned as skipped."""
+def discover(paths: Iterable[str], *, named_files_are_images: bool = True) -> Discovery:
+    """Files named directly and, in folders searched recursively, every file whose content
+    is an image; the other files found are returned as skipped. A file named directly is an
+    image whatever it holds (the guard then says it cannot be read), unless
+    ``named_files_are_images`` is False: then it is sorted like a file in a folder."""
     checked = []
     for raw in paths:
         p = Path(raw)
         if not (p.is_dir() or p.is_file()):
             raise CliError(f"no such file or directory: {printable(raw)}")
         checked.append(p)
-    return discover_images(checked)
+    return discover_images(checked, named_files_are_images=named_files_are_images)
 
 
 def iter_image_files(paths: Iterable[str]) -> Iterator[Path]:

@@ -19,6 +19,7 @@ from safeclip_guardrail.cli._common import (
     CliError,
     _positive_int,
     add_guard_options,
+    check_output_folder,
     config_from_args,
     printable,
     quiet_model_loading,
@@ -93,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--e2e sends the images to a chat model; it cannot use --from-embeddings")
     if (args.chat_model or args.chat_model_factory or args.max_new_tokens) and not args.e2e:
         raise CliError("--chat-model and --max-new-tokens are only used with --e2e; add --e2e")
+    if args.out:
+        check_output_folder(args.out, option="--out")
     if args.out and not args.no_plots:
         from safeclip_guardrail.eval.plots import pyplot
 

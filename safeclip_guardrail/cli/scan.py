@@ -52,8 +52,8 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true",
                    help="JSON lines: one verdict per image, one record per skipped file")
     p.add_argument("--allow-non-images", action="store_true",
-                   help="files in folders that are not images are still reported, but do not "
-                        "make the exit code 2")
+                   help="files that are not images (in folders, or named) are skipped and "
+                        "reported, but do not make the exit code 2")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     add_guard_options(p)
     p.set_defaults(func=run)
@@ -85,7 +85,9 @@ class ScanSummary:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    found = discover(p for p in args.paths if p != "-")
+    # with --allow-non-images a named file that is not an image is skipped, as in a folder
+    found = discover((p for p in args.paths if p != "-"),
+                     named_files_are_images=not args.allow_non_images)
     files: list[Path | str] = list(found.images)
     if "-" in args.paths:
         files.insert(min(args.paths.index("-"), len(files)), "-")

@@ -60,6 +60,11 @@ def register(sub: Any) -> None:
                         "and Parquet path columns, and symlinks in folders, that lead "
                         "elsewhere are error rows (default: each folder source is its own "
                         "root; a manifest's or Parquet file's folder is theirs)")
+    p.add_argument("--part-rows", type=_positive_int, default=8192, metavar="N",
+                   help="local engine: write a Parquet part file every N rows (default 8192) ...")
+    p.add_argument("--part-seconds", type=_positive_float, default=5.0, metavar="S",
+                   help="... or every S seconds, whichever comes first (default 5): an "
+                        "interruption loses at most that much work; --resume continues")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     add_guard_options(p)
     p.set_defaults(func=run)
@@ -72,12 +77,15 @@ def run(args: argparse.Namespace) -> int:
     if args.engine == "local" and (args.address or args.actors != 1 or args.num_gpus
                                    or args.cpus_per_actor is not None):
         raise _usage("--address, --actors, --num-gpus and --cpus-per-actor need --engine ray")
+    if args.engine == "ray" and (args.part_rows != 8192 or args.part_seconds != 5.0):
+        raise _usage("--part-rows and --part-seconds apply to the local engine (Ray writes "
+                     "one part file per block)")
     summary = scan_corpus(
         args.sources, args.out, engine=args.engine, actors=args.actors, num_gpus=args.num_gpus,
         cpus_per_actor=args.cpus_per_actor, embeddings=args.embeddings, resume=args.resume,
         address=args.address, image_column=args.image_column, path_column=args.path_column,
-        id_column=args.id_column, root=args.root, show_progress=not args.no_progress,
-        config=config,
+        id_column=args.id_column, root=args.root, rows_per_file=args.part_rows,
+        part_seconds=args.part_seconds, show_progress=not args.no_progress, config=config,
     )
     for note in summary.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -89,6 +97,13 @@ def _usage(message: str) -> Exception:
     from safeclip_guardrail.cli._common import CliError
 
     return CliError(message)
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
 
 
 def _non_negative(text: str) -> float:

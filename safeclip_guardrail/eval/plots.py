@@ -19,7 +19,8 @@ __all__ = ["plot_confusion", "plot_roc", "plot_sweep", "pyplot"]
 
 def pyplot() -> Any:
     """matplotlib.pyplot on the Agg backend, or MissingDependencyError naming the extra."""
-    mpl = require("matplotlib", package="matplotlib", extra="eval", feature="evaluation plots")
+    mpl = require("matplotlib", package="matplotlib", extra="eval",
+                  feature="evaluation plots (skip them: --no-plots, plots=False)")
     mpl.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

@@ -91,7 +91,8 @@ def load_scan_embeddings(scan: str | Path, dataset: EvalDataset,
 def check_scan(scan: str | Path, config: GuardConfig) -> list[Path]:
     """The scan's Parquet files, after checking (before any model is loaded) that the scan
     has embeddings and comes from ``config.model``."""
-    require("pyarrow", package="pyarrow", extra="ray", feature="--from-embeddings")
+    require("pyarrow", package="pyarrow", extra="parquet",
+            feature="--from-embeddings (reads Parquet)")
     root = Path(scan)
     files = sorted(root.glob("*.parquet")) if root.is_dir() else [root]
     if not root.exists() or not files:

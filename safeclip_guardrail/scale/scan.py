@@ -67,8 +67,8 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
                 embeddings: bool = False, resume: bool = False, address: str | None = None,
                 image_column: str | None = None, path_column: str | None = None,
                 id_column: str | None = None, root: str | Path | None = None,
-                rows_per_file: int = 8192,
-                show_progress: bool = True, on_progress: Callable[[int], None] | None = None,
+                rows_per_file: int = 8192, part_seconds: float = 5.0, show_progress: bool = True,
+                on_progress: Callable[[int], None] | None = None,
                 guard: SafeCLIPGuard | None = None, **guard_options: Any) -> ScanSummary:
     """Scan folders, Parquet files, WebDataset shards or manifests into Parquet verdicts.
 
@@ -81,6 +81,8 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
     ``root``: the folder every path read from the data must lie in (symlinks resolved;
     None: each folder source is its own root, a manifest's or Parquet file's folder is
     theirs); a path outside is an error row. A bad row is an error row, never a failed run.
+    The local engine writes a part file every ``rows_per_file`` rows or ``part_seconds``
+    seconds, whichever comes first, so an interruption loses at most that much work.
     """
     if engine not in ("local", "ray"):
         raise ConfigurationError(f"engine must be 'local' or 'ray', got {engine!r}")
@@ -90,7 +92,11 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
         raise ConfigurationError(f"num_gpus must be >= 0, got {num_gpus}")
     if rows_per_file < 1:
         raise ConfigurationError(f"rows_per_file must be >= 1, got {rows_per_file}")
-    require("pyarrow", package="pyarrow", extra="ray", feature="scan_corpus")
+    if not part_seconds > 0:
+        raise ConfigurationError(f"part_seconds must be > 0, got {part_seconds}")
+    if engine == "ray":  # checked first: it brings pyarrow along
+        require("ray", package="ray", extra="ray", feature="scan-corpus --engine ray")
+    require("pyarrow", package="pyarrow", extra="parquet", feature="scan-corpus (Parquet output)")
     sources = [source] if isinstance(source, (str, Path)) else list(source)
     config = guard.config if guard is not None else _config(guard_options)
     if guard is not None and guard_options:
@@ -114,7 +120,8 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
                   else BatchScorer(config=config, embeddings=embeddings))
         started = time.perf_counter()  # the model is loaded: time the scan itself
         run_local(corpus, scorer=scorer, output=out, skip=skip, batch_size=config.batch_size,
-                  rows_per_file=rows_per_file, show_progress=show_progress,
+                  rows_per_file=rows_per_file, part_seconds=part_seconds,
+                  show_progress=show_progress,
                   on_progress=on_progress)
     else:
         from safeclip_guardrail.scale import _ray
@@ -124,7 +131,9 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
             started = time.perf_counter()
             _ray.run_ray(corpus, scorer_kwargs={"config": config, "embeddings": embeddings},
                          output=out, skip=skip, batch_size=config.batch_size, actors=actors,
-                         num_gpus=num_gpus, cpus_per_actor=cpus_per_actor)
+                         num_gpus=num_gpus, cpus_per_actor=cpus_per_actor,
+                         local=started_ray and _ray.new_local_cluster(address),
+                         show_progress=show_progress)
         finally:
             if started_ray:
                 import ray

@@ -110,7 +110,9 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
         request.state.images = sum(len(g) for g in out)
         return out
 
-    @app.post("/v1/moderations", response_model=ModerationResponse)
+    @app.post("/v1/moderations", response_model=ModerationResponse,
+              summary="OpenAI omni-moderation schema; judges IMAGES only",
+              description=_MODERATIONS_DESCRIPTION)
     @app.post("/moderations", include_in_schema=False)
     async def moderations(request: Request) -> ModerationResponse:
         body = _parse(await _json(request), ModerationRequest)
@@ -187,6 +189,12 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
 
 
 # ---------------------------------------------------------------------- helpers
+_MODERATIONS_DESCRIPTION = (
+    "Judges the images of `input` only. Text is never judged: a text part, or a string input, "
+    "never flags (\"I will hurt you\" comes back unflagged), and `category_applied_input_types` "
+    "is `[]` for what only text could decide. Replacing OpenAI's omni-moderation? Run a text "
+    "moderation beside this one: the LiteLLM recipe in docs/serve.md, 'Images and text'.")
+
 async def _json(request: Request) -> Any:
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype != "application/json":

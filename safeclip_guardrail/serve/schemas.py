@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from safeclip_guardrail.result import GuardResult
 
@@ -39,6 +40,40 @@ class ModerationRequest(BaseModel):
 
     input: str | list[str] | list[ContentPart]
     model: str | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input_shape(cls, value: Any) -> Any:
+        """One message saying what ``input`` may be (pydantic would report one failure per
+        member of the union: ``input.str ...`` and two more)."""
+        shapes = ('must be a string, a list of strings, or a list of parts (objects with '
+                  '"type": "text" or "image_url")')
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, list):
+            raise PydanticCustomError("input_shape", "{message}",
+                                      {"message": f"{shapes}; got {_kind(value)}"})
+        if all(isinstance(v, str) for v in value):
+            return value
+        for i, item in enumerate(value):
+            if not (isinstance(item, dict) and isinstance(item.get("type"), str)):
+                what = ("a string in a list of parts" if isinstance(item, str)
+                        else f"{_kind(item)}, not a part with a string \"type\"")
+                raise PydanticCustomError("input_shape", "{message}",
+                                          {"message": f"{shapes}; item {i} is {what}"})
+        return value
+
+
+def _kind(value: Any) -> str:
+    """A JSON reader's name for a value's type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    names: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)
 
 
 class ModerationResult(BaseModel):

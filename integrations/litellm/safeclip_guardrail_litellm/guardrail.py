@@ -19,6 +19,7 @@ or behind a ``safeclip serve`` URL (``api_base``, ``api_key``): same extraction,
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -29,7 +30,7 @@ from litellm.types.guardrails import GuardrailEventHooks
 
 from safeclip_guardrail.config import GuardConfig
 from safeclip_guardrail.conversation import GuardedConversation, aguard_conversations
-from safeclip_guardrail.errors import ConfigurationError, SafeCLIPError
+from safeclip_guardrail.errors import ConfigurationError, SafeCLIPError, UsageError
 from safeclip_guardrail.extraction import view_of_dict
 from safeclip_guardrail_litellm.remote import RemoteGuard
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from safeclip_guardrail.guard import SafeCLIPGuard
 
 __all__ = ["SafeCLIPLiteLLMGuardrail"]
+
+_log = logging.getLogger(__name__)
 
 _MESSAGE_CALLS = frozenset({"completion", "acompletion", "anthropic_messages",
                             "text_completion", "responses", "aresponses"})
@@ -52,13 +55,32 @@ class SafeCLIPLiteLLMGuardrail(CustomGuardrail):
                  safeclip_config: str | None = None,
                  safeclip_action: Literal["block", "rewrite"] = "block",
                  safeclip_timeout: float = 30.0, **kwargs: Any) -> None:
+        """Configuration mistakes raise :class:`UsageError`, on purpose not
+        ``ConfigurationError``: LiteLLM's proxy catches ``ValueError`` and ``TypeError`` from
+        a guardrail's constructor, logs them and starts *without* that guardrail, so a typo
+        in ``config.yaml`` would let every image through. Any other error stops the proxy."""
         kwargs.setdefault("supported_event_hooks", [GuardrailEventHooks.pre_call,
                                                     GuardrailEventHooks.during_call])
         kwargs.setdefault("guardrail_name", "safeclip")
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+            self._configure(guard=guard, api_base=api_base, api_key=api_key,
+                            safeclip_model=safeclip_model, safeclip_config=safeclip_config,
+                            safeclip_action=safeclip_action, safeclip_timeout=safeclip_timeout)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"SafeCLIP guardrail {kwargs['guardrail_name']!r} is misconfigured: "
+                             f"{exc}; the proxy does not start without it") from None
+
+    def _configure(self, *, guard: SafeCLIPGuard | None, api_base: str | None,
+                   api_key: str | None, safeclip_model: str | None, safeclip_config: str | None,
+                   safeclip_action: str, safeclip_timeout: float) -> None:
         if safeclip_action not in ("block", "rewrite"):
             raise ConfigurationError(f"safeclip_action must be 'block' or 'rewrite', got "
                                      f"{safeclip_action!r}")
+        if isinstance(safeclip_timeout, bool) or not isinstance(safeclip_timeout, (int, float)) \
+                or not safeclip_timeout > 0:
+            raise ConfigurationError(f"safeclip_timeout must be a number of seconds > 0, got "
+                                     f"{safeclip_timeout!r}")
         sources = [guard is not None, api_base is not None,
                    safeclip_model is not None or safeclip_config is not None]
         if sum(sources) != 1:
@@ -71,7 +93,7 @@ class SafeCLIPLiteLLMGuardrail(CustomGuardrail):
         self._api_key = _secret(api_key)
         self._model = safeclip_model
         self._config_path = safeclip_config
-        self._timeout = safeclip_timeout
+        self._timeout = float(safeclip_timeout)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ LiteLLM hooks
@@ -106,7 +128,14 @@ class SafeCLIPLiteLLMGuardrail(CustomGuardrail):
 
     # ------------------------------------------------------------------ internals
     async def _judge(self, messages: list[dict[str, Any]]) -> GuardedConversation:
-        guard = await asyncio.to_thread(self._load)
+        try:
+            guard = await asyncio.to_thread(self._load)
+        except SafeCLIPError as exc:  # no guard, no verdict: nothing passes
+            # the details (a model directory, a config path) are the operator's, not the caller's
+            _log.error("SafeCLIP guardrail %r could not load its guard: %s", self.guardrail_name, exc)
+            raise HTTPException(status_code=503, detail={
+                "error": "SafeCLIP guardrail could not load its guard; the proxy's log says why",
+                "guardrail": self.guardrail_name}) from None
         config = self._config(guard.config)
         views = [view_of_dict(m) for m in messages]
         try:

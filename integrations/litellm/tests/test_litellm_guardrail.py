@@ -172,3 +172,32 @@ def test_responses_api_input_items_are_judged(guard, image_url):
     assert err.value.detail["categories"] == ["gun"]
     clean = {"model": "gpt-4o", "input": "just text"}
     assert asyncio.run(rail.async_pre_call_hook(None, None, clean, "responses")) is clean
+
+
+@pytest.mark.parametrize("options", [
+    {"safeclip_action": "blok", "api_base": "http://127.0.0.1:1"},
+    {"safeclip_timeout": "soon", "api_base": "http://127.0.0.1:1"},
+    {"api_base": "http://127.0.0.1:1", "safeclip_model": "llava-1.5"},
+    {"api_base": "http://127.0.0.1:1", "api_key": "os.environ/SAFECLIP_TEST_UNSET_KEY"},
+    {"api_base": "http://127.0.0.1:1", "event_hook": "post_call"},
+])
+def test_a_misconfiguration_is_never_a_value_error(options, monkeypatch):
+    """LiteLLM's proxy starts *without* a guardrail whose constructor raises ValueError or
+    TypeError (logged, then skipped): every image would pass. Ours raises UsageError."""
+    from safeclip_guardrail.errors import UsageError
+
+    monkeypatch.delenv("SAFECLIP_TEST_UNSET_KEY", raising=False)
+    with pytest.raises(UsageError, match="misconfigured") as err:
+        SafeCLIPLiteLLMGuardrail(guardrail_name="safeclip", default_on=True, **options)
+    assert not isinstance(err.value, (ValueError, TypeError))
+
+
+def test_a_guard_that_cannot_load_refuses_without_naming_paths(image_url, tmp_path):
+    missing = str(tmp_path / "no-such-model")
+    rail = SafeCLIPLiteLLMGuardrail(safeclip_model=missing, guardrail_name="safeclip",
+                                    event_hook="pre_call", default_on=True)
+    data = {"model": "gpt-4o", "messages": _image_only(image_url("neutral"))}
+    with pytest.raises(HTTPException) as err:
+        asyncio.run(rail.async_pre_call_hook(None, None, data, "acompletion"))
+    assert err.value.status_code == 503
+    assert str(tmp_path) not in str(err.value.detail)
