@@ -21,8 +21,8 @@ from safeclip_guardrail.cli._common import (
     add_guard_options,
     config_from_args,
     printable,
-    quiet_model_loading,
 )
+from safeclip_guardrail.encoders._quiet import silence_transformers
 
 __all__ = ["load_chat_model", "register"]
 
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         from safeclip_guardrail.eval.stored import check_scan
 
         check_scan(args.from_embeddings, config)  # before loading the model
-    quiet_model_loading()
+    silence_transformers()
     guard = SafeCLIPGuard.from_config(config)
     chat = (load_chat_model(args.chat_model, args.chat_model_factory,
                             max_new_tokens=args.max_new_tokens) if args.e2e else None)

@@ -106,12 +106,12 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
     started = time.perf_counter()
     if engine == "local":
         from safeclip_guardrail.batch_scorer import BatchScorer
-        from safeclip_guardrail.cli._common import quiet_model_loading
+        from safeclip_guardrail.encoders._quiet import quiet_transformers
         from safeclip_guardrail.scale._local import run_local
 
-        quiet_model_loading()
-        scorer = (BatchScorer.from_guard(guard, embeddings=embeddings) if guard is not None
-                  else BatchScorer(config=config, embeddings=embeddings))
+        with quiet_transformers():  # a library call: the caller's logging is left as it was
+            scorer = (BatchScorer.from_guard(guard, embeddings=embeddings) if guard is not None
+                      else BatchScorer(config=config, embeddings=embeddings))
         started = time.perf_counter()  # the model is loaded: time the scan itself
         run_local(corpus, scorer=scorer, output=out, skip=skip, batch_size=config.batch_size,
                   rows_per_file=rows_per_file, show_progress=show_progress,
