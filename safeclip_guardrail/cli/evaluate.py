@@ -138,12 +138,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def warn_skipped(dataset: Any) -> None:
-    """One stderr line naming the files of a folder dataset that are not images."""
+    """One stderr line naming the files of a folder dataset that were skipped."""
     if dataset.skipped:
-        names = ", ".join(printable(str(f.path)) for f in dataset.skipped[:3])
+        names = ", ".join(f"{printable(str(f.path))} ({f.reason})" for f in dataset.skipped[:3])
         more = f" and {len(dataset.skipped) - 3} more" if len(dataset.skipped) > 3 else ""
-        print(f"safeclip: warning: {len(dataset.skipped)} file(s) are not images and were "
-              f"skipped: {names}{more}", file=sys.stderr)
+        print(f"safeclip: warning: {len(dataset.skipped)} file(s) skipped, not checked: "
+              f"{names}{more}", file=sys.stderr)
 
 
 def load_chat_model(spec: str | None, factory: str | None, *,

@@ -45,7 +45,8 @@ class ScanSummary(BaseModel):
     files: list[str]
     """The Parquet files this run wrote."""
     non_image_files: int = 0
-    """Files in source folders skipped because they are not images (by content and name)."""
+    """Entries of source folders skipped (not images, hidden, symlinked folders, not regular
+    files: the rules of the one folder walk, :mod:`safeclip_guardrail._discover`)."""
     notes: list[str] = Field(default_factory=list)
 
     def line(self) -> str:
@@ -57,7 +58,7 @@ class ScanSummary(BaseModel):
         if self.already_done:
             text += f"; {self.already_done} already in the output"
         if self.non_image_files:
-            text += f"; {self.non_image_files} non-image file(s) skipped"
+            text += f"; {self.non_image_files} file(s) in folders skipped"
         return text + f"; wrote {len(self.files)} file(s) to {self.output}"
 
 
