@@ -174,9 +174,10 @@ def _from_folder(root: Path, bank: ConceptBank, mapping: dict[str, str]) -> Eval
             f"({', '.join(bank.class_names)}); {label_hint(unknown, bank)}"
         )
     found = discover_images([root])
-    loose = [f for f in found.files if f.path.parent == root]  # in no class folder
-    found.skipped.extend(SkippedFile(f.path, _LOOSE) for f in loose)
-    found.files = [f for f in found.files if f.path.parent != root]
+    loose = [f for f in found.files if f.path.parent == root and not f.error]  # no class
+    found.files = [f for f in found.files if f not in loose]
+    found.skipped = sorted([*found.skipped, *(SkippedFile(f.path, _LOOSE) for f in loose)],
+                           key=lambda f: f.path)
     dataset = _walked(root, "folder", found, lambda f: _class_of(f, root, mapping), mapping)
     if not dataset.samples:
         names = [f.path.name for f in loose][:3]
@@ -193,8 +194,10 @@ _LOOSE = "not in a class folder"
 
 
 def _class_of(path: Path, root: Path, mapping: Mapping[str, str]) -> str:
-    name = path.relative_to(root).parts[0]
-    return mapping.get(name, name)
+    """The class of the folder ``path`` lies in ("" directly in the dataset folder: an
+    unreadable entry there, such as a symlink out of it, has no label)."""
+    parts = path.relative_to(root).parts
+    return mapping.get(parts[0], parts[0]) if len(parts) > 1 else ""
 
 
 def _walked(source: Path, kind: Literal["folder", "files"], found: Discovery,
