@@ -164,6 +164,7 @@ def load_dataset(path: str | Path, *, bank: ConceptBank,
 
 # ---------------------------------------------------------------------- internals
 def _from_folder(root: Path, bank: ConceptBank, mapping: dict[str, str]) -> EvalDataset:
+    """Class folders: every real, visible subfolder must name a class; one walk of ``root``."""
     folders = sorted(d for d in root.iterdir()
                      if not d.name.startswith(".") and not d.is_symlink() and d.is_dir())
     known = set(bank.class_names)
@@ -175,7 +176,7 @@ def _from_folder(root: Path, bank: ConceptBank, mapping: dict[str, str]) -> Eval
         )
     found = discover_images([root])
     loose = [f for f in found.files if f.path.parent == root and not f.error]  # no class
-    found.files = [f for f in found.files if f not in loose]
+    found.files = [f for f in found.files if f.path.parent != root or f.error]
     found.skipped = sorted([*found.skipped, *(SkippedFile(f.path, _LOOSE) for f in loose)],
                            key=lambda f: f.path)
     dataset = _walked(root, "folder", found, lambda f: _class_of(f, root, mapping), mapping)
@@ -218,28 +219,31 @@ def _from_manifest(p: Path, bank: ConceptBank, mapping: dict[str, str]) -> EvalD
     samples: list[Sample] = []
     unreadable: list[UnreadableFile] = []
     for rec in listed:
-        label, problem = _text_field(p, rec, "label")
+        label = _text(rec, "label")
+        problem = rec.error or ("" if label else _unusable(p, rec, "label"))
         if label:
             label = _checked_label(label, bank, mapping, where=f"{p}, {rec.at}")
-        problem = rec.error or problem
         if problem:
             unreadable.append(UnreadableFile(path=rec.path or rec.where, label=label,
                                              error=problem))
-            continue
-        query, _ = _text_field(p, rec, "query")
-        samples.append(Sample(Path(rec.path), label, query or None))
+        else:
+            samples.append(Sample(Path(rec.path), label, _text(rec, "query") or None))
     return EvalDataset(str(p), "manifest", tuple(samples), mapping,
                        unreadable=tuple(unreadable))
 
 
-def _text_field(manifest: Path, rec: Listed, name: str) -> tuple[str, str]:
-    """(the stripped text of field ``name``, or "" and why it is unusable)."""
+def _text(rec: Listed, name: str) -> str:
+    """Field ``name`` of a record as stripped text ("" when absent, empty or not text)."""
     value = rec.record.get(name)
-    if isinstance(value, str) and value.strip():
-        return value.strip(), ""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _unusable(manifest: Path, rec: Listed, name: str) -> str:
+    """Why field ``name`` of a record gives no text."""
+    value = rec.record.get(name)
     if value is None or isinstance(value, str):
-        return "", f"{manifest}, {rec.at}: empty {name!r}"
-    return "", f"{manifest}, {rec.at}: {name!r} is {type(value).__name__}, not text"
+        return f"{manifest}, {rec.at}: empty {name!r}"
+    return f"{manifest}, {rec.at}: {name!r} is {type(value).__name__}, not text"
 
 
 def _checked_label(label: str, bank: ConceptBank, mapping: Mapping[str, str], *,
