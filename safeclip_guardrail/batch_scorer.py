@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from safeclip_guardrail._paths import utf8_text
 from safeclip_guardrail.errors import ConfigurationError, ImageInputError
 from safeclip_guardrail.images import DecodedImage, ImageSource
 from safeclip_guardrail.result import UNREADABLE, ImageVerdict
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from safeclip_guardrail.config import GuardConfig
     from safeclip_guardrail.guard import SafeCLIPGuard
 
-__all__ = ["SCORE_PREFIX", "BatchScorer", "score_column", "utf8_text"]
+__all__ = ["SCORE_PREFIX", "BatchScorer", "score_column"]
 
 SCORE_PREFIX = "score_"
 """Prefix of the per-class probability-mass columns (``score_gun``, ``score_neutral``...)."""
@@ -287,12 +288,6 @@ def _text(value: Any) -> str:
     if isinstance(value, (float, np.floating)) and np.isnan(value):
         return ""  # a missing cell, as pandas or Ray hand it over (also as float32)
     return str(value)
-
-
-def utf8_text(text: str) -> str:
-    """``text`` writable as UTF-8 (to Parquet, JSON): the undecodable bytes of a file name
-    (Python keeps them as surrogates) shown as ``\\x..`` escapes."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _image_value(value: Any) -> Any:

@@ -105,3 +105,52 @@ def hostile(base: Path, images: list[bytes]) -> dict[str, Path]:
             tar.addfile(info, io.BytesIO(payload))
     return {"outside": outside, "scan": scan, "csv": scan / "m.csv",
             "jsonl": scan / "m.jsonl", "shard": base / "shard.tar"}
+
+
+def every_entry(base: Path) -> Path:
+    """A class-folder dataset ``base/data`` holding one of every kind of entry the folder walk
+    sorts (see tests/test_discover.py for what each becomes); ``base/outside`` lies beside it.
+
+    Files to check: ``gun/a.png``, ``gun/upload`` (PNG bytes, no extension),
+    ``gun/broken.heic`` (an image name, garbage bytes), ``gun/sub/b.jpg``, ``neutral/c.png``,
+    ``neutral/inside.png`` (a symlink to ``gun/a.png``). Unreadable without being read:
+    ``gun/leak.png`` and ``gun/away.png`` (symlinks out of the root, to a picture and to
+    nothing), ``outdir`` (a symlink to a folder outside), ``gun/loop`` (a symlink to itself:
+    cannot be opened). Skipped: ``.cache/`` and ``gun/.hidden.png`` (hidden),
+    ``gun/linkdir`` (a symlink to a folder inside), ``gun/notes.txt`` (not an image),
+    ``neutral/empty`` (empty), ``neutral/fifo`` and ``neutral/gone.png`` (a FIFO, a dangling
+    symlink inside: not regular files).
+    """
+    import os
+
+    outside, data = base / "outside", base / "data"
+    for d in (outside / "d", data / ".cache", data / "gun" / "sub", data / "neutral"):
+        d.mkdir(parents=True)
+    (outside / "secret.png").write_bytes(png(7))
+    (outside / "d" / "x.png").write_bytes(png(8))
+    (data / ".cache" / "thumb.png").write_bytes(png(9))
+    gun, neutral = data / "gun", data / "neutral"
+    (gun / "a.png").write_bytes(png(1))
+    (gun / "upload").write_bytes(png(2))
+    (gun / "broken.heic").write_bytes(b"\x00\x00\x00\x18ftypheic but nothing after")
+    (gun / "sub" / "b.jpg").write_bytes(_jpeg(3))
+    (gun / "notes.txt").write_text("not an image")
+    (gun / ".hidden.png").write_bytes(png(4))
+    os.symlink(outside / "secret.png", gun / "leak.png")
+    os.symlink(outside / "missing.png", gun / "away.png")
+    os.symlink(gun / "loop", gun / "loop")
+    os.symlink(neutral, gun / "linkdir")
+    (neutral / "c.png").write_bytes(png(5))
+    (neutral / "empty").write_bytes(b"")
+    os.mkfifo(neutral / "fifo")
+    os.symlink(gun / "a.png", neutral / "inside.png")
+    os.symlink(neutral / "missing.png", neutral / "gone.png")
+    os.symlink(outside / "d", data / "outdir")
+    return data
+
+
+def _jpeg(seed: int) -> bytes:
+    arr = np.random.default_rng(seed).integers(0, 256, (30, 30, 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG")
+    return buf.getvalue()

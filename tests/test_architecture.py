@@ -7,6 +7,8 @@ Read from the source (``ast``), so a violation fails here whichever test imports
 - **the core** (everything outside the framework layers below) never imports a framework at
   module level, nor a framework layer; importing every core module loads no framework;
 - **integrations** import only public modules and names of ``safeclip_guardrail``;
+- **the CLI is a leaf**: no module outside ``cli/`` imports it, even inside a function (the
+  library's tools, such as the transformers silencer, live in the library);
 - **no module** is over 450 lines (the style target is ~400; see ARCHITECTURE.md).
 See ARCHITECTURE.md for the diagram and each layer's rule.
 """
@@ -159,6 +161,21 @@ def test_importing_every_core_module_loads_no_framework() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
 
 
+def cli_importers(package_dir: Path) -> list[str]:
+    """``module:line`` of every import of ``<package>.cli`` from outside ``<package>.cli``."""
+    cli = f"{package_dir.name}.cli"
+    return [f"{name}:{line} imports {target}"
+            for name, path in modules(package_dir).items()
+            if name != cli and not name.startswith(cli + ".")
+            for target, _top, line in imports(path, name)
+            if target == cli or target.startswith(cli + ".")]
+
+
+def test_no_library_module_imports_the_cli() -> None:
+    bad = cli_importers(PACKAGE)
+    assert not bad, "the CLI sits on top; move what the library needs out of it:\n" + "\n".join(bad)
+
+
 def test_integrations_import_only_public_names() -> None:
     bad: list[str] = []
     for package in INTEGRATIONS:
@@ -191,3 +208,7 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
                  and known[d].name != "__init__.py"} for m, p in known.items()}
     assert strongly_connected(graph) == [{"demo.a", "demo.b"}]
     assert ("langchain_core", True, 1) in set(imports(pkg / "a.py", "demo.a"))
+    (pkg / "cli").mkdir()
+    (pkg / "cli" / "__init__.py").write_text("from demo.a import f\n")  # the CLI may import down
+    (pkg / "c.py").write_text("def g():\n    from demo.cli import main\n")
+    assert cli_importers(pkg) == ["demo.c:2 imports demo.cli.main"]

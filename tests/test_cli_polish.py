@@ -59,7 +59,8 @@ def test_folder_dataset_sniffs_content_and_lists_skipped(tmp_path: Path) -> None
     ds = load_dataset(tmp_path, bank=BANK)
     assert sorted((s.path.name, s.label) for s in ds.samples) == [
         ("a.webp", "neutral"), ("upload_01", "gun")]
-    assert [(f.path.name, f.reason) for f in ds.skipped] == [("labels.csv", "not an image")]
+    assert [(f.path.name, f.reason) for f in ds.skipped] == [  # listed, never dropped silently
+        (".DS_Store", "hidden"), ("labels.csv", "not an image")]
     with pytest.raises(ConfigurationError) as info:
         (tmp_path / "weapons").mkdir()
         load_dataset(tmp_path, bank=BANK)
@@ -105,6 +106,6 @@ def test_eval_warns_about_files_that_are_not_images(tmp_path: Path, tiny_clip_di
                  "--no-ablations", "--no-progress"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "2 images" in captured.out and "1 skipped (not images)" in captured.out
-    assert "1 file(s) are not images and were skipped: " in captured.err
-    assert "notes.md" in captured.err
+    assert "2 images" in captured.out and "1 skipped (not checked)" in captured.out
+    assert "1 file(s) skipped, not checked: " in captured.err
+    assert "notes.md (not an image)" in captured.err

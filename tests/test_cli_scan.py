@@ -95,11 +95,11 @@ def test_unreadable_image_exit_two(capsys: pytest.CaptureFixture[str], tiny_clip
     errors = [line for line in out.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 2 and "broken.png" in errors[0] and "empty.jpg" in errors[1]
     assert all(line.count(str(image_tree)) == 1 for line in errors)  # the path, once
-    assert out.splitlines()[-1].endswith(f"0 flagged; 2 unreadable; 1 skipped (not images): "
+    assert out.splitlines()[-1].endswith(f"0 flagged; 2 unreadable; 1 skipped (not checked): "
                                          f"{image_tree / 'notes.txt'}")
     assert err.strip().splitlines() == [
-        "safeclip: error: 2 of 5 image(s) could not be read; 1 file(s) skipped because they "
-        "are not images (--allow-non-images to accept that)"]
+        "safeclip: error: 2 of 5 image(s) could not be read; 1 file(s) skipped, not checked "
+        "(not images, hidden, links to folders...; --allow-non-images to accept that)"]
 
 
 @pytest.mark.parametrize(

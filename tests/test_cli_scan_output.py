@@ -57,10 +57,10 @@ def test_folder_scan_sniffs_content_and_reports_the_skipped_file(
     names = sorted(Path(line.split()[-1]).name for line in verdicts)
     assert names == sorted(["upload_7f3a", "photo.avif" if HAS_AVIF else "photo.dat"])
     assert all(line.split()[:3] == ["FLAGGED", "gun", "0.800"] for line in verdicts)
-    assert "2 flagged (gun 2); 0 unreadable; 1 skipped (not images): " in summary
+    assert "2 flagged (gun 2); 0 unreadable; 1 skipped (not checked): " in summary
     assert summary.endswith("readme.txt")
     assert code == 2  # readme.txt was not checked
-    assert "1 file(s) skipped because they are not images" in err
+    assert "1 file(s) skipped, not checked (not images" in err
 
     code, out, _ = _scan(capsys, str(mixed), "--model", str(tiny_clip_dir),
                          "--concepts", str(bank), "--threshold", "0.7", "--json")

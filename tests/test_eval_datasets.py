@@ -21,15 +21,19 @@ def test_hod_style_folders_nested_and_mapped(tmp_path: Path, planted: PlantedEnc
         f = tmp_path / rel
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(planted.plant_bytes("neutral"))
-    (tmp_path / "gun" / "labels.txt").write_text("not an image")  # ignored: not an image
-    (tmp_path / "gun" / ".hidden.png").write_bytes(b"x")          # ignored: hidden
-    (tmp_path / ".cache").mkdir()                                   # ignored: hidden folder
+    (tmp_path / "gun" / "labels.txt").write_text("not an image")  # skipped: not an image
+    (tmp_path / "gun" / ".hidden.png").write_bytes(b"x")          # skipped: hidden
+    (tmp_path / ".cache").mkdir()                                   # skipped: hidden folder
+    (tmp_path / "loose.png").write_bytes(planted.plant_bytes("gun"))  # skipped: no class
     with pytest.raises(ConfigurationError, match=r"insulting_gesture.*--label-map"):
         load_dataset(tmp_path, bank=BANK)
     ds = load_dataset(tmp_path, bank=BANK, label_map=HOD_LABEL_MAP)
     assert ds.kind == "folder"
     assert ds.label_counts == {"gesture": 1, "gun": 2, "neutral": 1}
     assert {s.path.name for s in ds.samples if s.label == "gun"} == {"a.png", "b.jpg"}
+    assert sorted((f.path.name, f.reason) for f in ds.skipped) == [
+        (".cache", "hidden"), (".hidden.png", "hidden"), ("labels.txt", "not an image"),
+        ("loose.png", "not in a class folder")]
 
 
 def test_folder_without_class_subfolders_is_explained(tmp_path: Path) -> None:
@@ -63,18 +67,43 @@ def test_csv_and_jsonl_manifests(tmp_path: Path, planted: PlantedEncoder) -> Non
 
 
 @pytest.mark.parametrize(("content", "suffix", "message"), [
-    ("file,label\na.png,gun\n", ".csv", "header row with 'path' and 'label'"),
-    ("path,label\na.png,dragon\n", ".csv", r"line 2: label 'dragon' is not a class"),
-    ("path,label\na.png,\n", ".csv", "line 2: every row needs"),
-    ('{"path": "a.png", "label": "gun"}\nnot json\n', ".jsonl", "line 2: not valid JSON"),
+    ("file,label\na.png,gun\n", ".csv", "header row with 'path' and 'label' columns"),
+    ("path\na.png\n", ".csv", "header row with 'path' and 'label' columns"),
+    ("path,label\na.png,dragon\n", ".csv", r"record 1: label 'dragon' is not a class"),
+    ('{"path": "a.png", "label": "gun"}\n{"path": "b.png", "label": "Guns"}\n', ".jsonl",
+     r"line 2: label 'Guns' is not a class.*--label-map Guns=gun"),
     ("path,label\n", ".csv", "has no rows"),
 ])
-def test_bad_manifests_name_the_line(tmp_path: Path, content: str, suffix: str,
-                                     message: str) -> None:
+def test_manifest_errors_that_stop_the_run_name_the_record(tmp_path: Path, content: str,
+                                                           suffix: str, message: str) -> None:
+    """A manifest that is not one, or a label the bank does not know (a mapping to fix)."""
     m = tmp_path / f"m{suffix}"
     m.write_text(content)
     with pytest.raises(ConfigurationError, match=message):
         load_dataset(m, bank=BANK)
+
+
+def test_bad_label_records_are_unreadable_never_fatal(tmp_path: Path) -> None:
+    """A record the shared reader cannot use is listed, with its line, like a broken image."""
+    m = tmp_path / "m.jsonl"
+    m.write_bytes(b'{"path": "a.png", "label": "gun"}\n'
+                  b'not json\n'
+                  b'{"path": "b.png"}\n'
+                  b'{"path": "c.png", "label": 3}\n'
+                  b'{"path": 5, "label": "neutral"}\n'
+                  b'\xff\xfe\n'
+                  b'{"path": "d.png", "label": " neutral ", "query": "what is it?"}\n')
+    ds = load_dataset(m, bank=BANK)
+    assert [(s.path.name, s.label, s.query) for s in ds.samples] == [
+        ("a.png", "gun", None), ("d.png", "neutral", "what is it?")]
+    assert [(u.path, u.label, u.error) for u in ds.unreadable] == [
+        (f"{m}#2", "", f"{m}, line 2 is not valid JSON (Expecting value)"),
+        (str(tmp_path / "b.png"), "", f"{m}, line 3: empty 'label'"),
+        (str(tmp_path / "c.png"), "", f"{m}, line 4: 'label' is int, not text"),
+        (f"{m}#5", "neutral", f"{m}, line 5: 'path' is int, not a path string"),
+        (f"{m}#6", "", f"{m}, line 6 is not UTF-8"),
+    ]
+    assert ds.n_files == 7
 
 
 def test_parse_label_map() -> None:

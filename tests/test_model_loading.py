@@ -286,6 +286,25 @@ def test_loading_shows_bars_when_the_user_asks(tiny_clip_dir: Path,
     assert _hf_state() == (logging.INFO, True)
 
 
+@pytest.mark.usefixtures("hf_defaults")
+def test_a_process_we_own_stays_silenced_unless_the_user_asked() -> None:
+    """``silence_transformers`` (the CLI, Ray workers): the block's state, kept for good."""
+    from transformers.utils import logging as hf_logging
+
+    from safeclip_guardrail.encoders._quiet import quiet_transformers, silence_transformers
+
+    with quiet_transformers():
+        silence_transformers()  # inside an open block: its exit must not undo it
+    assert _hf_state() == (logging.ERROR, False)
+    with quiet_transformers():
+        pass
+    assert _hf_state() == (logging.ERROR, False)
+    hf_logging.set_verbosity_info()
+    hf_logging.enable_progress_bar()
+    silence_transformers()
+    assert _hf_state() == (logging.INFO, True)
+
+
 def test_build_tiny_clip_is_the_same_without_open_clip(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     with_oc = build_tiny_clip(tmp_path / "with", seed=3)

@@ -54,7 +54,8 @@ def test_every_source_kind_matches_check_batch(planted: PlantedEncoder,
         else:
             assert row["toxic_score"] is None and row["score_gun"] is None
     assert rows[str(root / "broken.jpg")]["category"] == "unreadable"
-    assert summary.rows == 13 and summary.errors == 3 and summary.non_image_files == 1
+    assert summary.rows == 13 and summary.errors == 3
+    assert summary.non_image_files == 2  # notes.txt and the hidden file (skipped, counted)
     assert summary.flagged_by_class == {"gun": 2, "porn": 2}  # folder + parquet copies
     assert "13 images" in summary.line() and "gun 2, porn 2" in summary.line()
     # the table records the guard it came from

@@ -29,7 +29,8 @@ def test_folder_is_sniffed_by_content(tmp_path: Path) -> None:
     names = sorted(Path(r[1]).name for r in rows)
     # img01 has no extension but PNG bytes; broken.jpg has a JPEG name: both are rows
     assert names == ["broken.jpg", "img00.png", "img01", "img02.png", "img03.png", "img04.png"]
-    assert corpus.skipped == (str(root / "notes.txt"),)  # text: skipped; hidden: ignored
+    assert [(f.path, f.reason) for f in corpus.skipped] == [  # the one walk's reasons
+        (root / ".hidden.png", "hidden"), (root / "notes.txt", "not an image")]
     assert corpus.rows == 6 and len(corpus.units) == 3
     assert all(r[0] == r[1] and r[2] == b"" for r in rows)  # id = path; scorer reads it
 
@@ -98,7 +99,8 @@ def test_bad_sources(tmp_path: Path) -> None:
         discover([tmp_path / "model.bin"])
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.md").write_text("x")
-    with pytest.raises(ConfigurationError, match=r"no images found .*1 non-image"):
+    with pytest.raises(ConfigurationError,
+                       match=r"no images found .*1 file\(s\) skipped, e\.g\. .*readme\.md: not an image"):
         discover([tmp_path / "empty"])
     (tmp_path / "x.parquet").write_bytes(b"PAR1 garbage")
     with pytest.raises(ConfigurationError, match="cannot read Parquet"):

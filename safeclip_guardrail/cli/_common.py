@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from safeclip_guardrail._discover import IMAGE_EXTENSIONS, Discovery, discover_images
+from safeclip_guardrail.encoders._quiet import silence_transformers
 from safeclip_guardrail.errors import SafeCLIPError
 
 __all__ = [
@@ -31,7 +32,6 @@ __all__ = [
     "iter_image_files",
     "printable",
     "progress",
-    "quiet_model_loading",
     "readable_text_file",
 ]
 
@@ -198,18 +198,8 @@ def guard_from_args(args: argparse.Namespace) -> Any:
     from safeclip_guardrail.guard import SafeCLIPGuard
 
     config = config_from_args(args)
-    quiet_model_loading()
+    silence_transformers()
     return SafeCLIPGuard.from_config(config)
-
-
-def quiet_model_loading() -> None:
-    """transformers' own loading bars and info logs would interleave with our output."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # pragma: no cover - transformers is a core dependency
-        return
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
 
 
 def discover(paths: Iterable[str], *, named_files_are_images: bool = True) -> Discovery:

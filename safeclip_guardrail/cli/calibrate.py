@@ -19,9 +19,9 @@ from safeclip_guardrail.cli._common import (
     add_guard_options,
     config_from_args,
     printable,
-    quiet_model_loading,
 )
 from safeclip_guardrail.cli.evaluate import warn_skipped
+from safeclip_guardrail.encoders._quiet import silence_transformers
 
 __all__ = ["register"]
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         from safeclip_guardrail.eval.stored import check_scan
 
         check_scan(args.from_embeddings, config)  # before loading the model
-    quiet_model_loading()
+    silence_transformers()
     guard = SafeCLIPGuard.from_config(config)
     embedded = None
     if args.from_embeddings:

@@ -22,8 +22,8 @@ from safeclip_guardrail.cli._common import (
     check_output_folder,
     config_from_args,
     printable,
-    quiet_model_loading,
 )
+from safeclip_guardrail.encoders._quiet import silence_transformers
 
 __all__ = ["load_chat_model", "register"]
 
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         from safeclip_guardrail.eval.stored import check_scan
 
         check_scan(args.from_embeddings, config)  # before loading the model
-    quiet_model_loading()
+    silence_transformers()
     guard = SafeCLIPGuard.from_config(config)
     chat = (load_chat_model(args.chat_model, args.chat_model_factory,
                             max_new_tokens=args.max_new_tokens) if args.e2e else None)
@@ -141,12 +141,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def warn_skipped(dataset: Any) -> None:
-    """One stderr line naming the files of a folder dataset that are not images."""
+    """One stderr line naming the files of a folder dataset that were skipped."""
     if dataset.skipped:
-        names = ", ".join(printable(str(f.path)) for f in dataset.skipped[:3])
+        names = ", ".join(f"{printable(str(f.path))} ({f.reason})" for f in dataset.skipped[:3])
         more = f" and {len(dataset.skipped) - 3} more" if len(dataset.skipped) > 3 else ""
-        print(f"safeclip: warning: {len(dataset.skipped)} file(s) are not images and were "
-              f"skipped: {names}{more}", file=sys.stderr)
+        print(f"safeclip: warning: {len(dataset.skipped)} file(s) skipped, not checked: "
+              f"{names}{more}", file=sys.stderr)
 
 
 def load_chat_model(spec: str | None, factory: str | None, *,

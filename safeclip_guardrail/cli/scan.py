@@ -1,11 +1,14 @@
 """``safeclip scan PATH...``: one verdict per image; exit 0 clean, 1 flagged, 2 not all checked.
 
-Folders are searched recursively and every file is sorted by its content (not its name)
-into images, which are checked, and the rest, which is skipped and reported: ``--json``
-writes a record per skipped file, text mode a summary line. Exit code 2 says that something
-was not checked (an unreadable image, or a file that is not an image unless
-``--allow-non-images``); it takes precedence over 1, so check stderr before reading the
-verdicts.
+Folders are walked by the package's one folder walk (:mod:`safeclip_guardrail._discover`,
+the rules ``scan-corpus`` and ``eval`` follow too): files are sorted by their content (and
+image names) into images, which are checked, and the rest, which is skipped and reported
+with its reason (not an image, hidden, a symlinked folder, not a regular file): ``--json``
+writes a record per skipped file, text mode a summary line. A symlink leading out of the
+folder named, or a file that cannot be opened, is never read and gets an unreadable
+verdict. Exit code 2 says that something was not checked (an unreadable image, or a skipped
+file unless ``--allow-non-images``); it takes precedence over 1, so check stderr before
+reading the verdicts.
 
 Text output: aligned ``STATUS CATEGORY SCORE PATH`` columns, the path once (last, escaped:
 a file name with a newline cannot forge a line), and a summary line. The progress bar (on
@@ -75,7 +78,7 @@ class ScanSummary:
         parts = [f"scanned {self.checked} image(s) in {self.seconds:.1f} s",
                  f"{n_flagged} flagged" + (f" ({per_class})" if per_class else ""),
                  f"{self.unreadable} unreadable",
-                 f"{len(self.skipped)} skipped (not images)"]
+                 f"{len(self.skipped)} skipped (not checked)"]
         if self.skipped:
             shown = ", ".join(self.skipped[:3])
             more = f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     # with --allow-non-images a named file that is not an image is skipped, as in a folder
     found = discover((p for p in args.paths if p != "-"),
                      named_files_are_images=not args.allow_non_images)
-    files: list[Path | str] = list(found.images)
+    files: list[Path | str] = [f.path for f in found.files]
     if "-" in args.paths:
         files.insert(min(args.paths.index("-"), len(files)), "-")
     if not files and not found.skipped:
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             emit(json.dumps({"path": str(skipped.path), "skipped": True,
                              "reason": skipped.reason}, ensure_ascii=True))
     if files:
-        _check(args, files, summary)
+        _check(args, files, summary, not_read={f.path: f.error for f in found.unreadable})
     summary.seconds = time.perf_counter() - started
     print(summary.line(), file=sys.stderr if args.json else sys.stdout)
     sys.stdout.flush()
@@ -107,15 +110,19 @@ def run(args: argparse.Namespace) -> int:
     if summary.unreadable:
         problems.append(f"{summary.unreadable} of {len(files)} image(s) could not be read")
     if found.skipped and not args.allow_non_images:
-        problems.append(f"{len(found.skipped)} file(s) skipped because they are not images "
-                        "(--allow-non-images to accept that)")
+        problems.append(f"{len(found.skipped)} file(s) skipped, not checked (not images, "
+                        "hidden, links to folders...; --allow-non-images to accept that)")
     if problems:
         print(f"safeclip: error: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_FLAGGED if summary.flagged else EXIT_OK
 
 
-def _check(args: argparse.Namespace, files: list[Path | str], summary: ScanSummary) -> None:
+def _check(args: argparse.Namespace, files: list[Path | str], summary: ScanSummary, *,
+           not_read: dict[Path, str]) -> None:
+    """``not_read``: files the walk found but must not read (their verdict is ``on_error``'s)."""
+    from safeclip_guardrail.errors import ImageInputError
+
     guard = guard_from_args(args)
     width = max(len(c) for c in (*guard.bank.class_names, "unreadable"))
     batch = guard.config.batch_size
@@ -124,8 +131,12 @@ def _check(args: argparse.Namespace, files: list[Path | str], summary: ScanSumma
     try:
         for start in range(0, len(files), batch):
             chunk = files[start:start + batch]
-            sources = [sys.stdin.buffer.read() if f == "-" else Path(f) for f in chunk]
-            for name, verdict in zip(chunk, guard.check_batch(sources)):
+            sources = [sys.stdin.buffer.read() if f == "-" else Path(f)
+                       for f in chunk if f not in not_read]
+            read = iter(guard.check_batch(sources))
+            for name in chunk:
+                verdict = (guard.error_verdict(ImageInputError(not_read[name], source=str(name)))
+                           if name in not_read else next(read))
                 summary.checked += 1
                 if verdict.error is not None:
                     summary.unreadable += 1

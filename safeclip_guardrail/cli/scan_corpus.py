@@ -71,9 +71,11 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from safeclip_guardrail.encoders._quiet import silence_transformers
     from safeclip_guardrail.scale import scan_corpus
 
     config = config_from_args(args)
+    silence_transformers()
     if args.engine == "local" and (args.address or args.actors != 1 or args.num_gpus
                                    or args.cpus_per_actor is not None):
         raise _usage("--address, --actors, --num-gpus and --cpus-per-actor need --engine ray")

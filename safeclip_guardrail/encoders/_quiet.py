@@ -13,6 +13,13 @@ logger set to INFO or DEBUG (``transformers.logging.set_verbosity_info()``, or
 
 The switches are process-global (they belong to transformers), so concurrent loads share one
 silenced period: the first load in saves the state, the last one out restores it.
+
+This is the package's one silencer. A process the package owns (a ``safeclip`` command, a
+Ray Data actor, a Ray Serve replica) calls :func:`silence_transformers` once instead: the
+same silenced state, with the same exceptions for a user who asked for the output, held for
+the rest of the process, so that warnings transformers logs after loading (during
+generation, say) stay out of its output too. Library code never does that to its caller's
+process: it uses the block.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["quiet_transformers"]
+__all__ = ["quiet_transformers", "silence_transformers"]
 
 _lock = threading.Lock()
 _depth = 0
@@ -97,3 +104,17 @@ def quiet_transformers() -> Iterator[None]:
             _depth -= 1
             if _depth == 0:
                 _exit()
+
+
+def silence_transformers() -> None:
+    """Put transformers in the silenced state of :func:`quiet_transformers` for good.
+
+    For processes the package owns (commands, workers). Nothing is saved for restoring, so
+    a block that is open now, or opens later, leaves the process silenced when it closes.
+    The user's own request for output (``TRANSFORMERS_VERBOSITY``, an INFO-level
+    ``transformers`` logger, ``HF_HUB_DISABLE_PROGRESS_BARS=0``) is honoured as in the block.
+    """
+    with _lock:
+        if _depth == 0:
+            _enter()
+        _saved.level, _saved.bars, _saved.hub_bars_disabled = None, None, False

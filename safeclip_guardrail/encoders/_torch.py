@@ -69,11 +69,13 @@ def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
 
 
 class TorchClipEncoder:
-    """Base of the torch backends: preprocessing, a locked forward, CLS capture.
+    """Base of the torch backends: what they hold, preprocessing, a locked forward, CLS capture.
 
-    Subclasses set ``vision`` (module whose forward returns the final pooled CLS),
-    ``penultimate_block`` (module whose output holds the layer -2 hidden states) and
-    implement :meth:`_project` and :meth:`encode_texts`.
+    A backend's loader (``from_pretrained``, ``from_spec``) resolves the device and dtype,
+    loads and checks the checkpoint, and hands the model (on its device, in eval mode) to
+    this constructor, which keeps what every backend keeps. Subclasses implement
+    :meth:`_attach` (embedding size, the hook on the layer -2 block, anything else their
+    model has), :meth:`_final_cls`, :meth:`_project` and :meth:`encode_texts`.
     """
 
     name: str
@@ -89,7 +91,17 @@ class TorchClipEncoder:
         """The short side images are resized to (capability :class:`ResizesTo`)."""
         return int(self.preprocess.size)
 
-    def __init__(self) -> None:
+    def __init__(self, model: Any, tokenizer: Any, preprocess: ClipPreprocess, *, name: str,
+                 cache_key: str | None, device: torch.device, dtype: torch.dtype) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.preprocess = preprocess
+        self.name = name
+        self.cache_key = cache_key
+        """Content key of the text side (descriptor embeddings are cached under it)."""
+        self.device = device
+        self.dtype = dtype
+        self.logit_scale = float(model.logit_scale.detach().float().exp().item())
         self._lock = threading.RLock()
         self._captured: torch.Tensor | None = None
         self.forward_counter = ForwardCounter()
@@ -103,6 +115,12 @@ class TorchClipEncoder:
         self._resizers: ThreadPoolExecutor | None = None
         self._pools_lock = threading.Lock()
         self._runtime_ready = False
+
+        self._attach()
+
+    def _attach(self) -> None:
+        """Backend-specific set-up once the model is held: ``embed_dim``, the CLS hook."""
+        raise NotImplementedError
 
     def _install_hook(self, block: torch.nn.Module, *, batch_first: bool = True) -> None:
         def hook(_module: Any, _inputs: Any, output: Any) -> None:

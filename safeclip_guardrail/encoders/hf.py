@@ -44,17 +44,8 @@ class TransformersCLIPEncoder(TorchClipEncoder):
     a fused guard inside LLaVA needs, since LLaVA already runs the vision tower.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, preprocess: ClipPreprocess, *, name: str,
-                 cache_key: str | None, device: torch.device, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.model = model
-        self.tokenizer = tokenizer
-        self.preprocess = preprocess
-        self.name = name
-        self.cache_key = cache_key
-        self.device = device
-        self.dtype = dtype
-        self.logit_scale = float(model.logit_scale.detach().float().exp().item())
+    def _attach(self) -> None:
+        model = self.model
         self.embed_dim = int(model.config.projection_dim)
         self.max_text_length = int(model.config.text_config.max_position_embeddings)
         vision = getattr(model, "vision_model", None)

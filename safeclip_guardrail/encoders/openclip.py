@@ -51,19 +51,9 @@ def parse_open_clip_spec(spec: str) -> OpenClipSpec:
 class OpenClipEncoder(TorchClipEncoder):
     """CLIP through ``open_clip.create_model``."""
 
-    def __init__(self, model: Any, tokenizer: Any, preprocess: ClipPreprocess, *, name: str,
-                 cache_key: str | None, device: torch.device, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.model = model
-        self.tokenizer = tokenizer
-        self.preprocess = preprocess
-        self.name = name
-        self.cache_key = cache_key
-        self.device = device
-        self.dtype = dtype
-        self.logit_scale = float(model.logit_scale.detach().float().exp().item())
-        self.embed_dim = int(model.visual.output_dim)
-        transformer = model.visual.transformer
+    def _attach(self) -> None:
+        self.embed_dim = int(self.model.visual.output_dim)
+        transformer = self.model.visual.transformer
         self._install_hook(transformer.resblocks[-2],
                            batch_first=bool(getattr(transformer, "batch_first", True)))
 

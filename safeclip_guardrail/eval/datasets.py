@@ -11,29 +11,44 @@ Two layouts are accepted:
   optional ``query`` (used by the end-to-end evaluation); relative paths are resolved
   against the manifest's folder.
 
-In folders, images are recognised by their content (an extensionless upload or an AVIF
-counts); other files are listed in :attr:`EvalDataset.skipped`, which ``safeclip eval`` and
-``calibrate`` report. Hidden files and folders are ignored.
+Folders are walked by the package's one folder walk
+(:func:`safeclip_guardrail._discover.discover_images`), with the dataset folder as the
+root: the same files, skipped files and unreadable files as ``safeclip scan`` and
+``scan-corpus`` on that folder. Images are recognised by their content (an extensionless
+upload or an AVIF counts); what is not checked (not an image, hidden, a symlinked folder,
+not a regular file, and a file directly in the dataset folder, outside every class folder)
+is listed in :attr:`EvalDataset.skipped`, which ``safeclip eval`` and ``calibrate`` report.
+A symlink leading out of the dataset folder is never read: it is listed in
+:attr:`EvalDataset.unreadable`.
+
+Manifests are read by the package's one manifest reader
+(:func:`safeclip_guardrail._manifests.manifest_rows`), as corpus scans read them. A record
+that cannot be used (not JSON, not an object, an empty or non-text path or label) does not
+stop the run: it is listed in :attr:`EvalDataset.unreadable` with its line, like an image
+that cannot be decoded, and left out of every metric. A label that is not a class of the
+bank (after ``label_map``) does stop it, with a :class:`ConfigurationError` naming the
+record: that is a mapping to fix (usually for the whole dataset), and leaving those rows
+out would silently change what the metrics measure. Manifest paths are not confined to a
+root: the person who wrote the manifest chose them.
 
 Images of a benign class (the paper's ``neutral``, or any benign-context class of the
 bank) are the negatives; images of a toxic class are the positives. Nothing is decoded
 here: a :class:`Sample` is a path, and files that cannot be read turn up later in the
-report's ``unreadable`` list instead of stopping the run.
+report's ``unreadable`` list (with those listed here) instead of stopping the run.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from safeclip_guardrail._discover import SkippedFile, discover_images
+from safeclip_guardrail._discover import Discovery, SkippedFile, discover_images
+from safeclip_guardrail._manifests import Listed, manifest_rows
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.errors import ConfigurationError
 
@@ -89,10 +104,19 @@ class EvalDataset:
     samples: tuple[Sample, ...]
     label_map: Mapping[str, str] = field(default_factory=dict)
     skipped: tuple[SkippedFile, ...] = ()
-    """Files found in the folders that are not images (not evaluated; reported)."""
+    """Entries of the folders that are not checked, with the reason (not evaluated;
+    reported)."""
+    unreadable: tuple[UnreadableFile, ...] = ()
+    """Files found, or manifest records, that are never read (a symlink out of the dataset
+    folder, a file that cannot be opened, an unusable record); reported as unreadable."""
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @property
+    def n_files(self) -> int:
+        """Samples plus the unreadable entries found with them."""
+        return len(self.samples) + len(self.unreadable)
 
     @property
     def label_counts(self) -> dict[str, int]:
@@ -126,42 +150,23 @@ def load_dataset(path: str | Path, *, bank: ConceptBank,
     if p.is_dir():
         if all_label is not None:
             label = _checked_label(all_label, bank, mapping, where=str(p))
-            found = discover_images([p], skip_hidden=True)
-            return EvalDataset(str(p), "files", tuple(Sample(f, label) for f in found.images),
-                               mapping, tuple(found.skipped))
+            return _walked(p, "files", discover_images([p]), lambda _: label, mapping)
         return _from_folder(p, bank, mapping)
     if p.is_file():
-        suffix = p.suffix.lower()
-        if suffix == ".csv":
-            rows = _csv_rows(p)
-        elif suffix in {".jsonl", ".ndjson"}:
-            rows = _jsonl_rows(p)
-        else:
+        if p.suffix.lower() not in {".csv", ".jsonl", ".ndjson"}:
             raise ConfigurationError(
                 f"{p} is not a dataset: pass a folder with one subfolder per class, or a "
                 ".csv / .jsonl manifest with 'path' and 'label' columns"
             )
-        samples = []
-        for line, row in rows:
-            raw_path, label = row.get("path", ""), row.get("label", "")
-            if not raw_path or not label:
-                raise ConfigurationError(
-                    f"{p}, line {line}: every row needs a 'path' and a 'label' (got {row!r})"
-                )
-            image = Path(raw_path)
-            image = image if image.is_absolute() else p.parent / image
-            checked = _checked_label(label, bank, mapping, where=f"{p}, line {line}")
-            query = row.get("query") or None
-            samples.append(Sample(image, checked, query))
-        if not samples:
-            raise ConfigurationError(f"manifest {p} has no rows")
-        return EvalDataset(str(p), "manifest", tuple(samples), mapping)
+        return _from_manifest(p, bank, mapping)
     raise ConfigurationError(f"dataset not found: {p}")
 
 
 # ---------------------------------------------------------------------- internals
 def _from_folder(root: Path, bank: ConceptBank, mapping: dict[str, str]) -> EvalDataset:
-    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    """Class folders: every real, visible subfolder must name a class; one walk of ``root``."""
+    folders = sorted(d for d in root.iterdir()
+                     if not d.name.startswith(".") and not d.is_symlink() and d.is_dir())
     known = set(bank.class_names)
     unknown = [d.name for d in folders if mapping.get(d.name, d.name) not in known]
     if unknown:
@@ -169,21 +174,76 @@ def _from_folder(root: Path, bank: ConceptBank, mapping: dict[str, str]) -> Eval
             f"folder(s) {', '.join(unknown)} in {root} are not classes of the concept bank "
             f"({', '.join(bank.class_names)}); {label_hint(unknown, bank)}"
         )
-    samples: list[Sample] = []
-    skipped: list[SkippedFile] = []
-    for d in folders:
-        found = discover_images([d], skip_hidden=True)
-        samples += [Sample(f, mapping.get(d.name, d.name)) for f in found.images]
-        skipped += found.skipped
-    if not samples:
-        loose = [f.name for f in root.iterdir() if f.is_file()][:3]
-        hint = (f" (found loose files such as {', '.join(loose)}: put them into class "
-                "subfolders)") if loose else ""
+    found = discover_images([root])
+    loose = [f for f in found.files if f.path.parent == root and not f.error]  # no class
+    found.files = [f for f in found.files if f.path.parent != root or f.error]
+    found.skipped = sorted([*found.skipped, *(SkippedFile(f.path, _LOOSE) for f in loose)],
+                           key=lambda f: f.path)
+    dataset = _walked(root, "folder", found, lambda f: _class_of(f, root, mapping), mapping)
+    if not dataset.samples:
+        names = [f.path.name for f in loose][:3]
+        hint = (f" (found loose files such as {', '.join(names)}: put them into class "
+                "subfolders)") if names else ""
         raise ConfigurationError(
             f"no images found in class subfolders of {root}; expected e.g. {root}/gun/*.jpg "
             f"and {root}/neutral/*.jpg{hint}"
         )
-    return EvalDataset(str(root), "folder", tuple(samples), mapping, tuple(skipped))
+    return dataset
+
+
+_LOOSE = "not in a class folder"
+
+
+def _class_of(path: Path, root: Path, mapping: Mapping[str, str]) -> str:
+    """The class of the folder ``path`` lies in ("" directly in the dataset folder: an
+    unreadable entry there, such as a symlink out of it, has no label)."""
+    parts = path.relative_to(root).parts
+    return mapping.get(parts[0], parts[0]) if len(parts) > 1 else ""
+
+
+def _walked(source: Path, kind: Literal["folder", "files"], found: Discovery,
+            label_of: Callable[[Path], str], mapping: dict[str, str]) -> EvalDataset:
+    """The dataset of a walk, each file labelled by ``label_of``."""
+    return EvalDataset(
+        str(source), kind,
+        samples=tuple(Sample(f.path, label_of(f.path)) for f in found.files if not f.error),
+        label_map=mapping, skipped=tuple(found.skipped),
+        unreadable=tuple(UnreadableFile(path=str(f.path), label=label_of(f.path), error=f.error)
+                         for f in found.files if f.error),
+    )
+
+
+def _from_manifest(p: Path, bank: ConceptBank, mapping: dict[str, str]) -> EvalDataset:
+    listed = manifest_rows(p, "path", None, columns=("label",),
+                           hint="add them (and optionally 'query')")
+    samples: list[Sample] = []
+    unreadable: list[UnreadableFile] = []
+    for rec in listed:
+        label = _text(rec, "label")
+        problem = rec.error or ("" if label else _unusable(p, rec, "label"))
+        if label:
+            label = _checked_label(label, bank, mapping, where=f"{p}, {rec.at}")
+        if problem:
+            unreadable.append(UnreadableFile(path=rec.path or rec.where, label=label,
+                                             error=problem))
+        else:
+            samples.append(Sample(Path(rec.path), label, _text(rec, "query") or None))
+    return EvalDataset(str(p), "manifest", tuple(samples), mapping,
+                       unreadable=tuple(unreadable))
+
+
+def _text(rec: Listed, name: str) -> str:
+    """Field ``name`` of a record as stripped text ("" when absent, empty or not text)."""
+    value = rec.record.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _unusable(manifest: Path, rec: Listed, name: str) -> str:
+    """Why field ``name`` of a record gives no text."""
+    value = rec.record.get(name)
+    if value is None or isinstance(value, str):
+        return f"{manifest}, {rec.at}: empty {name!r}"
+    return f"{manifest}, {rec.at}: {name!r} is {type(value).__name__}, not text"
 
 
 def _checked_label(label: str, bank: ConceptBank, mapping: Mapping[str, str], *,
@@ -227,30 +287,3 @@ def label_hint(names: list[str], bank: ConceptBank) -> str:
                  + (" (it knows " + ", ".join(n for n in names if n.strip() in HOD_LABEL_MAP)
                     + ")" if hod else ""))
     return "; ".join(parts)
-
-
-def _csv_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
-            raise ConfigurationError(
-                f"{path} needs a header row with 'path' and 'label' (and optionally 'query'); "
-                f"got {reader.fieldnames}"
-            )
-        return [(i + 2, {k: (v or "").strip() for k, v in row.items() if k})
-                for i, row in enumerate(reader)]
-
-
-def _jsonl_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
-    rows = []
-    for i, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"{path}, line {i}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise ConfigurationError(f"{path}, line {i}: expected an object with path and label")
-        rows.append((i, {str(k): str(v) for k, v in obj.items() if v is not None}))
-    return rows

@@ -45,7 +45,7 @@ def embed_dataset(guard: SafeCLIPGuard, dataset: EvalDataset, *,
     samples: list[Sample] = []
     hashes: list[str] = []
     parts: list[ImageEmbeddings] = []
-    unreadable: list[UnreadableFile] = []
+    unreadable: list[UnreadableFile] = list(dataset.unreadable)  # found, never to be read
     bar = _progress(len(dataset), enabled=show_progress)
     items = dataset.samples
     for start in range(0, len(items), batch):

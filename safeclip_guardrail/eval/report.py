@@ -55,7 +55,8 @@ class DatasetInfo(BaseModel):
     label_counts: dict[str, int]
     label_map: dict[str, str] = Field(default_factory=dict)
     skipped: list[str] = Field(default_factory=list)
-    """Files found in the dataset's folders that are not images (not evaluated)."""
+    """Entries of the dataset's folders that were not checked (not images, hidden, symlinked
+    folders, not regular files, outside every class folder); not evaluated."""
 
 
 class EvalReport(GuardMetrics):
@@ -153,7 +154,7 @@ def render_markdown(report: EvalReport, *, plots: dict[str, str] | None = None) 
            if r.thresholds else ""),
         f"- dataset: `{r.dataset.source}` ({r.dataset.kind}): {r.n_images} images "
         f"({r.n_toxic} toxic, {r.n_benign} benign), {r.dataset.n_unreadable} unreadable, "
-        f"{len(r.dataset.skipped)} skipped (not images)",
+        f"{len(r.dataset.skipped)} skipped (not checked)",
         "",
         "## Guard-level results", "",
     ]
@@ -199,9 +200,10 @@ def render_markdown(report: EvalReport, *, plots: dict[str, str] | None = None) 
                   f"{_num(e.overhead_benign_pct, 1)}% over benign queries.", ""]
     if r.unreadable:
         lines += ["## Unreadable files (not evaluated)", ""]
-        lines += [f"- `{u.path}` ({u.label}): {u.error}" for u in r.unreadable] + [""]
+        lines += [f"- `{u.path}` ({u.label or 'no label'}): {u.error}"
+                  for u in r.unreadable] + [""]
     if r.dataset.skipped:
-        lines += ["## Skipped files (not images)", ""]
+        lines += ["## Skipped files (not checked: not images, hidden, links to folders...)", ""]
         lines += [f"- `{path}`" for path in r.dataset.skipped] + [""]
     for name, file in (plots or {}).items():
         lines += [f"![{name}]({file})", ""]

@@ -80,7 +80,7 @@ def report_from_embeddings(guard: SafeCLIPGuard, dataset: EvalDataset,
                       refusal_patterns=refusal_patterns, baseline=e2e_baseline,
                       show_progress=show_progress)
     info = DatasetInfo(
-        source=dataset.source, kind=dataset.kind, n_files=len(dataset),
+        source=dataset.source, kind=dataset.kind, n_files=dataset.n_files,
         n_images=len(embedded), n_unreadable=len(embedded.unreadable),
         label_counts=dataset.label_counts, label_map=dict(dataset.label_map),
         skipped=[str(f.path) for f in dataset.skipped],

@@ -62,7 +62,7 @@ def load_scan_embeddings(scan: str | Path, dataset: EvalDataset,
     hashes = table.column("image_sha256").to_pylist()
     samples: list[Sample] = []
     found: list[int] = []
-    unreadable: list[UnreadableFile] = []
+    unreadable: list[UnreadableFile] = list(dataset.unreadable)  # found, never read
     missing: list[str] = []
     for sample in dataset.samples:
         k = rows.get(_key(sample.path))

@@ -40,9 +40,9 @@ class ScorerActor:
 
     def __init__(self, **scorer_kwargs: Any) -> None:
         from safeclip_guardrail.batch_scorer import BatchScorer
-        from safeclip_guardrail.cli._common import quiet_model_loading
+        from safeclip_guardrail.encoders._quiet import silence_transformers
 
-        quiet_model_loading()
+        silence_transformers()  # the actor's process is ours
         self.scorer = BatchScorer(**scorer_kwargs)
         self.schema = output_schema(
             self.scorer.class_names,

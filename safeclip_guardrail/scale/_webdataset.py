@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from safeclip_guardrail._discover import IMAGE_EXTENSIONS
-from safeclip_guardrail.batch_scorer import utf8_text as display
+from safeclip_guardrail._paths import utf8_text as display
 from safeclip_guardrail.scale._rows import Row, UniqueIds
 from safeclip_guardrail.sources import sniff_format
 

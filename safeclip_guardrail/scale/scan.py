@@ -45,7 +45,8 @@ class ScanSummary(BaseModel):
     files: list[str]
     """The Parquet files this run wrote."""
     non_image_files: int = 0
-    """Files in source folders skipped because they are not images (by content and name)."""
+    """Entries of source folders skipped (not images, hidden, symlinked folders, not regular
+    files: the rules of the one folder walk, :mod:`safeclip_guardrail._discover`)."""
     notes: list[str] = Field(default_factory=list)
 
     def line(self) -> str:
@@ -57,7 +58,7 @@ class ScanSummary(BaseModel):
         if self.already_done:
             text += f"; {self.already_done} already in the output"
         if self.non_image_files:
-            text += f"; {self.non_image_files} non-image file(s) skipped"
+            text += f"; {self.non_image_files} file(s) in folders skipped"
         return text + f"; wrote {len(self.files)} file(s) to {self.output}"
 
 
@@ -112,12 +113,12 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
     started = time.perf_counter()
     if engine == "local":
         from safeclip_guardrail.batch_scorer import BatchScorer
-        from safeclip_guardrail.cli._common import quiet_model_loading
+        from safeclip_guardrail.encoders._quiet import quiet_transformers
         from safeclip_guardrail.scale._local import run_local
 
-        quiet_model_loading()
-        scorer = (BatchScorer.from_guard(guard, embeddings=embeddings) if guard is not None
-                  else BatchScorer(config=config, embeddings=embeddings))
+        with quiet_transformers():  # a library call: the caller's logging is left as it was
+            scorer = (BatchScorer.from_guard(guard, embeddings=embeddings) if guard is not None
+                      else BatchScorer(config=config, embeddings=embeddings))
         started = time.perf_counter()  # the model is loaded: time the scan itself
         run_local(corpus, scorer=scorer, output=out, skip=skip, batch_size=config.batch_size,
                   rows_per_file=rows_per_file, part_seconds=part_seconds,

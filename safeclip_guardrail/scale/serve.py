@@ -34,11 +34,11 @@ class GuardReplica:
     """One Ray Serve replica: loads the guard and builds the service app around it."""
 
     def __init__(self, config: GuardConfig, app_options: dict[str, Any]) -> None:
-        from safeclip_guardrail.cli._common import quiet_model_loading
+        from safeclip_guardrail.encoders._quiet import silence_transformers
         from safeclip_guardrail.guard import SafeCLIPGuard
         from safeclip_guardrail.serve import create_app
 
-        quiet_model_loading()
+        silence_transformers()  # the replica's process is ours
         # (not ``self.app``: the ingress wrapper owns that name)
         self._asgi = create_app(SafeCLIPGuard.from_config(config), **app_options)
 

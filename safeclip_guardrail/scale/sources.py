@@ -2,16 +2,19 @@
 
 A source is
 
-- a **folder**: every file under it (recursively, hidden files left out, symlinked folders
-  not followed) whose first bytes are an image signature, or whose name ends in an image
-  extension (so a broken ``.jpg`` becomes an error row instead of vanishing); other files
-  are skipped and counted;
+- a **folder**: walked by the package's one folder walk
+  (:func:`safeclip_guardrail._discover.discover_images`, the same rules as ``safeclip scan``
+  and the evaluation datasets): a file whose first bytes are an image signature, or whose
+  name ends in an image extension, is a row (a broken ``.jpg`` an error row instead of
+  vanishing); a symlink leading out of the root, or a file that cannot be opened, is an
+  error row; files that are not images, hidden entries, symlinked folders and anything
+  that is not a regular file are skipped and counted (:attr:`Corpus.skipped`);
 - a **Parquet** file with a binary column (encoded images) or a path column;
 - a **WebDataset** tar shard (``.tar``, ``.tar.gz``): one row per image of each sample
   (:mod:`~safeclip_guardrail.scale._webdataset`);
 - a **manifest**: ``.csv`` with a header or ``.jsonl``, with a ``path`` column (relative
   paths resolve against the manifest's folder) and an optional ``id``
-  (:mod:`~safeclip_guardrail.scale._manifests`).
+  (:mod:`safeclip_guardrail._manifests`, the reader the evaluation datasets use too).
 
 Every row gets a stable, unique ``id`` (the path, the id column, ``<parquet>#<row>``,
 ``<shard>:<key>`` or ``<shard>:<key>.<ext>``; a repeat gets ``#2``) that the output keeps
@@ -20,7 +23,7 @@ image, a path outside the root) is an error row, never a failed run. Paths that 
 names are read only inside a **root** (``root=``; by default the folder itself, or the
 folder holding the manifest or Parquet file): symlinks and listed paths that lead out of it
 are error rows whose message is the same whether the target exists or not
-(:mod:`~safeclip_guardrail.scale._rows`). A :class:`Unit` is a small picklable description
+(:mod:`safeclip_guardrail._paths`). A :class:`Unit` is a small picklable description
 (a list of paths, a Parquet row group, a tar shard); :func:`read_unit` turns it into column
 batches ``{"id", "path", "image", "error"}`` for the scorer.
 """
@@ -36,14 +39,15 @@ from typing import Literal
 
 import numpy as np
 
-from safeclip_guardrail._discover import IMAGE_EXTENSIONS
-from safeclip_guardrail.batch_scorer import utf8_text as display
+from safeclip_guardrail._discover import SkippedFile, discover_images
+from safeclip_guardrail._manifests import manifest_rows
+from safeclip_guardrail._paths import ROOT_HINT, confine, inside, real_root
+from safeclip_guardrail._paths import utf8_text as display
+from safeclip_guardrail._sniff import sniff_format
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ConfigurationError
-from safeclip_guardrail.scale._manifests import manifest_rows
-from safeclip_guardrail.scale._rows import Row, UniqueIds, confine, inside, real_root
+from safeclip_guardrail.scale._rows import Row, UniqueIds
 from safeclip_guardrail.scale._webdataset import tar_rows
-from safeclip_guardrail.sources import sniff_format
 
 __all__ = [
     "Corpus",
@@ -108,8 +112,9 @@ class Corpus:
     """The units of every source, in order, and what discovery left out."""
 
     units: tuple[Unit, ...]
-    skipped: tuple[str, ...] = field(default=())
-    """Files in folders that are not images (by content and by name)."""
+    skipped: tuple[SkippedFile, ...] = field(default=())
+    """Entries of folders that are not checked, each with its reason (not an image, hidden,
+    a symlinked folder, not a regular file)."""
 
     @property
     def rows(self) -> int | None:
@@ -130,7 +135,7 @@ def discover(sources: Sequence[str | Path], *, image_column: str | None = None,
                                  ".csv or .jsonl files")
     fixed = real_root(root) if root is not None else None
     units: list[Unit] = []
-    skipped: list[str] = []
+    skipped: list[SkippedFile] = []
     ids = UniqueIds()  # over every folder and manifest row
     seen: set[str] = set()
     for raw in sources:
@@ -145,10 +150,12 @@ def discover(sources: Sequence[str | Path], *, image_column: str | None = None,
             if fixed is not None and not inside(real, fixed):
                 raise ConfigurationError(f"folder {p} is outside the scan root {fixed}")
             unit_root = fixed or real
-            files, left_out = _folder_images(p, unit_root)
-            skipped.extend(left_out)
-            units.extend(_file_units(str(p), files, [ids.take(str(f)) for f in files],
-                                     [""] * len(files), unit_root, files_per_unit))
+            found = discover_images([p], root=unit_root, outside_hint=ROOT_HINT)
+            skipped.extend(found.skipped)
+            units.extend(_file_units(str(p), [f.path for f in found.files],
+                                     [ids.take(str(f.path)) for f in found.files],
+                                     [f.error for f in found.files], unit_root,
+                                     files_per_unit))
         elif p.suffix.lower() == ".parquet":
             units.extend(_parquet_units(p, image_column, path_column, id_column,
                                         fixed or os.path.dirname(real)))
@@ -168,7 +175,8 @@ def discover(sources: Sequence[str | Path], *, image_column: str | None = None,
     if not units:
         raise ConfigurationError(
             "no images found in " + ", ".join(str(s) for s in sources)
-            + (f" ({len(skipped)} non-image file(s) skipped)" if skipped else "")
+            + (f" ({len(skipped)} file(s) skipped, e.g. {display(str(skipped[0].path))}: "
+               f"{skipped[0].reason})" if skipped else "")
         )
     return Corpus(tuple(units), tuple(skipped))
 
@@ -198,39 +206,7 @@ def read_unit(unit: Unit, *, skip: frozenset[str] = frozenset(),
         yield _columns(batch)
 
 
-# ---------------------------------------------------------------------- folders, manifests
-def _folder_images(folder: Path, root: str) -> tuple[list[Path], list[str]]:
-    """The image files under ``folder`` and the non-image files left out. Symlinked folders
-    are not entered; a symlink leading out of ``root`` is listed without being read (its
-    row is an error row), so nothing outside is sniffed, and hidden entries are left out."""
-    images: list[Path] = []
-    skipped: list[str] = []
-    for top, dirs, files in os.walk(folder, followlinks=False):
-        here = Path(top)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in [*dirs, *files]:
-            entry = here / name
-            if name.startswith(".") or (name in dirs and not entry.is_symlink()):
-                continue
-            if confine(str(entry), root).error:
-                images.append(entry)  # leaves the root: an error row, never read
-            elif name in dirs or not entry.is_file():
-                continue  # a symlinked folder inside the root, a FIFO, a dangling link
-            elif entry.suffix.lower() in IMAGE_EXTENSIONS or _sniff_file(entry):
-                images.append(entry)
-            else:
-                skipped.append(display(str(entry)))
-    return sorted(images), sorted(skipped)
-
-
-def _sniff_file(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            return sniff_image(fh.read(16)) is not None
-    except OSError:
-        return True  # unreadable: keep it, so the scan reports it as an error row
-
-
+# ---------------------------------------------------------------------- files
 def _file_units(source: str, paths: Sequence[Path | str], ids: Sequence[str],
                 errors: Sequence[str], root: str, per_unit: int) -> list[Unit]:
     out = []
