@@ -120,7 +120,7 @@ def test_a_named_non_image_is_skipped_like_one_in_a_folder(files: Path, tiny_cli
         out = capsys.readouterr()
         record = json.loads(out.out.strip())
         assert record["skipped"] is True and record["path"].endswith("notes.txt")
-        assert "1 skipped (not images)" in out.err
+        assert "1 skipped (not checked)" in out.err
     assert loads == []  # nothing to judge: no model
     # without the flag a named non-image is still not checked: exit 2
     assert main(["scan", "notes.txt", "--model", str(tiny_clip_dir)]) == 2
