@@ -134,7 +134,7 @@ def _pdf_head(data: bytes) -> str | None:
 def _jpeg_problem(data: bytes) -> str | None:
     pos, n = 2, len(data)
     metadata = bytearray()
-    while pos + 4 <= n:
+    while pos + 2 <= n:
         if data[pos] != 0xFF:
             return "its marker structure is broken"
         marker = data[pos + 1]
@@ -147,6 +147,8 @@ def _jpeg_problem(data: bytes) -> str | None:
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:
             pos += 2
             continue
+        if pos + 4 > n:
+            return "it is truncated"
         (length,) = struct.unpack_from(">H", data, pos + 2)
         segment = data[pos + 4:pos + 2 + length]
         if 0xE0 <= marker <= 0xEF or marker == 0xFE:
