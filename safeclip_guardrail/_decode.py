@@ -23,14 +23,14 @@ import contextlib
 import io
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from safeclip_guardrail._container import check_container
 from safeclip_guardrail._document import decode_pdf
-from safeclip_guardrail._reconstruct import JpegTables, jpeg_tables
+from safeclip_guardrail._reconstruct import JpegTables, jpeg_tables, lossy_webp
 from safeclip_guardrail._sniff import DOCUMENT_HEAD, describe_document, sniff_document, sniff_format
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
@@ -58,6 +58,8 @@ class Decoded:
     """The first reading of each frame, when ``frames`` holds more than one per frame."""
     jpeg: JpegTables | None = None
     """A JPEG source's quantisation, reused when its judged pixels are re-encoded."""
+    webp_lossy: bool = False
+    """The source was a lossy WebP (rebuilt as one, not as a 16x larger PNG)."""
     labels: tuple[str, ...] | None = None
     """What each frame is, where frames are not plain frames (``page 2``, ``page 2, picture 1``)."""
 
@@ -165,7 +167,10 @@ def _open_and_decode(data: bytes, allowed: tuple[str, ...], opts: ImageOptions, 
     if draft_size and draft_size > 0 and fmt in {"JPEG", "MPO"} and opts.frames == 1:
         check_pixels(img.size, opts, desc, frame=0)  # the declared size, before draft shrinks it
         img.draft(None, (draft_size, draft_size))  # takes effect in the decode below
-    return _frames(img, opts, desc, fmt, budget, jpeg=tables)
+    out = _frames(img, opts, desc, fmt, budget, jpeg=tables)
+    if fmt == "WEBP" and lossy_webp(data):
+        out = replace(out, webp_lossy=True)
+    return out
 
 
 def check_pixels(size: tuple[int, int], opts: ImageOptions, desc: str, *, frame: int) -> int:

@@ -10,6 +10,8 @@ nothing else, so whatever decoder the provider runs sees what was judged.
   nearly idempotent (>= 47 dB PSNR against the judged pixels, size within 2% of the original
   on photos; a fixed quality 95 at 4:4:4 grew them 1.65x for the same fidelity). Tables
   that are not plain 8-bit tables fall back to quality 95, 4:4:4.
+- **Lossy WebP sources** (one frame) are re-encoded as lossy WebP, quality 90, method 2:
+  1.17x the source's size at >= 44 dB PSNR (as PNG they grew 16x; as JPEG q95 4x).
 - **Everything else** becomes PNG (zlib level 1: 7x faster than level 6 on photos for 8%
   more bytes; the same size on flat graphics), an animated PNG when several frames were
   judged. Grey pictures are written as grey.
@@ -30,10 +32,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, JpegImagePlugin
 
-__all__ = ["JpegTables", "jpeg_tables", "original_problem", "reconstruct"]
+__all__ = ["JpegTables", "jpeg_tables", "lossy_webp", "original_problem", "reconstruct"]
 
 _PNG_LEVEL = 1
 _FALLBACK_QUALITY = 95
+_WEBP = {"quality": 90, "method": 2}
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,31 @@ def jpeg_tables(img: Image.Image) -> JpegTables | None:
     return JpegTables(tuple(tables), sampling if sampling in (0, 1, 2) else 0)
 
 
-def reconstruct(frames: Sequence[Image.Image], *, jpeg: JpegTables | None) -> tuple[bytes, str]:
-    """Encoded bytes and media type of ``frames`` (RGB, judged): nothing but these pixels."""
+def lossy_webp(data: bytes) -> bool:
+    """Whether a WebP file's picture is lossy (VP8) rather than lossless (VP8L)."""
+    pos = 12
+    while pos + 8 <= len(data):
+        kind = data[pos:pos + 4]
+        if kind in (b"VP8 ", b"VP8L", b"ANMF"):
+            return kind == b"VP8 "
+        (size,) = struct.unpack_from("<I", data, pos + 4)
+        pos += 8 + size + (size & 1)
+    return False
+
+
+def reconstruct(frames: Sequence[Image.Image], *, jpeg: JpegTables | None = None,
+                webp: bool = False) -> tuple[bytes, str]:
+    """Encoded bytes and media type of ``frames`` (RGB, judged): nothing but these pixels.
+
+    ``jpeg``: the source was a JPEG quantised so; ``webp``: the source was a lossy WebP."""
     first, *rest = [_plain(f) for f in frames]
     buf = io.BytesIO()
     if jpeg is not None and not rest:
         _save_jpeg(first, jpeg, buf)
         return buf.getvalue(), "image/jpeg"
+    if webp and not rest:
+        first.save(buf, format="WEBP", **_WEBP)
+        return buf.getvalue(), "image/webp"
     if rest:
         first.save(buf, format="PNG", save_all=True, append_images=rest,
                    compress_level=_PNG_LEVEL)

@@ -77,6 +77,8 @@ class DecodedImage:
     composited over white, and with the alpha dropped); all are judged, the first is sent."""
     jpeg: JpegTables | None = None
     """A JPEG source's quantisation, reused when its judged pixels are re-encoded."""
+    webp_lossy: bool = False
+    """The source was a lossy WebP: rebuilt as a WebP (quality 90)."""
     labels: tuple[str, ...] | None = None
     """What each frame is where frames are not plain frames (a PDF: ``page 2``,
     ``page 2, picture 1``); None for pictures."""
@@ -94,18 +96,19 @@ def forward_image(decoded: DecodedImage) -> EncodedImage:
 
     A picture is rebuilt from its judged pixels (content disarm and reconstruction): one
     picture, the first reading of each judged frame, no metadata, thumbnails, trailing bytes,
-    unjudged frames or transparency; a JPEG with its own quantisation, anything else as PNG
-    (an animated PNG when several frames were judged). Its original bytes only where
-    ``ImageOptions.forward_original`` asked for them and the decode was unambiguous
-    (:attr:`DecodedImage.original_ok`). A judged PDF is forwarded as its original bytes, as
-    ``application/pdf`` (docs/security.md says what that covers).
+    unjudged frames or transparency; a JPEG with its own quantisation, a lossy WebP as a
+    WebP, anything else as PNG (an animated PNG when several frames were judged). Its
+    original bytes only where ``ImageOptions.forward_original`` asked for them and the
+    decode was unambiguous (:attr:`DecodedImage.original_ok`). A judged PDF is forwarded as
+    its original bytes, as ``application/pdf`` (docs/security.md says what that covers).
     """
     if decoded.format == "PDF" and decoded.data is not None:
         return EncodedImage(decoded.data, decoded.source, "application/pdf")
     mime = _MIME.get(decoded.format or "")
     if decoded.original_ok and decoded.data is not None and mime is not None:
         return EncodedImage(decoded.data, decoded.source, mime)
-    data, mime = reconstruct(decoded.primary or decoded.frames, jpeg=decoded.jpeg)
+    data, mime = reconstruct(decoded.primary or decoded.frames, jpeg=decoded.jpeg,
+                             webp=decoded.webp_lossy)
     return EncodedImage(data, decoded.source, mime)
 
 
@@ -182,8 +185,8 @@ def _from_bytes(data: bytes, opts: ImageOptions, desc: str, *,
                    and original_problem(data, out.format) is None)
     return DecodedImage(frames=out.frames, sha256=digest, source=desc, data=data,
                         format=out.format, faithful=out.faithful, pixels=out.pixels,
-                        primary=out.primary, jpeg=out.jpeg, labels=out.labels,
-                        original_ok=original_ok)
+                        primary=out.primary, jpeg=out.jpeg, webp_lossy=out.webp_lossy,
+                        labels=out.labels, original_ok=original_ok)
 
 
 def _from_pil(img: Image.Image, opts: ImageOptions, desc: str, *,

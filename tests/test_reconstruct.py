@@ -142,3 +142,12 @@ def test_other_formats_and_in_memory_pictures_are_always_rebuilt() -> None:
     assert _forward(webp, forward_original=True) != (webp, "image/webp")
     fwd = forward_image(decode_image(C.noise()))
     assert fwd.mime_type == "image/png"
+
+
+def test_a_lossy_webp_is_rebuilt_as_a_webp_a_lossless_one_as_png() -> None:
+    src = C.encode(C.calm((96, 64)), "WEBP", quality=80, exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x00")
+    data, mime = _forward(src)
+    assert mime == "image/webp" and data[12:16] == b"VP8 " and b"EXIF" not in data
+    judged = np.asarray(decode_image(src).image, np.int16)
+    assert np.abs(np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.int16) - judged).mean() < 3
+    assert _forward(C.encode(C.calm(), "WEBP", lossless=True))[1] == "image/png"
