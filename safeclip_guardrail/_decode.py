@@ -86,7 +86,8 @@ def decode_bytes(data: bytes, opts: ImageOptions, desc: str, *,
     if sniff_format(data[:32]) is None:
         kind = sniff_document(data[:DOCUMENT_HEAD])
         if kind == "PDF":
-            doc = decode_pdf(data, opts, desc, budget=budget)
+            doc = decode_pdf(data, opts, desc, budget=budget,
+                             decode_picture=lambda blob, where: _carved(blob, opts, where))
             return Decoded(frames=doc.frames, format="PDF", faithful=False, pixels=doc.pixels,
                            labels=doc.labels)
         if kind is not None:
@@ -103,6 +104,11 @@ def decode_bytes(data: bytes, opts: ImageOptions, desc: str, *,
 
     return _guarded(label, desc, lambda: _open_and_decode(data, allowed, opts, desc, draft_size,
                                                           budget, opened))
+
+
+def _carved(blob: bytes, opts: ImageOptions, desc: str) -> tuple[Image.Image, ...]:
+    """Every reading of a JPEG or PNG cut out of a document (its first frame)."""
+    return decode_bytes(blob, opts.model_copy(update={"frames": 1}), desc).frames
 
 
 def decode_pil(img: Image.Image, opts: ImageOptions, desc: str, *,

@@ -26,15 +26,17 @@ import hashlib
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
+from safeclip_guardrail._carve import carve
 from safeclip_guardrail.config import DocumentOptions, ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 
-__all__ = ["INSTALL_HINT", "RenderedDocument", "decode_pdf"]
+__all__ = ["INSTALL_HINT", "PictureDecoder", "RenderedDocument", "decode_pdf"]
 
 INSTALL_HINT = 'pip install "safeclip-guardrail[documents]"'
 """How to install the PDF renderer (pypdfium2)."""
@@ -54,10 +56,18 @@ class RenderedDocument:
     pixels: int
 
 
-def decode_pdf(data: bytes, opts: ImageOptions, desc: str, *,
-               budget: int | None = None) -> RenderedDocument:
+PictureDecoder = Callable[[bytes, str], tuple[Image.Image, ...]]
+"""Decodes one carved JPEG/PNG into its judged readings (the image decoder, passed in)."""
+
+
+def decode_pdf(data: bytes, opts: ImageOptions, desc: str, *, budget: int | None = None,
+               decode_picture: PictureDecoder | None = None) -> RenderedDocument:
     """Render and extract every page and picture of the PDF ``data`` within the budgets of
-    ``opts.documents``; every failure is an :class:`ImageInputError` naming the document."""
+    ``opts.documents``; every failure is an :class:`ImageInputError` naming the document.
+
+    ``decode_picture``: how JPEGs and PNGs carved out of the file's bytes are decoded (every
+    one that walks to its end, drawn or not: a PDF is forwarded as is, so whatever an
+    extractor could cut out of it is judged too); None skips carving."""
     dopts = opts.documents
     if not dopts.enabled:
         raise ImageInputError(
@@ -75,7 +85,7 @@ def decode_pdf(data: bytes, opts: ImageOptions, desc: str, *,
             f"PDF document {desc} was not judged: the PDF renderer stayed busy for "
             f"{dopts.timeout:g} s (DocumentOptions.timeout); send it again", source=desc)
     try:
-        return _Renderer(pypdfium2, pypdfium2.raw, opts, desc, budget).run(data)
+        return _Renderer(pypdfium2, pypdfium2.raw, opts, desc, budget).run(data, decode_picture)
     except ImageInputError:
         raise
     except Exception as exc:  # PDFium errors, broken objects: this document's error only
@@ -107,7 +117,7 @@ class _Renderer:
     def fail(self, what: str, fix: str) -> ImageInputError:
         return ImageInputError(f"PDF document {self.desc} {what}; {fix}", source=self.desc)
 
-    def run(self, data: bytes) -> RenderedDocument:
+    def run(self, data: bytes, decode_picture: PictureDecoder | None) -> RenderedDocument:
         pdf = self.pdfium.PdfDocument(data)
         try:
             count = len(pdf)
@@ -128,7 +138,28 @@ class _Renderer:
                 self.page(pdf, index)
         finally:
             pdf.close()
+        if decode_picture is not None:
+            self.carved(data, decode_picture)
         return RenderedDocument(tuple(self.frames), tuple(self.labels), self.pixels)
+
+    def carved(self, data: bytes, decode_picture: PictureDecoder) -> None:
+        """Every JPEG and PNG that walks from its signature to its end in the file's bytes,
+        size-checked from its header, then decoded; one that does not decode fails closed."""
+        for item in carve(data, limit=self.dopts.max_pictures):
+            where = f"bytes {item.offset}-{item.end}"
+            self.pictures += 1
+            if self.pictures > self.dopts.max_pictures:
+                raise self.fail(f"embeds over {self.dopts.max_pictures} pictures",
+                                "raise DocumentOptions.max_pictures if it is genuine")
+            self.check_time(where)
+            self.spend(item.width, item.height, f"a {item.kind} in {where}")
+            try:
+                readings = decode_picture(data[item.offset:item.end], f"{self.desc} ({where})")
+            except ImageInputError as exc:
+                raise self.fail(f"carries a {item.kind} in {where} that cannot be judged ({exc})",
+                                "re-export the PDF") from None
+            for reading in readings:
+                self.add(reading, where)
 
     # ---------------------------------------------------------------- budgets
     def check_time(self, where: str) -> None:

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, JpegImagePlugin
 
+from safeclip_guardrail._carve import PNG_MAGIC, Broken, jpeg_records, png_records
+
 __all__ = ["JpegTables", "jpeg_tables", "lossy_webp", "original_problem", "reconstruct"]
 
 _PNG_LEVEL = 1
@@ -127,8 +129,7 @@ def _save_jpeg(frame: Image.Image, jpeg: JpegTables, buf: io.BytesIO) -> None:
 
 
 # ------------------------------------------------------------------ original bytes (opt-in)
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_SIGNATURES = ((b"\xff\xd8\xff", "a JPEG"), (_PNG_MAGIC, "a PNG"), (b"/9j/", "a base64 JPEG"),
+_SIGNATURES = ((b"\xff\xd8\xff", "a JPEG"), (PNG_MAGIC, "a PNG"), (b"/9j/", "a base64 JPEG"),
                (b"iVBORw0KGgo", "a base64 PNG"), (b"%PDF-", "a PDF"), (b"PK\x03\x04", "a ZIP"),
                (b"GIF8", "a GIF"))
 _PNG_CHUNKS = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"sRGB", b"gAMA", b"cHRM", b"pHYs",
@@ -159,68 +160,37 @@ def _pdf_head(data: bytes) -> str | None:
 
 
 def _jpeg_problem(data: bytes) -> str | None:
-    pos, n = 2, len(data)
     metadata = bytearray()
-    while pos + 2 <= n:
-        if data[pos] != 0xFF:
-            return "its marker structure is broken"
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0xD9:  # EOI
-            pos += 2
-            break
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            pos += 2
-            continue
-        if pos + 4 > n:
-            return "it is truncated"
-        (length,) = struct.unpack_from(">H", data, pos + 2)
-        segment = data[pos + 4:pos + 2 + length]
-        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
-            if marker == 0xE2 and segment.startswith(b"MPF\x00"):
-                return "it is a multi-picture file (MPF)"
-            metadata += segment
-        pos += 2 + length
-        if marker == 0xDA:  # entropy-coded data runs to the next real marker
-            pos = _next_marker(data, pos)
-    else:
-        return "it has no end-of-image marker"
-    trailing = data[pos:]
+    end = len(data)
+    try:
+        for rec in jpeg_records(data):
+            marker = int(rec.kind[2:], 16)
+            if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+                segment = data[rec.start:rec.end]
+                if marker == 0xE2 and segment.startswith(b"MPF\x00"):
+                    return "it is a multi-picture file (MPF)"
+                metadata += segment
+            end = rec.end
+    except Broken as exc:
+        return str(exc)
+    trailing = data[end:]
     if trailing.strip(b"\x00"):
         return f"{len(trailing)} bytes follow the end of the picture"
     return _embedded(bytes(metadata)) or _pdf_head(data)
 
 
-_STUFFED = frozenset({0x00, *range(0xD0, 0xD8)})
-
-
-def _next_marker(data: bytes, pos: int) -> int:
-    """Offset of the first marker after entropy-coded data (FF 00 and restarts are data)."""
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= len(data):
-            return len(data)
-        if data[pos + 1] not in _STUFFED:
-            return pos
-        pos += 2
-
-
 def _png_problem(data: bytes) -> str | None:
-    pos, n = 8, len(data)
     metadata = bytearray()
-    while pos + 12 <= n:
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        if kind not in _PNG_CHUNKS:
-            return f"it has a {kind.decode('latin-1')!r} chunk"
-        if kind != b"IDAT":
-            metadata += data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IEND":
-            break
-    else:
-        return "it has no IEND chunk"
-    if pos != n:
-        return f"{n - pos} bytes follow its IEND chunk"
+    end = len(data)
+    try:
+        for rec in png_records(data):
+            if rec.kind.encode("latin-1") not in _PNG_CHUNKS:
+                return f"it has a {rec.kind!r} chunk"
+            if rec.kind != "IDAT":
+                metadata += data[rec.start:rec.end]
+            end = rec.end
+    except Broken as exc:
+        return str(exc)
+    if end != len(data):
+        return f"{len(data) - end} bytes follow its IEND chunk"
     return _embedded(bytes(metadata)) or _pdf_head(data)

@@ -157,3 +157,21 @@ def test_pdfs_decode_safely_from_many_threads() -> None:
     for t in threads:
         t.join()
     assert not errors and sizes == [4] * 12
+
+
+def test_pictures_carved_from_the_bytes_are_judged_too() -> None:
+    one = C.encode(C.calm((40, 30)), "PDF")  # Pillow stores the picture as a raw JPEG stream
+    d = decode_image(one)
+    assert d.labels is not None and d.labels[:2] == ("page 1", "page 1, picture 1")
+    assert all(label.startswith("page") for label in d.labels)  # the carved JPEG is the same
+    trailer = C.encode(C.marked((20, 20)), "JPEG")
+    d = decode_image(one + trailer)
+    assert d.labels is not None and d.labels[-1] == f"bytes {len(one)}-{len(one) + len(trailer)}"
+
+
+def test_a_carved_picture_over_the_pixel_limit_fails_the_document() -> None:
+    jpeg = bytearray(C.encode(C.calm((40, 30)), "JPEG"))
+    sof = jpeg.find(b"\xff\xc0")
+    jpeg[sof + 5:sof + 9] = (20_000).to_bytes(2, "big") * 2  # declares 20000x20000
+    with pytest.raises(ImageInputError, match="20000x20000 pixels, over the limit"):
+        decode_image(TWO_PAGES + bytes(jpeg))
