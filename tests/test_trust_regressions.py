@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from safeclip_guardrail.conversation import guard_dict_messages
-from tests._trust import Received, assert_only_judged, frames_of, make_images, pixel_key, scan
+from tests._trust import Received, assert_only_judged, make_images, scan
 
 
 def _url(data: bytes) -> str:
@@ -49,10 +49,8 @@ def test_raw_image_bytes_in_extra_fields_are_judged(key: str, tmp_path: Path) ->
     assert outcome.blocked and outcome.result.categories == ["gun"]  # was: forwarded unjudged
     ok = [{"role": "user", "content": "what is this?", key: [imgs.benign]}]
     out = guard_dict_messages(imgs.guard, ok)
-    forwarded = base64.b64decode(out.as_dicts(ok)[0][key][0])  # as base64
-    # the judged pixels, rebuilt (forwarding re-encodes them; it never sends the input bytes)
-    assert [pixel_key(f) for f in frames_of(forwarded) or []] == \
-        [pixel_key(f) for f in frames_of(imgs.benign) or []]
+    forwarded = out.as_dicts(ok)[0][key][0]
+    assert base64.b64decode(forwarded) == imgs.benign  # the judged bytes, as base64
 
 
 def test_image_data_nested_deeper_than_checked_in_extra_fields_fails_closed(
