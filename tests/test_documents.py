@@ -175,3 +175,13 @@ def test_a_carved_picture_over_the_pixel_limit_fails_the_document() -> None:
     jpeg[sof + 5:sof + 9] = (20_000).to_bytes(2, "big") * 2  # declares 20000x20000
     with pytest.raises(ImageInputError, match="20000x20000 pixels, over the limit"):
         decode_image(TWO_PAGES + bytes(jpeg))
+
+
+def test_a_rotated_page_is_rendered_as_shown() -> None:
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument(C.pdf([[(C.calm((40, 20)), (0, 0, 100, 100))]], size=(200, 100)))
+    doc[0].set_rotation(90)
+    buf = io.BytesIO()
+    doc.save(buf)
+    assert decode_image(buf.getvalue()).frames[0].size == (784, 1568)
