@@ -95,7 +95,7 @@ def test_a_drafted_jpeg_is_judged_and_forwarded_at_full_size() -> None:
 
 
 PLAIN_JPEG = C.encode(C.noise(), "JPEG", quality=90)
-PLAIN_PNG = C.encode(C.noise())
+PLAIN_PNG = C.encode(C.noise(), compress_level=1)  # not Pillow's default: a rebuild differs
 AMBIGUOUS: list[tuple[str, Callable[[], bytes], str]] = [
     ("mpo", lambda: C.mpo(C.noise(), C.noise(seed=2)), "multi-picture"),
     ("exif_thumbnail", lambda: C.jpeg_with_exif_thumbnail(C.noise(), C.noise((16, 16))),
@@ -117,6 +117,11 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 
 def _with_chunk(png: bytes, kind: bytes, body: bytes) -> bytes:
     return png[:33] + _chunk(kind, body) + png[33:]
+
+
+def test_a_plain_png_that_pillow_wrote_is_rebuilt_byte_identical() -> None:
+    png = C.encode(C.noise())
+    assert _forward(png) == (png, "image/png")
 
 
 def test_original_bytes_are_forwarded_only_when_asked_and_unambiguous() -> None:
