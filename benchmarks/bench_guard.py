@@ -21,6 +21,10 @@ The model is the real architecture with random weights, built offline once into
   chunks.
 - ``whole_path_full_decode``: the same path with ``ImageOptions(jpeg_draft=False)``: every
   JPEG pixel decoded, then resized (see docs/performance.md).
+- ``whole_path_forward``: ``guard.judge_batch(jpeg_bytes, forward=True)``, what guardrails
+  call: the same, with every pixel decoded (a picture to forward is judged at full size)
+  and the judged pixels rebuilt as the JPEG to forward; ``forwarded_size_ratio`` is the
+  median of forwarded bytes / input bytes.
 - ``fp32_reference``: a float32 guard on the same device and images: its raw encoder speed
   (so bf16/fp16 is compared with fp32 in the same run), the cosine between the two
   embeddings of every image and whether the verdicts agree.
@@ -96,15 +100,18 @@ def run_batch(guard: Any, ref: Any | None, jpegs: list[bytes], batch: int, iters
     enc.encode_pixels(pixels[0])
     guard.check_batch(chunks[0])
     full_guard.check_batch(chunks[0])
-    raw, whole, full_decode = [], [], []
+    forwarded = guard.judge_batch(chunks[0], forward=True)
+    raw, whole, full_decode, forward = [], [], [], []
     for k in range(1, iters + 1):
         order = [("raw", lambda k=k: enc.encode_pixels(pixels[k])),
                  ("whole", lambda k=k: guard.check_batch(chunks[k])),
-                 ("full", lambda k=k: full_guard.check_batch(chunks[k]))]
+                 ("full", lambda k=k: full_guard.check_batch(chunks[k])),
+                 ("forward", lambda k=k: guard.judge_batch(chunks[k], forward=True))]
         if k % 2 == 0:
             order.reverse()
         for name, fn in order:
-            {"raw": raw, "whole": whole, "full": full_decode}[name].append(timed(fn))
+            {"raw": raw, "whole": whole, "full": full_decode, "forward": forward}[name].append(
+                timed(fn))
     # one request of every timed chunk: check_batch streams it (decode, encode, let go per
     # chunk of batch_size); compared with the raw forwards of the same chunks, back to back
     streamed, streamed_raw = [], []
@@ -123,6 +130,11 @@ def run_batch(guard: Any, ref: Any | None, jpegs: list[bytes], batch: int, iters
         "whole_path_over_raw_encoder_totals": round(sum(whole) / sum(raw), 4),
         "whole_path_full_decode": summary(full_decode, batch),
         "whole_path_full_decode_over_raw_encoder": _paired_ratio(full_decode, raw),
+        "whole_path_forward": summary(forward, batch),
+        "whole_path_forward_over_raw_encoder": _paired_ratio(forward, raw),
+        "forwarded_size_ratio": round(float(np.median(
+            [len(j.forward.data) / len(src) for j, src in zip(forwarded, chunks[0])
+             if j.forward is not None])), 4),
     }
     full = enc.encode_pixels(pixels[0]).final
     drafted = enc.encode_images([decode_image(j, draft_size=size).image for j in chunks[0]]).final
@@ -197,11 +209,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         jpegs = photo_jpegs(batch * (iters + 1), seed=batch)
         results.append(run_batch(g, r, jpegs, batch, iters, ref_iters))
     ratios = {str(r["batch"]): r["whole_path_over_raw_encoder"] for r in results}
+    forward = {str(r["batch"]): r["whole_path_forward_over_raw_encoder"] for r in results}
     report: dict[str, Any] = {
         "benchmark": "bench_guard", "model": args.model, "weights": "random (real architecture)",
         "device": args.device, "dtype": effective, "machine": machine(),
         "images": "640x480 JPEG, quality 90, all distinct; verdict cache off",
         "whole_path_over_raw_encoder": ratios[str(args.batch[0])] if len(ratios) == 1 else ratios,
+        "whole_path_forward_over_raw_encoder":
+            forward[str(args.batch[0])] if len(forward) == 1 else forward,
         "decode": decode_costs(photo_jpegs(8, seed=99), guard.encoder.preprocess.size),
         "results": results,
     }

@@ -12,6 +12,7 @@ from safeclip_guardrail.concepts import ConceptBank, ConceptClass
 from safeclip_guardrail.config import (
     DEFAULT_REFUSAL,
     DEFAULT_SAFE_INSTRUCTION,
+    DocumentOptions,
     GuardConfig,
     ImageOptions,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "ConceptBank",
     "ConceptClass",
     "ConfigurationError",
+    "DocumentOptions",
     "EncoderOutputError",
     "GuardConfig",
     "GuardResult",

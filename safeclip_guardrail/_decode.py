@@ -23,16 +23,19 @@ import contextlib
 import io
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from safeclip_guardrail._container import check_container
+from safeclip_guardrail._document import decode_pdf
+from safeclip_guardrail._reconstruct import JpegTables, jpeg_tables, lossy_webp
+from safeclip_guardrail._sniff import DOCUMENT_HEAD, describe_document, sniff_document, sniff_format
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 
-__all__ = ["Decoded", "decode_bytes", "decode_pil", "sniff_format", "to_rgb"]
+__all__ = ["Decoded", "decode_bytes", "decode_pil", "to_rgb"]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated image is an error, never half judged
 _FAMILY = {"MPO": "JPEG"}  # Pillow's JPEG opener returns MPO for multi-picture JPEGs
@@ -53,22 +56,12 @@ class Decoded:
     """Pixels decoded (summed over frames; views are not counted twice)."""
     primary: tuple[Image.Image, ...] | None = None
     """The first reading of each frame, when ``frames`` holds more than one per frame."""
-
-
-def sniff_format(prefix: bytes) -> str | None:
-    """The first Pillow format whose signature check accepts ``prefix`` (no parser runs)."""
-    Image.init()
-    for fmt in Image.ID:
-        accept = Image.OPEN[fmt][1]
-        if accept is None:
-            continue
-        try:
-            ok = accept(prefix)
-        except Exception:
-            continue
-        if ok and not isinstance(ok, str):
-            return fmt
-    return None
+    jpeg: JpegTables | None = None
+    """A JPEG source's quantisation, reused when its judged pixels are re-encoded."""
+    webp_lossy: bool = False
+    """The source was a lossy WebP (rebuilt as one, not as a 16x larger PNG)."""
+    labels: tuple[str, ...] | None = None
+    """What each frame is, where frames are not plain frames (``page 2``, ``page 2, picture 1``)."""
 
 
 def _allowed(opts: ImageOptions) -> tuple[str, ...]:
@@ -86,16 +79,36 @@ def _format_allowed(fmt: str, opts: ImageOptions) -> bool:
 
 def decode_bytes(data: bytes, opts: ImageOptions, desc: str, *,
                  draft_size: int | None = None, budget: int | None = None) -> Decoded:
-    """Decode encoded ``data`` (size limits on the bytes are the caller's)."""
+    """Decode encoded ``data`` (size limits on the bytes are the caller's).
+
+    Bytes that start like no picture but like a document go to the document path: a PDF is
+    rendered page by page (:mod:`._document`), any other document is unreadable."""
+    if sniff_format(data[:32]) is None:
+        kind = sniff_document(data[:DOCUMENT_HEAD])
+        if kind == "PDF":
+            doc = decode_pdf(data, opts, desc, budget=budget,
+                             decode_picture=lambda blob, where: _carved(blob, opts, where))
+            return Decoded(frames=doc.frames, format="PDF", faithful=False, pixels=doc.pixels,
+                           labels=doc.labels)
+        if kind is not None:
+            raise ImageInputError(
+                f"{desc} is {describe_document(kind)}, which the guard cannot judge (only "
+                "pictures and PDF documents are); send its pictures as images or convert it "
+                "to PDF", source=desc)
     allowed = _allowed(opts)
     check_container(data, opts, desc)
     opened: list[str] = []
 
     def label() -> str:
-        return opened[0] if opened else sniff_format(data[:16]) or "image"
+        return opened[0] if opened else sniff_format(data[:32]) or "image"
 
     return _guarded(label, desc, lambda: _open_and_decode(data, allowed, opts, desc, draft_size,
                                                           budget, opened))
+
+
+def _carved(blob: bytes, opts: ImageOptions, desc: str) -> tuple[Image.Image, ...]:
+    """Every reading of a JPEG or PNG cut out of a document (its first frame)."""
+    return decode_bytes(blob, opts.model_copy(update={"frames": 1}), desc).frames
 
 
 def decode_pil(img: Image.Image, opts: ImageOptions, desc: str, *,
@@ -104,8 +117,9 @@ def decode_pil(img: Image.Image, opts: ImageOptions, desc: str, *,
     fmt = getattr(img, "format", None)
     start = img.tell()
     try:
+        tables = jpeg_tables(img) if fmt in {"JPEG", "MPO"} else None
         return _guarded(lambda: fmt or img.mode, desc,
-                        lambda: _frames(img, opts, desc, fmt, budget, probe=False))
+                        lambda: _frames(img, opts, desc, fmt, budget, probe=False, jpeg=tables))
     finally:  # the caller's image stays at the frame it was at
         with contextlib.suppress(Exception):
             if img.tell() != start:
@@ -140,7 +154,7 @@ def _open_and_decode(data: bytes, allowed: tuple[str, ...], opts: ImageOptions, 
     try:
         img = Image.open(io.BytesIO(data), formats=allowed)  # only allowed parsers are tried
     except UnidentifiedImageError:
-        sniffed = sniff_format(data[:16])
+        sniffed = sniff_format(data[:32])
         if sniffed is not None and sniffed not in allowed:
             raise ImageInputError(
                 f"image {desc} is {sniffed}, which is not an allowed image format (allowed: "
@@ -155,10 +169,14 @@ def _open_and_decode(data: bytes, allowed: tuple[str, ...], opts: ImageOptions, 
     opened.append(fmt)
     if not _format_allowed(fmt, opts):  # an opener that hands over to another format
         raise ImageInputError(f"image {desc} opened as {fmt}, which is not allowed", source=desc)
+    tables = jpeg_tables(img) if fmt in {"JPEG", "MPO"} else None
     if draft_size and draft_size > 0 and fmt in {"JPEG", "MPO"} and opts.frames == 1:
         check_pixels(img.size, opts, desc, frame=0)  # the declared size, before draft shrinks it
         img.draft(None, (draft_size, draft_size))  # takes effect in the decode below
-    return _frames(img, opts, desc, fmt, budget)
+    out = _frames(img, opts, desc, fmt, budget, jpeg=tables)
+    if fmt == "WEBP" and lossy_webp(data):
+        out = replace(out, webp_lossy=True)
+    return out
 
 
 def check_pixels(size: tuple[int, int], opts: ImageOptions, desc: str, *, frame: int) -> int:
@@ -178,7 +196,8 @@ def check_pixels(size: tuple[int, int], opts: ImageOptions, desc: str, *, frame:
 
 
 def _frames(img: Image.Image, opts: ImageOptions, desc: str, fmt: str | None,
-            budget: int | None = None, *, probe: bool = True) -> Decoded:
+            budget: int | None = None, *, probe: bool = True,
+            jpeg: JpegTables | None = None) -> Decoded:
     """Decode frames 0..frames-1 one at a time, each checked before its pixels are read.
 
     ``budget``: pixels the caller's request may still decode (``max_request_pixels``)."""
@@ -211,7 +230,7 @@ def _frames(img: Image.Image, opts: ImageOptions, desc: str, fmt: str | None,
                 source=desc,
             )
         total += n
-        frame_views, frame_faithful = _views(img)
+        frame_views, frame_faithful = _views(img, desc)
         views.extend(frame_views)
         primary.append(frame_views[0])
         faithful = faithful and frame_faithful
@@ -219,7 +238,7 @@ def _frames(img: Image.Image, opts: ImageOptions, desc: str, fmt: str | None,
     if faithful and probe and fmt != "MPO" and _has_more_frames(img, opts.frames):
         faithful = False
     return Decoded(frames=tuple(views), format=fmt, faithful=faithful, pixels=total,
-                   primary=tuple(primary) if len(primary) != len(views) else None)
+                   primary=tuple(primary) if len(primary) != len(views) else None, jpeg=jpeg)
 
 
 def _has_more_frames(img: Image.Image, judged: int) -> bool:
@@ -237,8 +256,18 @@ _ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
 _WIDE_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
 
-def _views(img: Image.Image) -> tuple[list[Image.Image], bool]:
-    """Load one frame; its RGB readings and whether a plain RGB loader agrees with them."""
+def _views(img: Image.Image, desc: str = "image") -> tuple[list[Image.Image], bool]:
+    """Load one frame; its RGB readings and whether a plain RGB loader agrees with them.
+
+    The readings are bare (no ``info``): nothing of the file rides along with its pixels."""
+    views, faithful = _readings(img, desc)
+    for view in views:
+        view.info = {}
+    return views, faithful
+
+
+def _readings(img: Image.Image, desc: str) -> tuple[list[Image.Image], bool]:
+    wide_samples = any("16" in str(getattr(t, "args", "")) for t in getattr(img, "tile", None) or ())
     img.load()
     faithful = img.mode not in _WIDE_MODES and img.mode != "CMYK"
     if img.info.get("icc_profile") or _colour_managed(img.info):
@@ -253,6 +282,8 @@ def _views(img: Image.Image) -> tuple[list[Image.Image], bool]:
     if img.mode == "P" and ("transparency" in img.info
                             or (img.palette is not None and img.palette.mode == "RGBA")):
         img = img.convert("RGBA")
+    elif "transparency" in img.info and img.mode in _KEYED_MODES:
+        img = _keyed(img, img.info["transparency"], wide_samples, desc)
     if img.mode in _ALPHA_MODES:
         rgba = img.convert("RGBA")
         if rgba.getchannel("A").getextrema()[0] == 255:
@@ -261,6 +292,36 @@ def _views(img: Image.Image) -> tuple[list[Image.Image], bool]:
         composited = Image.alpha_composite(background, rgba).convert("RGB")
         return [composited, rgba.convert("RGB")], False
     return [_rgb(img)], faithful
+
+
+_KEYED_MODES = {"RGB", "L", "1", "I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+def _keyed(img: Image.Image, key: object, wide_samples: bool, desc: str) -> Image.Image:
+    """RGBA of a frame with a transparency colour key (PNG ``tRNS`` on RGB or grey): pixels
+    equal to the key are transparent to decoders that honour it, opaque to those that don't.
+    The key of a 16-bit RGB image compares 16-bit samples Pillow does not keep, so which
+    pixels it hides cannot be known here: such an image is refused."""
+    import numpy as np
+
+    if img.mode == "RGB" and wide_samples:
+        raise ImageInputError(
+            f"image {desc} is 16-bit RGB with a transparency key (tRNS): decoders that honour "
+            "the key hide pixels that cannot be told apart at 8 bits; re-encode it without "
+            "the key", source=desc)
+    arr = np.asarray(img)
+    try:
+        if img.mode == "RGB":
+            mask = (arr == np.asarray(key, dtype=np.int64)[:3]).all(axis=-1)
+        elif img.mode == "1":
+            mask = arr == bool(int(key))  # type: ignore[call-overload]
+        else:
+            mask = arr == int(key)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return img.convert("RGBA")  # a malformed key: Pillow's own reading
+    rgba = _rgb(img).convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.where(mask, 0, 255).astype(np.uint8), "L"))
+    return rgba
 
 
 def _colour_managed(info: Mapping[Any, Any]) -> bool:

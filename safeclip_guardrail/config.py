@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_SAFE_INSTRUCTION",
     "ClsSource",
     "Decision",
+    "DocumentOptions",
     "GuardConfig",
     "ImageOptions",
     "InterventionConfig",
@@ -56,6 +57,45 @@ DEFAULT_FORMATS: tuple[str, ...] = (
 """Image formats opened by default (``ImageOptions.formats``)."""
 
 _NEVER_FORMATS = frozenset({"EPS", "PS"})
+
+
+class DocumentOptions(ValidatedModel):
+    """How documents (PDF) are judged: every page rendered as providers render it, plus every
+    picture embedded in it, within these budgets; past any of them the document is unreadable.
+
+    Needs the ``documents`` extra (``pip install "safeclip-guardrail[documents]"``, which
+    installs pypdfium2: PDFium in a wheel). docs/security.md says what a judged PDF covers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    """Judge PDF documents. False: every document is unreadable (the default policy blocks it)."""
+    render_long_side: int = Field(default=1568, ge=64, le=10_000)
+    """Pixels on a rendered page's longer side. 1568 is the longest side Claude reads an image
+    at before scaling it down, inside Gemini's documented 768-3072 range for PDF pages;
+    OpenAI documents "an image of each page" without a size."""
+    max_pages: int = Field(default=100, gt=0)
+    """Pages of one document (checked before any page is rendered). 100 is Claude's and
+    OpenAI's per-request page limit."""
+    max_page_points: float = Field(default=14_400.0, gt=0)
+    """Longest page side in PDF points (1/72 in) that is rendered; 14,400 is the PDF
+    specification's own limit. A larger page is refused before it is rasterised."""
+    max_page_objects: int = Field(default=100_000, gt=0)
+    """Content objects of one page (paths, text, images, nested forms), counted before the
+    page is rendered: rendering time grows with them, not with pixels."""
+    max_pictures: int = Field(default=1_000, ge=0)
+    """Embedded pictures decoded per document, each use counted (each is decoded at its own
+    size; the same picture on many pages is judged once)."""
+    max_total_pixels: int = Field(default=250_000_000, gt=0)
+    """Decoded pixels of one document, rendered pages and embedded pictures together
+    (each picture is also held to ``ImageOptions.max_pixels``)."""
+    timeout: float = Field(default=30.0, gt=0)
+    """Seconds of PDF work per document: checked between pages and pictures and, while a page
+    renders, by PDFium's progressive renderer; past it the document is unreadable."""
+    allow_attachments: bool = False
+    """Judge PDFs that carry file attachments. Attachments are not judged and travel inside
+    the forwarded PDF, so by default such a PDF is unreadable (an invoice's XML is harmless;
+    a picture attached to a PDF would reach the provider unjudged)."""
 
 
 class ImageOptions(ValidatedModel):
@@ -111,6 +151,16 @@ class ImageOptions(ValidatedModel):
     max_bmp_rle_pixels: int = Field(default=2_000_000, ge=0)
     """Pixels of an RLE-compressed BMP (or an ICO picture). Pillow decodes RLE4/RLE8 in Python,
     at 0.05-0.3 s per megapixel, so larger ones are refused."""
+    forward_original: bool = False
+    """Forward a judged picture's original bytes instead of its reconstruction, where the
+    decode is unambiguous (a PNG or single-picture JPEG that any plain decoder reads as the
+    judged pixels: no transparency, EXIF rotation, colour profile, wide samples, further
+    frames, embedded pictures, unknown chunks or trailing bytes); elsewhere the reconstruction
+    is still sent. Off by default, because original bytes also carry what was not judged:
+    metadata (EXIF, XMP, text chunks, GPS), and whatever a future or lenient decoder reads
+    in them that the guard's does not. See docs/security.md."""
+    documents: DocumentOptions = Field(default_factory=DocumentOptions)
+    """PDF budgets and the switch that refuses every document."""
 
     @field_validator("formats")
     @classmethod

@@ -202,7 +202,7 @@ class SafeCLIPGuard:
         try:
             for i, src in enumerate(sources):
                 try:
-                    img = self._decode(src, budget=opts.max_request_pixels - spent)
+                    img = self._decode(src, budget=opts.max_request_pixels - spent, full=forward)
                 except ImageInputError as exc:
                     out[i] = Judgement(None, exc, source=descs[i])
                     continue
@@ -336,10 +336,14 @@ class SafeCLIPGuard:
         mode at the encoder's input size. Raises :class:`ImageInputError`."""
         return self._decode(source)
 
-    def _decode(self, source: ImageSource, *, budget: int | None = None) -> DecodedImage:
+    def _decode(self, source: ImageSource, *, budget: int | None = None,
+                full: bool = False) -> DecodedImage:
+        """``full``: every pixel, no JPEG draft: what is forwarded is rebuilt from what was
+        judged, so a picture to forward is judged at its full size."""
         opts = self.config.images
         encoder = self.encoder
-        draft = encoder.input_size if opts.jpeg_draft and isinstance(encoder, ResizesTo) else None
+        draft = encoder.input_size if (opts.jpeg_draft and not full
+                                       and isinstance(encoder, ResizesTo)) else None
         return decode_image(source, opts, draft_size=draft, pixel_budget=budget,
                             fetcher=self.fetcher)
 

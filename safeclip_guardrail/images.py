@@ -1,33 +1,37 @@
-"""Turn whatever a user hands us into decoded RGB images, safely.
+"""Turn whatever a user hands us into judged RGB frames, and say what may be forwarded.
 
 Accepted sources: a ``PIL.Image``, a path, raw bytes, a base64 string, a ``data:`` URL, and
 (only when allowed) an ``http(s)`` URL. Every failure is an :class:`ImageInputError` whose
 message says what was wrong and how to fix it; the guard turns it into a fail-closed verdict
 unless ``on_error`` says otherwise.
 
-Reading the bytes is here (paths are opened non-blocking, regular files only, capped at
-``max_bytes``); turning them into judged pixels is :mod:`._decode` (a format allowlist,
-record budgets, pixel checks before every frame is decoded, every parser error typed).
+Where the bytes come from is :mod:`.sources` (one reader per kind of source: a path only
+from the application, opened non-blocking and checked with ``fstat``); turning them into
+judged pixels is :mod:`._decode` (a format allowlist, record budgets, pixel checks before
+every frame is decoded, every parser error typed; PDFs through :mod:`._document`); what is
+forwarded is rebuilt from the judged pixels by :mod:`._reconstruct`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import io
 import os
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Union
 
 from PIL import Image
 
 from safeclip_guardrail._decode import decode_bytes, decode_pil, to_rgb
+from safeclip_guardrail._reconstruct import JpegTables, original_problem, reconstruct
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
-from safeclip_guardrail.sources import EncodedImage, ImageFetcher, fetch_remote
+from safeclip_guardrail.sources import (
+    EncodedImage,
+    ImageFetcher,
+    from_application_string,
+    from_bytes,
+    from_path,
+)
 
 __all__ = [
     "DecodedImage",
@@ -42,10 +46,8 @@ __all__ = [
 ImageSource = Union[Image.Image, str, bytes, bytearray, memoryview, "os.PathLike[str]", EncodedImage]
 """Anything :func:`decode_image` accepts (a ``str`` may be a path: trusted callers only)."""
 
-_MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
-         "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff", "AVIF": "image/avif",
-         "HEIF": "image/heif"}
-"""Media type of each Pillow format the guard forwards as is."""
+_MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
+"""Media type of the formats whose original bytes may be forwarded (the opt-in)."""
 
 _DEFAULT_OPTIONS = ImageOptions()
 
@@ -60,18 +62,29 @@ class DecodedImage:
     data: bytes | None = None
     """The encoded bytes that were judged (None for an in-memory PIL image)."""
     format: str | None = None
-    """Pillow's name for the encoded format (``PNG``, ``JPEG``...), None for PIL input."""
+    """Pillow's name for the encoded format (``PNG``, ``JPEG``...), ``PDF`` for a document,
+    None for PIL input."""
     faithful: bool = False
-    """True when any plain decoder of ``data`` sees exactly the judged frames: 8-bit RGB,
-    grey or palette without transparency, no EXIF rotation, no CMYK/ICC conversion, no
-    frames past the judged ones. When False the judged pixels, not ``data``, are what may be
-    forwarded (:func:`forward_image`)."""
+    """True when any plain decoder of ``data`` sees exactly the judged frames' pixels: 8-bit
+    RGB, grey or palette without transparency, no EXIF rotation, no CMYK/ICC conversion, no
+    frames past the judged ones. (Other pictures the bytes may carry are not pixels of the
+    judged frames: see :attr:`original_ok`.)"""
     pixels: int = 0
     """Pixels decoded, summed over frames (as declared, before any JPEG draft scaling)."""
     primary: tuple[Image.Image, ...] | None = None
     """One reading per frame, the one :func:`forward_image` sends (None: all of ``frames``).
     ``frames`` may hold several readings of one frame where decoders disagree (transparency:
     composited over white, and with the alpha dropped); all are judged, the first is sent."""
+    jpeg: JpegTables | None = None
+    """A JPEG source's quantisation, reused when its judged pixels are re-encoded."""
+    webp_lossy: bool = False
+    """The source was a lossy WebP: rebuilt as a WebP (quality 90)."""
+    labels: tuple[str, ...] | None = None
+    """What each frame is where frames are not plain frames (a PDF: ``page 2``,
+    ``page 2, picture 1``); None for pictures."""
+    original_ok: bool = False
+    """``ImageOptions.forward_original`` was asked for and the original bytes hold only the
+    judged picture (:func:`~safeclip_guardrail._reconstruct.original_problem`)."""
 
     @property
     def image(self) -> Image.Image:
@@ -81,20 +94,22 @@ class DecodedImage:
 def forward_image(decoded: DecodedImage) -> EncodedImage:
     """What may be sent on to a model after ``decoded`` was judged.
 
-    The original bytes when the decode was unambiguous (same file, no re-encoding); else the
-    judged pixels re-encoded losslessly as PNG (every judged frame, as an animated PNG when
-    there are several), so no other decoder can see other pixels than the guard did.
+    A picture is rebuilt from its judged pixels (content disarm and reconstruction): one
+    picture, the first reading of each judged frame, no metadata, thumbnails, trailing bytes,
+    unjudged frames or transparency; a JPEG with its own quantisation, a lossy WebP as a
+    WebP, anything else as PNG (an animated PNG when several frames were judged). Its
+    original bytes only where ``ImageOptions.forward_original`` asked for them and the
+    decode was unambiguous (:attr:`DecodedImage.original_ok`). A judged PDF is forwarded as
+    its original bytes, as ``application/pdf`` (docs/security.md says what that covers).
     """
+    if decoded.format == "PDF" and decoded.data is not None:
+        return EncodedImage(decoded.data, decoded.source, "application/pdf")
     mime = _MIME.get(decoded.format or "")
-    if decoded.faithful and decoded.data is not None and mime is not None:
+    if decoded.original_ok and decoded.data is not None and mime is not None:
         return EncodedImage(decoded.data, decoded.source, mime)
-    buf = io.BytesIO()
-    first, *rest = decoded.primary or decoded.frames
-    if rest:
-        first.save(buf, format="PNG", save_all=True, append_images=rest)
-    else:
-        first.save(buf, format="PNG")
-    return EncodedImage(buf.getvalue(), decoded.source, "image/png")
+    data, mime = reconstruct(decoded.primary or decoded.frames, jpeg=decoded.jpeg,
+                             webp=decoded.webp_lossy)
+    return EncodedImage(data, decoded.source, mime)
 
 
 def describe_source(source: object) -> str:
@@ -146,153 +161,32 @@ def decode_image(source: ImageSource, options: ImageOptions | None = None, *,
 
 def read_image_bytes(source: ImageSource, options: ImageOptions | None = None, *,
                      fetcher: ImageFetcher | None = None) -> bytes:
-    """The encoded bytes of a path / bytes / base64 / data URL / URL source (a URL through
-    :func:`~safeclip_guardrail.sources.fetch_remote` with ``fetcher``)."""
+    """The encoded bytes of a path / bytes / base64 / data URL / URL source, read by the one
+    reader of :mod:`.sources` for that kind of source (a URL through ``fetcher``)."""
     opts = options or _DEFAULT_OPTIONS
-    desc = describe_source(source)
     if isinstance(source, EncodedImage):
-        data = source.data
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    elif isinstance(source, os.PathLike):
-        data = _read_path(source, opts)
-    elif isinstance(source, str):
-        data = _read_string(source, opts, fetcher)
-    else:
-        raise ImageInputError(
-            f"unsupported image input of type {type(source).__name__}; pass a PIL image, a "
-            "path, bytes, a base64 string or a data URL",
-            source=desc,
-        )
-    if not data:
-        raise ImageInputError(f"image {desc} is empty (0 bytes)", source=desc)
-    if len(data) > opts.max_bytes:
-        raise ImageInputError(
-            f"image {desc} is {len(data)} bytes, over the limit of {opts.max_bytes}; "
-            "raise ImageOptions.max_bytes if this is expected",
-            source=desc,
-        )
-    return data
-
-
-def _read_string(source: str, opts: ImageOptions, fetcher: ImageFetcher | None) -> bytes:
-    s = source.strip()
-    if s.startswith("data:"):
-        return _decode_data_url(s)
-    lower = s[:16].lower()
-    if lower.startswith(("http://", "https://")):
-        return fetch_remote(s, options=opts, fetcher=fetcher)
-    if "://" in s[:16]:
-        scheme = s.split("://", 1)[0]
-        raise ImageInputError(
-            f"unsupported URL scheme {scheme!r}; only http(s) URLs (when allowed), data URLs, "
-            "paths, bytes and base64 are accepted",
-            source=describe_source(s),
-        )
-    if len(s) < 1024 and ("/" in s or "\\" in s or "." in s[-6:]) and _looks_like_path(s):
-        return _read_path(Path(s), opts)
-    try:
-        data = base64.b64decode(_pad(s), validate=True)
-    except (binascii.Error, ValueError):
-        if len(s) < 1024:
-            raise ImageInputError(
-                f"{s!r} is not an existing file, a URL, a data URL, or base64 image data",
-                source=describe_source(s),
-            ) from None
-        raise ImageInputError(
-            "string is neither a path nor valid base64 image data", source=describe_source(s)
-        ) from None
-    return data
-
-
-def _looks_like_path(s: str) -> bool:
-    try:
-        p = Path(s)
-        return p.exists() or p.suffix.lower() in {
-            ".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff",
-        }
-    except (OSError, ValueError):
-        return False
-
-
-def _pad(s: str) -> str:
-    s = "".join(s.split())
-    return s + "=" * (-len(s) % 4)
-
-
-def _decode_data_url(url: str) -> bytes:
-    header, sep, payload = url.partition(",")
-    if not sep:
-        raise ImageInputError("malformed data URL: no ',' separating header and data",
-                              source=describe_source(url))
-    mime = header[5:].split(";", 1)[0].strip().lower()
-    if mime and not mime.startswith("image/"):
-        raise ImageInputError(
-            f"data URL has media type {mime!r}, not an image", source=describe_source(url)
-        )
-    if ";base64" not in header.lower():
-        raise ImageInputError("data URL is not base64-encoded (';base64' missing)",
-                              source=describe_source(url))
-    try:
-        return base64.b64decode(_pad(payload), validate=True)
-    except (binascii.Error, ValueError):
-        raise ImageInputError("data URL payload is not valid base64",
-                              source=describe_source(url)) from None
-
-
-def _read_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
-               opts: ImageOptions) -> bytes:
-    """Read a regular file, capped at ``max_bytes``; every OS failure is an ImageInputError.
-
-    The file is opened non-blocking and checked with ``fstat`` on the open descriptor, so a
-    FIFO or device cannot stall the guard and a file swapped after a check is still caught.
-    """
-    try:
-        raw = os.fspath(path)
-        name = os.fsdecode(raw)
-    except (TypeError, ValueError, UnicodeError) as exc:
-        raise ImageInputError(f"invalid image path {path!r}: {exc}", source=repr(path)[:200]) from None
-    shown = name if name.isprintable() else repr(name)[1:-1]  # no control chars in messages
-    shown = shown if len(shown) <= 200 else shown[:197] + "..."
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(raw, flags)
-    except FileNotFoundError:
-        raise ImageInputError(f"image file not found: {shown}", source=shown) from None
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ImageInputError(
-            f"cannot open image file {shown}: {reason}; check the path and its permissions",
-            source=shown,
-        ) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageInputError(f"not a regular file: {shown}", source=shown)
-        if st.st_size > opts.max_bytes:
-            raise ImageInputError(
-                f"image file {shown} is {st.st_size} bytes, over the limit of {opts.max_bytes}",
-                source=shown,
-            )
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(opts.max_bytes + 1)
-    except OSError as exc:
-        raise ImageInputError(f"cannot read {shown}: {exc.strerror or exc}", source=shown) from None
-    finally:
-        os.close(fd)
-    if len(data) > opts.max_bytes:
-        raise ImageInputError(f"image file {shown} grew over the limit of {opts.max_bytes} bytes",
-                              source=shown)
-    return data
+        return from_bytes(source.data, source=source.source, options=opts).data
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return from_bytes(source, options=opts).data
+    if isinstance(source, os.PathLike):
+        return from_path(source, options=opts).data
+    if isinstance(source, str):
+        return from_application_string(source, options=opts, fetcher=fetcher).data
+    raise ImageInputError(
+        f"unsupported image input of type {type(source).__name__}; pass a PIL image, a path, "
+        "bytes, a base64 string or a data URL", source=describe_source(source))
 
 
 def _from_bytes(data: bytes, opts: ImageOptions, desc: str, *,
                 draft_size: int | None = None, budget: int | None = None) -> DecodedImage:
     digest = hashlib.sha256(data).hexdigest()
     out = decode_bytes(data, opts, desc, draft_size=draft_size, budget=budget)
+    original_ok = (opts.forward_original and out.faithful
+                   and original_problem(data, out.format) is None)
     return DecodedImage(frames=out.frames, sha256=digest, source=desc, data=data,
                         format=out.format, faithful=out.faithful, pixels=out.pixels,
-                        primary=out.primary)
+                        primary=out.primary, jpeg=out.jpeg, webp_lossy=out.webp_lossy,
+                        labels=out.labels, original_ok=original_ok)
 
 
 def _from_pil(img: Image.Image, opts: ImageOptions, desc: str, *,
@@ -304,4 +198,4 @@ def _from_pil(img: Image.Image, opts: ImageOptions, desc: str, *,
         h.update(f.tobytes())
     return DecodedImage(frames=out.frames, sha256=h.hexdigest(), source=desc, data=None,
                         format=out.format, faithful=False, pixels=out.pixels,
-                        primary=out.primary)
+                        primary=out.primary, jpeg=out.jpeg)

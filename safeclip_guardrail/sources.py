@@ -24,12 +24,12 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from safeclip_guardrail._fetch import HttpFetcher, check_url_policy
-from safeclip_guardrail._sniff import sniff_format
+from safeclip_guardrail._sniff import sniff_document, sniff_format
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 
@@ -39,6 +39,7 @@ __all__ = [
     "HttpFetcher",
     "ImageFetcher",
     "fetch_remote",
+    "from_application_string",
     "from_base64",
     "from_bytes",
     "from_data_url",
@@ -52,6 +53,9 @@ __all__ = [
 ]
 
 _DEFAULT_OPTIONS = ImageOptions()
+_GENERIC_MIMES = frozenset({"application/octet-stream", "application/pdf"})
+_LONGEST_PATH = 4096
+"""Longer strings are never file names (PATH_MAX on Linux): they are data."""
 
 
 @runtime_checkable
@@ -94,39 +98,67 @@ def from_bytes(data: bytes | bytearray | memoryview, *, source: str | None = Non
     return EncodedImage(_checked_size(raw, desc, options or _DEFAULT_OPTIONS), desc)
 
 
-def from_path(path: str | os.PathLike[str], *, options: ImageOptions | None = None) -> EncodedImage:
-    """A file named by the application itself (never by message content)."""
+def from_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes], *,
+              options: ImageOptions | None = None) -> EncodedImage:
+    """A file named by the application itself (never by message content).
+
+    A regular file only, capped at ``max_bytes``. It is opened non-blocking and checked with
+    ``fstat`` on the open descriptor, so a FIFO or a device cannot stall the guard and a
+    file swapped after a check is still caught; every OS failure is an ImageInputError."""
     opts = options or _DEFAULT_OPTIONS
     try:
-        p = Path(path)
-        desc = str(p)
-        if not p.exists():
-            raise ImageInputError(f"image file not found: {p}", source=desc)
-        if not p.is_file():
-            raise ImageInputError(f"not a regular file: {p}", source=desc)
-        size = p.stat().st_size
-        if size > opts.max_bytes:
-            raise ImageInputError(
-                f"image file {p} is {size} bytes, over the limit of {opts.max_bytes}; raise "
-                "ImageOptions.max_bytes if this is expected", source=desc)
-        data = p.read_bytes()
-    except ImageInputError:
-        raise
-    except (OSError, ValueError, TypeError) as exc:
-        shown = _short(str(path))
+        raw = os.fspath(path)
+        name = os.fsdecode(raw)
+    except (TypeError, ValueError, UnicodeError) as exc:
+        shown = _short(repr(path))
+        raise ImageInputError(f"invalid image path {shown}: {exc}", source=shown) from None
+    shown = _short(name if name.isprintable() else repr(name)[1:-1])  # no control characters
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(raw, flags)
+    except FileNotFoundError:
+        raise ImageInputError(f"image file not found: {shown}", source=shown) from None
+    except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise ImageInputError(f"cannot read image file {shown}: {reason}", source=shown) from None
-    return EncodedImage(_checked_size(data, desc, opts), desc)
+        raise ImageInputError(
+            f"cannot open image file {shown}: {reason}; check the path and its permissions",
+            source=shown) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageInputError(f"not a regular file: {shown}", source=shown)
+        if st.st_size > opts.max_bytes:
+            raise ImageInputError(
+                f"image file {shown} is {st.st_size} bytes, over the limit of {opts.max_bytes}; "
+                "raise ImageOptions.max_bytes if this is expected", source=shown)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(opts.max_bytes + 1)
+    except OSError as exc:
+        raise ImageInputError(f"cannot read image file {shown}: {exc.strerror or exc}",
+                              source=shown) from None
+    finally:
+        os.close(fd)
+    if len(data) > opts.max_bytes:
+        raise ImageInputError(
+            f"image file {shown} grew over the limit of {opts.max_bytes} bytes while it was "
+            "read", source=shown)
+    return EncodedImage(_checked_size(data, shown, opts), shown)
 
 
 def from_data_url(url: str, *, options: ImageOptions | None = None) -> EncodedImage:
-    """A ``data:[<image mime>];base64,<payload>`` URL."""
+    """A ``data:[<mime>];base64,<payload>`` URL whose media type is an image's, none,
+    ``application/octet-stream`` or ``application/pdf``.
+
+    The declared type is never trusted either way (the bytes are sniffed and judged), so a
+    generic type is accepted; a type that says "not a picture" (``text/plain``...) is
+    refused, as its sender says it is something else."""
     desc = f"<data URL, {len(url)} chars>"
     header, sep, payload = url.strip().partition(",")
     if not sep or not header[:5].lower() == "data:":
-        raise ImageInputError("malformed data URL: expected 'data:<mime>;base64,<data>'", source=desc)
+        raise ImageInputError("malformed data URL: no ',' separating header and data (expected "
+                              "'data:<mime>;base64,<data>')", source=desc)
     mime = header[5:].split(";", 1)[0].strip().lower()
-    if mime and not mime.startswith("image/") and mime != "application/octet-stream":
+    if mime and not mime.startswith("image/") and mime not in _GENERIC_MIMES:
         raise ImageInputError(f"data URL has media type {mime!r}, not an image", source=desc)
     if ";base64" not in header.lower():
         raise ImageInputError("data URL is not base64-encoded (';base64' missing)", source=desc)
@@ -192,6 +224,44 @@ def from_untrusted_string(value: str, *, options: ImageOptions | None = None,
     return from_base64(s, options=options)
 
 
+def from_application_string(value: str, *, options: ImageOptions | None = None,
+                            fetcher: ImageFetcher | None = None) -> EncodedImage:
+    """A string the application itself passes (``guard.check("photo.jpg")``, the CLI): a data
+    URL, an http(s) URL, base64 data, or a file path.
+
+    The same rules as :func:`from_untrusted_string` for data and URLs; a string that is not
+    one of those is a path (:func:`from_path`). A string is base64 data when it decodes to
+    bytes that sniff as a picture or a document, or is longer than any path can be.
+    """
+    s = value.strip()
+    if not s:
+        raise ImageInputError("image string is empty", source="<empty string>")
+    head = s[:16].lower()
+    if head.startswith(("data:", "http://", "https://")):
+        return from_untrusted_string(s, options=options, fetcher=fetcher)
+    if "://" in s[:32]:
+        scheme = s.split("://", 1)[0][:16]
+        raise ImageInputError(
+            f"unsupported URL scheme {scheme!r}; only http(s) URLs (when allowed), data URLs, "
+            "paths, bytes and base64 are accepted", source=_short(s))
+    data = _maybe_base64(s)
+    if data is not None and (len(s) > _LONGEST_PATH or sniff_format(data[:32]) is not None
+                             or sniff_document(data[:1024]) is not None):
+        return EncodedImage(_checked_size(data, f"<base64, {len(s)} chars>",
+                                          options or _DEFAULT_OPTIONS), f"<base64, {len(s)} chars>")
+    if len(s) > _LONGEST_PATH:
+        raise ImageInputError(f"string of {len(s)} chars is neither base64 image data nor a path",
+                              source=f"<string, {len(s)} chars>")
+    try:
+        return from_path(s, options=options)
+    except ImageInputError as exc:
+        if "not found" not in str(exc):
+            raise
+        raise ImageInputError(
+            f"image file not found: {exc.source} (the string is not an existing file, a data "
+            "URL, an http(s) URL or base64 image data)", source=exc.source) from None
+
+
 def to_base64(image: EncodedImage) -> str:
     return base64.b64encode(image.data).decode("ascii")
 
@@ -218,9 +288,18 @@ def inline_bytes(value: str) -> bytes | None:
 
 
 # ---------------------------------------------------------------------- helpers
+def _maybe_base64(text: str) -> bytes | None:
+    try:
+        return _b64decode(text, "<string>", what="base64")
+    except ImageInputError:
+        return None
+
 
 
 def _b64decode(text: str, desc: str, *, what: str) -> bytes:
+    """Standard or URL-safe base64, whitespace and missing padding tolerated. Both alphabets
+    are accepted (some clients send URL-safe): the decoded bytes are sniffed and judged, so
+    the alphabet changes nothing about what is checked."""
     compact = "".join(text.split())
     compact += "=" * (-len(compact) % 4)
     try:

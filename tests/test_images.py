@@ -86,7 +86,7 @@ def test_animated_images_give_first_n_frames() -> None:
     [
         (b"", "empty"),
         (b"not an image at all", "not in a format Pillow can decode"),
-        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not in a format"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "an SVG drawing, which the guard cannot judge"),
         ("data:text/plain;base64,aGVsbG8=", "not an image"),
         ("data:image/png,rawdata", "not base64"),
         ("data:image/png;base64", "no ','"),
@@ -137,3 +137,44 @@ def test_error_messages_never_contain_the_payload() -> None:
     with pytest.raises(ImageInputError) as info:
         decode_image(payload)
     assert payload not in str(info.value) and len(str(info.value)) < 300
+
+
+def _png(width: int, height: int, depth: int, colour: int, rows: bytes, *extra: bytes) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + b"".join(extra)
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "1", "I;16"])
+def test_a_trns_colour_key_is_judged_honoured_and_ignored(mode: str) -> None:
+    if mode == "I;16":
+        arr = np.full((6, 8), 300, np.uint16)
+        arr[:, :4] = 4000
+        img, key = Image.fromarray(arr), 4000
+    else:
+        img = noise(8, 6).convert(mode)
+        key = img.getpixel((0, 0))
+    d = decode_image(encode(img, "PNG", transparency=key))
+    assert len(d.frames) == 2 and not d.faithful
+    assert d.primary is not None and d.primary[0] is d.frames[0]
+    assert d.frames[0].getpixel((0, 0)) == (255, 255, 255)  # honoured: the key shows white
+    assert d.frames[1].getpixel((0, 0)) != (255, 255, 255) or mode == "1"  # ignored: its colour
+
+
+def test_a_trns_key_that_matches_no_pixel_changes_nothing() -> None:
+    d = decode_image(encode(Image.new("RGB", (4, 4), (9, 9, 9)), "PNG", transparency=(1, 2, 3)))
+    assert len(d.frames) == 1 and d.faithful
+
+
+def test_a_16_bit_rgb_png_with_a_colour_key_is_refused() -> None:
+    rows = b"".join(b"\x00" + b"\x12\x34" * 3 * 4 for _ in range(4))
+    trns = struct.pack(">I", 6) + b"tRNS" + b"\x12\x34" * 3
+    trns += struct.pack(">I", zlib.crc32(b"tRNS" + b"\x12\x34" * 3))
+    data = _png(4, 4, 16, 2, rows, trns)
+    with pytest.raises(ImageInputError, match="16-bit RGB with a transparency key"):
+        decode_image(data)
+    assert decode_image(_png(4, 4, 16, 2, rows)).image.size == (4, 4)  # without the key: fine

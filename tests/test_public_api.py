@@ -11,8 +11,8 @@ import safeclip_guardrail
 
 PUBLIC = [
     "DEFAULT_REFUSAL", "DEFAULT_SAFE_INSTRUCTION", "ChatLlava", "ConceptBank", "ConceptClass",
-    "ConfigurationError", "EncoderOutputError", "GuardConfig", "GuardResult", "GuardRuntimeError",
-    "GuardrailViolation", "ImageInputError", "ImageOptions", "ImageVerdict",
+    "ConfigurationError", "DocumentOptions", "EncoderOutputError", "GuardConfig", "GuardResult",
+    "GuardRuntimeError", "GuardrailViolation", "ImageInputError", "ImageOptions", "ImageVerdict",
     "MissingDependencyError", "ModelLoadError", "SafeCLIPDocumentGuard", "SafeCLIPError",
     "SafeCLIPGuard", "SafeCLIPGuardrail", "UsageError", "__version__",
 ]
