@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from safeclip_guardrail._sniff import sniff_format
+from safeclip_guardrail._sniff import describe_document, sniff_document, sniff_format
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.sources import EncodedImage, inline_bytes
 
@@ -38,7 +38,6 @@ __all__ = [
     "classify_inline",
     "classify_string",
     "is_plain_text",
-    "sniff_document",
     "sniff_media",
 ]
 
@@ -56,12 +55,6 @@ _MIN_BINARY_B64 = 64
 """In payload fields, base64 of unknown binary data shorter than this is taken for an id."""
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 _PATH = re.compile(r"(?:/|~/|\./|\.\./|\\\\|[A-Za-z]:[\\/])\S*")
-_DOCUMENTS = {
-    "ZIP": "a ZIP archive (docx, pptx, xlsx, odt, epub...)",
-    "OLE": "an OLE compound document (doc, xls, ppt)", "RTF": "an RTF document",
-    "SVG": "an SVG document", "HTML": "an HTML document", "XML": "an XML document",
-    "PostScript": "a PostScript document",
-}
 _CONTROL = frozenset(range(0x20)) - {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1B}
 
 
@@ -79,35 +72,6 @@ class Payload:
 
 TEXT = Payload("text")
 
-
-def sniff_document(head: bytes) -> str | None:
-    """``PDF``, ``ZIP`` (docx/pptx/xlsx/odt/epub), ``OLE`` (doc/xls/ppt), ``RTF``, ``SVG``,
-    ``HTML``, ``XML``, ``PostScript`` for a document's first bytes, else None.
-
-    A minimal private copy until ``_sniff.sniff_document`` (the decode branch) lands; the
-    names are the same. A PDF reader accepts ``%PDF-`` anywhere in the first 1024 bytes,
-    so that is where it is looked for.
-    """
-    head = bytes(head[:1024])
-    if b"%PDF-" in head:
-        return "PDF"
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"):
-        return "ZIP"
-    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        return "OLE"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if text.startswith(b"{\\rtf"):
-        return "RTF"
-    if text.startswith(b"%!ps"):
-        return "PostScript"
-    if b"<svg" in text:
-        return "SVG"
-    if any(tag in text for tag in (b"<!doctype html", b"<html", b"<head", b"<body", b"<script",
-                                   b"<iframe", b"<img", b"<object", b"<embed")):
-        return "HTML"
-    if text.startswith(b"<?xml") or text.startswith(b"<!doctype"):
-        return "XML"
-    return None
 
 
 def sniff_media(head: bytes) -> str | None:
@@ -165,7 +129,7 @@ def classify_bytes(data: bytes, *, source: str) -> Payload:
         return Payload("pdf", EncodedImage(data, source, PDF_MIME))
     if document is not None:
         return Payload("unreadable", recognized=True, reason=(
-            f"{_DOCUMENTS.get(document, 'a ' + document + ' document')} cannot be checked for "
+            f"{describe_document(document)} cannot be checked for "
             "pictures (only PDF documents are rendered and judged); convert it to PDF, or send "
             "its pictures as image blocks"))
     media = sniff_media(data)

@@ -29,13 +29,18 @@ DOCUMENT_HEAD = 1024
 _DOC_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "ZIP"), (b"PK\x05\x06", "ZIP"), (b"PK\x07\x08", "ZIP"),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "OLE"), (b"{\\rtf", "RTF"), (b"AT&TFORM", "DJVU"),
+    (b"%!PS", "PostScript"),
 )
 _HTML_TAGS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<iframe",
               b"<img", b"<div", b"<meta", b"<style", b"<p>", b"<a ")
+_ACTIVE_TAGS = (b"<!doctype html", b"<html", b"<script", b"<iframe", b"<img", b"<object",
+                b"<embed", b"<svg")
+"""Tags that make text a document a renderer would draw, wherever they stand in it."""
 _DOC_NAMES = {"PDF": "a PDF document", "ZIP": "a ZIP archive (docx, xlsx, pptx, odt, epub...)",
-              "OLE": "an OLE compound file (doc, xls, ppt...)", "RTF": "an RTF document",
-              "SVG": "an SVG drawing", "HTML": "an HTML document", "XML": "an XML document",
-              "DJVU": "a DjVu document"}
+              "OLE": "an OLE compound document (doc, xls, ppt...)", "RTF": "an RTF document",
+              "SVG": "an SVG document", "HTML": "an HTML document", "XML": "an XML document",
+              "DJVU": "a DjVu document",
+              "PostScript": "a PostScript document"}
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -87,8 +92,11 @@ def _markup(head: bytes) -> str | None:
     else:
         text = head.removeprefix(b"\xef\xbb\xbf")
     low = text.lstrip().lower()
-    if not low.startswith(b"<"):
-        return None
+    if not low.startswith(b"<"):  # prose that embeds active markup is still markup
+        found = [tag for tag in _ACTIVE_TAGS if tag in low]
+        if not found:
+            return None
+        return "SVG" if found == [b"<svg"] else "HTML"
     if b"<svg" in low:
         return "SVG"
     if low.startswith(_HTML_TAGS) or b"<html" in low:

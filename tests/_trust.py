@@ -106,8 +106,14 @@ class Images:
         buf = io.BytesIO()
         Image.open(io.BytesIO(picture)).convert("RGB").save(buf, format="PDF")
         out = buf.getvalue()
-        if any(pixel_key(f) in self.forbidden for f in frames_of(picture) or []):
+        flagged = any(pixel_key(f) in self.forbidden for f in frames_of(picture) or [])
+        if flagged:
             self.forbidden_docs.add(hashlib.sha256(out).hexdigest())
+        # What the renderer makes of the picture (the page, the re-encoded embedded picture)
+        # shows what the picture shows: plant those readings with the picture's class.
+        target = self.encoder.embedding_for("gun" if flagged else "neutral")
+        for frame in self.guard.decode(out).frames:
+            self.encoder.register(frame, target)
         return out
 
 
@@ -276,6 +282,9 @@ class Surface:
     """False for conversations the framework itself cannot represent (say why where set)."""
     forwards_images: bool = True
     """False for surfaces whose model never receives images (NeMo's prompt is text)."""
+    forwards_documents: bool = True
+    """False for surfaces whose model takes pixels only (LLaVA is shown a judged PDF's
+    rendered page, never the file)."""
     marks: tuple[Any, ...] = ()
     """pytest marks its tests need (a served surface: sockets to loopback)."""
 

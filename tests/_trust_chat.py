@@ -137,7 +137,7 @@ def _chat_llava_supports(conv: Conversation) -> bool:
 def chat_llava_surface(call: Call) -> Surface:
     """The ``chat_llava`` row: every call style of a BaseChatModel."""
     return Surface("chat_llava", STYLES, lambda imgs: _chat_llava(imgs, call),
-                   supports=_chat_llava_supports)
+                   supports=_chat_llava_supports, forwards_documents=False)
 
 
 # ---------------------------------------------------------------------- RAG documents

@@ -129,10 +129,10 @@ def test_without_the_renderer_a_pdf_is_unreadable_and_says_how_to_install_it(
 
 @pytest.mark.parametrize(("data", "kind"), [
     (b"PK\x03\x04" + b"\x00" * 40, "ZIP archive"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 40, "OLE compound file"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 40, "OLE compound document"),
     (b"{\\rtf1\\ansi hello}", "RTF document"),
     (b"<!DOCTYPE html><html><body><img src=x></body></html>", "HTML document"),
-    (b"\xef\xbb\xbf<?xml version='1.0'?><svg xmlns='http://www.w3.org/2000/svg'/>", "SVG drawing"),
+    (b"\xef\xbb\xbf<?xml version='1.0'?><svg xmlns='http://www.w3.org/2000/svg'/>", "SVG document"),
 ])
 def test_other_documents_are_unreadable_with_a_reason(data: bytes, kind: str) -> None:
     with pytest.raises(ImageInputError, match="which the guard cannot judge") as info:

@@ -86,7 +86,7 @@ def test_animated_images_give_first_n_frames() -> None:
     [
         (b"", "empty"),
         (b"not an image at all", "not in a format Pillow can decode"),
-        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "an SVG drawing, which the guard cannot judge"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "an SVG document, which the guard cannot judge"),
         ("data:text/plain;base64,aGVsbG8=", "not an image"),
         ("data:image/png,rawdata", "not base64"),
         ("data:image/png;base64", "no ','"),

@@ -569,7 +569,7 @@ def _check_all(surface: Surface, run: Runner, imgs: Images, style: str) -> list[
                 assert not outcome.blocked, f"{where}: blocked, expected to go through"
                 sent = Received()
                 scan(conv, sent)
-                if surface.forwards_images:
+                if surface.forwards_images and surface.forwards_documents:
                     assert set(sent.documents) <= set(outcome.received.documents), \
                         f"{where}: the judged PDF did not arrive"
             elif expect in ("forward", "pass"):
@@ -959,7 +959,7 @@ def test_the_guard_route_forwards_only_judged_pictures(tmp_path: Path) -> None:
         "benign": (durl(imgs.benign), "judged"),
         "apng": (durl(apng(imgs.benign, imgs.flagged)), "judged"),
         "pdf_base64": (b64(pdf), "judged" if documents else "unreadable"),
-        "pdf_data_url": (durl(pdf, "application/pdf"), "unreadable"),  # not an image URL
+        "pdf_data_url": (durl(pdf, "application/pdf"), "judged" if documents else "unreadable"),
         "wav": (b64(wav()), "unreadable"),
         "mp4": (b64(MP4), "unreadable"),
         "docx": (b64(docx_of(imgs.flagged)), "unreadable"),
