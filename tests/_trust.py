@@ -5,8 +5,9 @@ receives — every string that is a data URL or base64 of an image, every bytes 
 content, nested blocks and additional kwargs, every frame — and notes every http(s) URL
 and every string naming a planted file (a provider would fetch or read those). A test then
 asserts that no received image is a forbidden one (the flagged image, an image whose
-embedding was non-finite, hidden pixels) and that every received frame was judged (its
-pixels went through the guard's encoder).
+embedding was non-finite, hidden pixels) and that every received frame was judged: every
+view of it (the frame itself for a square, else its padded whole-picture view and its tiles,
+``safeclip_guardrail.views``) went through the guard's encoder.
 
 Surfaces are objects with ``name``, ``styles`` and ``run(conversation, style)``; see
 ``tests/test_trust_matrix.py`` for how to add one.
@@ -34,6 +35,7 @@ from pydantic import Field
 
 from safeclip_guardrail import ConceptBank, SafeCLIPGuard
 from safeclip_guardrail.testing import PlantedEncoder
+from safeclip_guardrail.views import picture_views
 
 ANSWER = "a helpful answer"
 
@@ -119,6 +121,8 @@ class Received:
     """What reached a model: decoded frames, URLs and path strings."""
 
     frames: list[str] = field(default_factory=list)
+    views: list[tuple[str, ...]] = field(default_factory=list)
+    """Per received frame, the pixel keys of the views the guard judges it as."""
     urls: list[str] = field(default_factory=list)
     strings: list[str] = field(default_factory=list)
 
@@ -156,16 +160,22 @@ def scan(value: Any, into: Received, depth: int = 0) -> None:
         data = _decode_string(value)
         if data is not None:
             for f in frames_of(data) or []:
-                into.frames.append(pixel_key(f))
+                _record(f, into)
     elif isinstance(value, (bytes, bytearray)):
         for f in frames_of(bytes(value)) or []:
-            into.frames.append(pixel_key(f))
+            _record(f, into)
     elif isinstance(value, dict):
         for v in value.values():
             scan(v, into, depth + 1)
     elif isinstance(value, (list, tuple)):
         for v in value:
             scan(v, into, depth + 1)
+
+
+def _record(frame: Image.Image, into: Received) -> None:
+    into.frames.append(pixel_key(frame))
+    rgb = frame if frame.mode == "RGB" else frame.convert("RGB")
+    into.views.append(tuple(pixel_key(v) for v in picture_views(rgb)))  # the planted geometry
 
 
 class RecordingChatModel(GenericFakeChatModel):
@@ -196,7 +206,8 @@ def assert_only_judged(received: Received, imgs: Images, where: str) -> None:
     assert not leaked, f"{where}: a file path reached the model: {leaked[:2]}"
     bad = [k for k in received.frames if k in imgs.forbidden]
     assert not bad, f"{where}: the model received a forbidden image ({len(bad)} frames)"
-    unjudged = [k for k in received.frames if k not in imgs.encoder.judged]
+    unjudged = [k for k, views in zip(received.frames, received.views, strict=True)
+                if not all(v in imgs.encoder.judged for v in views)]
     assert not unjudged, f"{where}: the model received {len(unjudged)} frames nobody judged"
 
 
