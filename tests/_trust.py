@@ -121,8 +121,9 @@ class Received:
     """What reached a model: decoded frames, URLs and path strings."""
 
     frames: list[str] = field(default_factory=list)
-    views: list[tuple[str, ...]] = field(default_factory=list)
-    """Per received frame, the pixel keys of the views the guard judges it as."""
+    views: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Frame key -> the pixel keys of the views the guard judges it as (a frame recorded
+    without them must have been judged as itself, as a square picture is)."""
     urls: list[str] = field(default_factory=list)
     strings: list[str] = field(default_factory=list)
 
@@ -173,9 +174,10 @@ def scan(value: Any, into: Received, depth: int = 0) -> None:
 
 
 def _record(frame: Image.Image, into: Received) -> None:
-    into.frames.append(pixel_key(frame))
+    key = pixel_key(frame)
+    into.frames.append(key)
     rgb = frame if frame.mode == "RGB" else frame.convert("RGB")
-    into.views.append(tuple(pixel_key(v) for v in picture_views(rgb)))  # the planted geometry
+    into.views[key] = tuple(pixel_key(v) for v in picture_views(rgb))  # the planted geometry
 
 
 class RecordingChatModel(GenericFakeChatModel):
@@ -204,10 +206,11 @@ def assert_only_judged(received: Received, imgs: Images, where: str) -> None:
     leaked = [s for s in received.strings if s.strip() in imgs.paths
               or any(s.strip().endswith(p) for p in imgs.paths)]
     assert not leaked, f"{where}: a file path reached the model: {leaked[:2]}"
-    bad = [k for k in received.frames if k in imgs.forbidden]
+    bad = [k for k in received.frames if k in imgs.forbidden
+           or any(v in imgs.forbidden for v in received.views.get(k, ()))]  # e.g. as a tile
     assert not bad, f"{where}: the model received a forbidden image ({len(bad)} frames)"
-    unjudged = [k for k, views in zip(received.frames, received.views, strict=True)
-                if not all(v in imgs.encoder.judged for v in views)]
+    unjudged = [k for k in received.frames
+                if not all(v in imgs.encoder.judged for v in received.views.get(k, (k,)))]
     assert not unjudged, f"{where}: the model received {len(unjudged)} frames nobody judged"
 
 
