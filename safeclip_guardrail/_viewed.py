@@ -3,13 +3,18 @@
 The guard (``judge_batch``) and the batch scorer share this: plan the views of every frame
 (:mod:`safeclip_guardrail.views`) as soon as an image is decoded, so a chunk counts views
 and their pixels against ``batch_size`` and the pixel budgets; make the views in the encoder
-worker, where the resizing used to happen; after one encoder call over every view of a
-chunk, report per image the verdict of its worst view, naming that view.
+worker, where the resizing used to happen (the images of a chunk in parallel, one thread per
+core: Pillow releases the GIL while resampling, as the encoders' own resizing did); after
+one encoder call over every view of a chunk, report per image the verdict of its worst view,
+naming that view.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from PIL import Image
@@ -71,18 +76,51 @@ class ViewBatch:
 
 
 def render_views(items: Sequence[ViewedImage]) -> ViewBatch:
-    """Make every view of every frame (the whole picture of frame 1 first, per image)."""
+    """Make every view of every frame (the whole picture of frame 1 first, per image); the
+    images of a chunk that need new pictures are made in parallel."""
+    busy = sum(not all(p.identity for p in item.plans) for item in items)
+    cores = _cores()
+    made = (list(_pool(cores).map(_render_one, items)) if busy > 1 and cores > 1
+            else [_render_one(item) for item in items])
     pictures: list[Image.Image] = []
     owners: list[int] = []
     labels: list[str] = []
-    for k, item in enumerate(items):
-        frames = item.image.frames
-        for f, (frame, plan) in enumerate(zip(frames, item.plans), start=1):
-            prefix = f"frame {f}, " if len(frames) > 1 else ""
-            pictures.extend(plan.render(frame))
-            owners.extend([k] * len(plan))
-            labels.extend(prefix + v.label for v in plan.views)
+    for k, (views, names) in enumerate(made):
+        pictures.extend(views)
+        owners.extend([k] * len(views))
+        labels.extend(names)
     return ViewBatch(pictures, owners, labels)
+
+
+def _render_one(item: ViewedImage) -> tuple[list[Image.Image], list[str]]:
+    frames = item.image.frames
+    views: list[Image.Image] = []
+    names: list[str] = []
+    for f, (frame, plan) in enumerate(zip(frames, item.plans), start=1):
+        prefix = f"frame {f}, " if len(frames) > 1 else ""
+        views.extend(plan.render(frame))
+        names.extend(prefix + v.label for v in plan.views)
+    return views, names
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def _pool(cores: int) -> ThreadPoolExecutor:
+    """One process-wide pool for making views (threads start on first use, then idle)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=cores, thread_name_prefix="safeclip-views")
+        return _POOL
 
 
 @dataclass(frozen=True)

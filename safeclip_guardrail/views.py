@@ -21,8 +21,9 @@ cover every pixel:
 The worst view decides. A square picture without tiles is one view, the frame itself (no
 copy): it costs what it always did, and the encoder's preprocessing resizes it as before.
 Views of other pictures are made at the encoder's input size when it is known (the picture
-is resized once, not padded at full size first), else at the picture's own scale, so a test
-encoder that matches exact pixels sees each tile's own pixels.
+is resized once, not padded at full size first), else at the picture's own scale up to
+``NATIVE_MAX`` pixels a side, so a test encoder that matches exact pixels sees each tile's
+own pixels.
 
 This module is the bytes -> judged-pixels layer (Pillow only): the guard, the batch scorer
 and the service's decoders plan views with :func:`plan_views` and make them with
@@ -39,11 +40,15 @@ from PIL import Image
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
 
-__all__ = ["PAD_RGB", "WHOLE", "View", "ViewPlan", "picture_views", "plan_views"]
+__all__ = ["NATIVE_MAX", "PAD_RGB", "WHOLE", "View", "ViewPlan", "picture_views", "plan_views"]
 
 PAD_RGB = (122, 116, 104)
 """OpenAI CLIP's normalisation mean as 8-bit RGB: padding that normalises to about zero (what
 LLaVA-1.5's ``expand2square`` fills with)."""
+
+NATIVE_MAX = 1024
+"""Largest view side for an encoder that does not declare its input size (a padded view of
+a huge picture at its own scale would hold the square of its long side)."""
 
 WHOLE = "whole picture"
 """Label of the whole-picture view (``ImageVerdict.decided_by``)."""
@@ -81,7 +86,8 @@ class ViewPlan:
     height: int
     views: tuple[View, ...]
     side: int | None
-    """The side views are made at (the encoder's input size); None: the picture's own scale."""
+    """The side views are made at (the encoder's input size); None: the picture's own scale,
+    up to ``NATIVE_MAX``."""
 
     def __len__(self) -> int:
         return len(self.views)
@@ -101,25 +107,35 @@ class ViewPlan:
 
     def _out_side(self, view: View) -> int:
         reach = max(view.width, view.height)
-        return self.side if self.side is not None and reach > self.side else reach
+        cap = self.side if self.side is not None else NATIVE_MAX
+        return min(reach, cap)
 
     def render(self, frame: Image.Image, *, fill: tuple[int, int, int] = PAD_RGB
                ) -> list[Image.Image]:
         """Every view of ``frame`` (a frame of this plan's size), in plan order."""
-        return [self.render_view(frame, i, fill=fill) for i in range(len(self.views))]
+        self._check(frame)
+        if self.identity:
+            return [frame]
+        rgb = frame if frame.mode == "RGB" else frame.convert("RGB")
+        return [self._make(rgb, view, fill) for view in self.views]
 
     def render_view(self, frame: Image.Image, index: int, *,
                     fill: tuple[int, int, int] = PAD_RGB) -> Image.Image:
         """View ``index`` of ``frame``: the frame itself for the identity view, else a new
         square image (resized to ``side`` when larger, padded with ``fill`` when needed)."""
+        self._check(frame)
+        if self.identity:
+            return frame
+        rgb = frame if frame.mode == "RGB" else frame.convert("RGB")
+        return self._make(rgb, self.views[index], fill)
+
+    def _check(self, frame: Image.Image) -> None:
         if frame.size != (self.width, self.height):
             raise ImageInputError(
                 f"a frame of {frame.size[0]}x{frame.size[1]} does not match the view plan "
                 f"made for {self.width}x{self.height}; plan each frame's views from its size")
-        if self.identity:
-            return frame
-        view = self.views[index]
-        rgb = frame if frame.mode == "RGB" else frame.convert("RGB")
+
+    def _make(self, rgb: Image.Image, view: View, fill: tuple[int, int, int]) -> Image.Image:
         out = self._out_side(view)
         reach = max(view.width, view.height)
         if out < reach:  # one resample of the region, never a full-size padded copy

@@ -22,7 +22,7 @@ from safeclip_guardrail import (
 from safeclip_guardrail.batch_scorer import BatchScorer
 from safeclip_guardrail.encoders.preprocess import ClipPreprocess
 from safeclip_guardrail.testing import PlantedEncoder
-from safeclip_guardrail.views import PAD_RGB, WHOLE, picture_views, plan_views
+from safeclip_guardrail.views import NATIVE_MAX, PAD_RGB, WHOLE, picture_views, plan_views
 from tests._imgs import encode, noise
 
 
@@ -82,6 +82,8 @@ def test_views_are_squares_at_the_encoder_size_or_the_pictures_own_scale() -> No
     native = picture_views(pano)
     assert [v.size for v in native] == [(960, 960)] + [(320, 320)] * 3
     assert np.array_equal(np.asarray(native[2]), np.asarray(pano)[:, 320:640])  # exact pixels
+    huge = plan_views(6000, 2000)  # no input size: the own scale, capped
+    assert huge.pixels == 4 * NATIVE_MAX**2
 
 
 def test_options_shape_the_views() -> None:
@@ -271,3 +273,15 @@ def test_batch_scorer_judges_views_and_embeds_the_whole_picture() -> None:
     out = BatchScorer.from_guard(guard, embeddings=True)({"image": column})
     assert list(out["flagged"]) == [True, False] and out["category"][0] == "gun"
     np.testing.assert_allclose(out["embedding_final"], guard.embed_images([bad, good]))
+
+
+def test_the_views_of_a_chunk_are_made_in_parallel_and_in_order() -> None:
+    from safeclip_guardrail._viewed import render_views, viewed
+    from safeclip_guardrail.images import decode_image
+
+    images = [decode_image(encode(noise(96 + 16 * k, 32, seed=k))) for k in range(6)]
+    batch = render_views([viewed(i, ImageOptions(), input_size=32) for i in images])
+    expected = [(k, v) for k, i in enumerate(images) for v in picture_views(i.image, input_size=32)]
+    assert batch.owners == [k for k, _ in expected]
+    assert all(np.array_equal(np.asarray(a), np.asarray(b))
+               for a, (_, b) in zip(batch.pictures, expected, strict=True))
