@@ -1,7 +1,7 @@
 """What judging the whole picture costs: views vs the old centre crop, in one run; prints JSON.
 
     python benchmarks/bench_views.py                      # ViT-B/32, random weights, CPU
-    python benchmarks/bench_views.py --n 16 --iters 2     # quicker
+    python benchmarks/bench_views.py --n 8 --iters 2      # quicker
     python benchmarks/bench_views.py --model tiny --n 8 --iters 1   # checks the script
 
 For square, 16:9 and 3:1 photo-like JPEGs (all distinct, verdict cache off), three ways of
