@@ -1,7 +1,9 @@
 """Streaming a batch through the encoder: bounded memory, decode overlapped with encode.
 
 ``judge_batch`` decodes its inputs one by one into a *filling* chunk. When the chunk holds
-``batch_size`` frames or ``chunk_pixels`` decoded pixels it is handed to one worker thread
+``batch_size`` views (encoder inputs: every view of every frame, see
+:mod:`safeclip_guardrail.views`) or ``chunk_pixels`` pixels (decoded, plus those the views
+add) it is handed to one worker thread
 for the encoder forward while the caller decodes the next chunk; before a further chunk is
 handed over, the one in flight is collected (its results applied, its pixels released). So
 a request holds at most two chunks of decoded images, whatever its length, and decoding on
@@ -16,43 +18,55 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from safeclip_guardrail.images import DecodedImage
-
-__all__ = ["ChunkStream"]
+__all__ = ["ChunkStream", "Costed"]
 
 R = TypeVar("R")
 
 
-class _Chunk:
+class Costed(Protocol):
+    """What a chunk counts of an item: its key, its encoder inputs and its pixels."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def views(self) -> int: ...
+    @property
+    def pixels(self) -> int: ...
+
+
+T = TypeVar("T", bound=Costed)
+
+
+class _Chunk(Generic[T]):
     """Decoded images waiting for one encoder forward, keyed by SHA-256."""
 
     def __init__(self) -> None:
-        self.images: dict[str, DecodedImage] = {}
+        self.images: dict[str, T] = {}
         self.waiting: dict[str, list[int]] = {}
-        self.frames = 0
+        self.views = 0
         self.pixels = 0
 
-    def add(self, img: DecodedImage, index: int) -> None:
+    def add(self, img: T, index: int) -> None:
         self.images[img.sha256] = img
         self.waiting[img.sha256] = [index]
-        self.frames += len(img.frames)
+        self.views += img.views
         self.pixels += img.pixels
 
 
-class ChunkStream(Generic[R]):
+class ChunkStream(Generic[T, R]):
     """Chunks of decoded images in, ``settle(digest, result, input_indexes)`` calls out."""
 
-    def __init__(self, score: Callable[[Sequence[DecodedImage]], Mapping[str, R]],
+    def __init__(self, score: Callable[[Sequence[T]], Mapping[str, R]],
                  settle: Callable[[str, R, list[int]], None], *, batch_size: int,
                  chunk_pixels: int) -> None:
         self._score = score
         self._settle = settle
         self._batch_size = batch_size
         self._chunk_pixels = chunk_pixels
-        self._filling = _Chunk()
-        self._inflight: _Chunk | None = None
+        self._filling: _Chunk[T] = _Chunk()
+        self._inflight: _Chunk[T] | None = None
         self._future: Future[Mapping[str, R]] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.done: dict[str, R] = {}
@@ -66,10 +80,10 @@ class ChunkStream(Generic[R]):
                 return True
         return False
 
-    def add(self, img: DecodedImage, index: int, *, more: bool) -> None:
+    def add(self, img: T, index: int, *, more: bool) -> None:
         """Queue a new image; ``more``: further inputs follow (worth overlapping with)."""
         self._filling.add(img, index)
-        if (self._filling.frames >= self._batch_size
+        if (self._filling.views >= self._batch_size
                 or self._filling.pixels >= self._chunk_pixels):
             self._dispatch(overlap=more)
 
@@ -106,7 +120,7 @@ class ChunkStream(Generic[R]):
         self._inflight = self._future = None
         self._apply(chunk, future.result())
 
-    def _apply(self, chunk: _Chunk, results: Mapping[str, R]) -> None:
+    def _apply(self, chunk: _Chunk[T], results: Mapping[str, R]) -> None:
         for digest, result in results.items():
             self.done[digest] = result
             self._settle(digest, result, chunk.waiting[digest])

@@ -132,15 +132,17 @@ class BatchScorer:
         penultimate: dict[str, np.ndarray] = {}
         done: dict[str, ImageVerdict] = {}
         chunk: list[DecodedImage] = []
+        views = 0
         bs = self.config.batch_size
         for read in self._decode_ahead(sources):  # later rows decode while this chunk encodes
             reads.append(read)
             if read.image is None:
                 continue
             chunk.append(read.image)
-            if len(chunk) >= bs:
+            views += self.guard.views_of(read.image).views  # batch_size counts views
+            if views >= bs:
                 self._score_chunk(chunk, done, first_frame, penultimate)
-                chunk = []
+                chunk, views = [], 0
         if chunk:
             self._score_chunk(chunk, done, first_frame, penultimate)
         verdicts = [done[r.image.sha256] if r.image is not None else None for r in reads]
@@ -205,34 +207,22 @@ class BatchScorer:
     def _score_chunk(self, chunk: list[DecodedImage], done: dict[str, ImageVerdict],
                      first_frame: dict[str, np.ndarray],
                      penultimate: dict[str, np.ndarray]) -> None:
-        """Encode every frame of the chunk's new images in one call; the worst frame decides
-        (as in ``SafeCLIPGuard.check_batch``). Duplicates (same SHA-256) are encoded once."""
-        fresh: dict[str, DecodedImage] = {}
-        for img in chunk:
-            if img.sha256 not in done:
-                fresh.setdefault(img.sha256, img)
+        """Encode every view of every frame of the chunk's new images in one call; the worst
+        view decides (``SafeCLIPGuard.score_decoded``, as in ``check_batch``). Duplicates
+        (same SHA-256) are encoded once; the embedding columns hold each image's whole-picture
+        view of its first frame."""
+        fresh = [img for img in chunk if img.sha256 not in done]
         if not fresh:
             return
-        owners: list[str] = []
-        frames: list[DecodedImage] = []
-        for digest, img in fresh.items():
-            for frame in img.frames:
-                owners.append(digest)
-                frames.append(DecodedImage(frames=(frame,), sha256=digest, source=img.source))
-        emb = self.guard.embed_decoded(frames)
-        scored = self._scoring.score_embeddings(emb.get(self.config.cls_source))
-        per_image: dict[str, list[ImageVerdict]] = {}
-        for k, (digest, verdict) in enumerate(zip(owners, scored)):
-            if digest not in per_image:
-                per_image[digest] = []
-                first_frame[digest] = emb.final[k]
-                if emb.penultimate is not None:
-                    penultimate[digest] = emb.penultimate[k]
-            per_image[digest].append(verdict)
-        for digest, verdicts in per_image.items():
-            worst = max(verdicts, key=lambda v: (v.flagged, v.toxic_score))
-            done[digest] = worst.model_copy(update={"image_sha256": digest,
-                                                    "frames_checked": len(verdicts)})
+        scored = self.guard.score_decoded(fresh)
+        emb = scored.embeddings
+        for digest, result in scored.results.items():
+            done[digest] = (result if isinstance(result, ImageVerdict)
+                            else self._scoring.error_verdict(result, source=result.source))
+            row = scored.whole_rows[digest]
+            first_frame[digest] = emb.final[row]
+            if emb.penultimate is not None:
+                penultimate[digest] = emb.penultimate[row]
 
     # ------------------------------------------------------------------ outputs
     def _columns(self, ids: list[str], paths: list[str | None], reads: list[_Read],

@@ -109,6 +109,19 @@ class ImageOptions(ValidatedModel):
     """Largest encoded image accepted (file, bytes, base64 or download)."""
     frames: int = Field(default=1, ge=1)
     """Frames of an animated image to check; the image is flagged if any of them is."""
+    tiles: bool = True
+    """Judge tiles too where the whole-picture view shrinks parts of a picture (a wide or tall
+    one, see ``tile_aspect``): the worst view decides. False judges the padded whole picture
+    alone (all of it, with less detail). See :mod:`safeclip_guardrail.views`."""
+    max_tiles: int = Field(default=6, ge=1, le=64)
+    """Most tiles per frame, besides the whole-picture view (each costs one encoder input)."""
+    tile_aspect: float = Field(default=1.5, ge=1.0)
+    """A picture whose long side is more than this many times its short side gets tiles (3:2
+    photos stay one view; 16:9 gets 2 tiles, a 3:1 panorama 3)."""
+    tile_downscale: float | None = Field(default=None, ge=1.0)
+    """Also tile pictures the encoder would shrink more than this many times (long side over
+    its input size), squares included; None (default) tiles by aspect only, so a square picture
+    is one view. 3.0 tiles e.g. a 1024 px square for a 224 px CLIP into 2x2."""
     allow_urls: bool = False
     """Fetch ``http(s)`` image URLs. Off by default: a guard should not be an open proxy."""
     allowed_hosts: tuple[str, ...] = ()

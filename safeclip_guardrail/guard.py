@@ -1,9 +1,11 @@
 """SafeCLIPGuard: images in, typed verdicts out.
 
-The guard decodes images (with limits), encodes them in batches of ``batch_size`` (one
-vision forward per chunk), scores the embeddings against the cached descriptor embeddings
-and keeps verdicts in an LRU cache keyed by the image's SHA-256, so an image re-sent in
-every turn of a conversation is encoded once. It is safe to call from many threads.
+The guard decodes images (with limits), judges each as views that cover all of it (the
+whole picture, plus tiles where it is wide or tall: :mod:`safeclip_guardrail.views`; the
+worst view decides), encodes the views in batches of ``batch_size`` (one vision forward per
+chunk), scores the embeddings against the cached descriptor embeddings and keeps verdicts
+in an LRU cache keyed by the image's SHA-256, so an image re-sent in every turn of a
+conversation is encoded once. It is safe to call from many threads.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ import numpy as np
 from safeclip_guardrail import scoring
 from safeclip_guardrail._stream import ChunkStream
 from safeclip_guardrail._verdict_cache import CacheInfo, VerdictCache
+from safeclip_guardrail._viewed import (
+    ScoredViews,
+    ViewedImage,
+    render_views,
+    viewed,
+    worst_views,
+)
 from safeclip_guardrail.bank_cache import text_embeddings
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.config import GuardConfig, ImageOptions, build_config
@@ -46,7 +55,7 @@ from safeclip_guardrail.images import (
 from safeclip_guardrail.result import UNREADABLE, ImageVerdict
 from safeclip_guardrail.sources import DEFAULT_FETCHER, EncodedImage, ImageFetcher
 
-__all__ = ["CacheInfo", "Judgement", "SafeCLIPGuard"]
+__all__ = ["CacheInfo", "Judgement", "SafeCLIPGuard", "ScoredViews"]
 
 ImageError = ImageInputError | EncoderOutputError
 """Why one image got no verdict: it could not be read, or the encoder output was not finite."""
@@ -171,7 +180,7 @@ class SafeCLIPGuard:
         return self.check_batch([image])[0]
 
     def check_batch(self, images: Iterable[ImageSource]) -> list[ImageVerdict]:
-        """Verdicts in input order; one encoder forward per ``batch_size`` chunk of new images.
+        """Verdicts in input order; one encoder forward per ``batch_size`` views of new images.
 
         An image that cannot be judged gets the verdict ``on_error`` prescribes (or raises).
         """
@@ -195,25 +204,28 @@ class SafeCLIPGuard:
                 self._cache_put(digest, result)
             self._settle(out, indexes, result)
 
-        stream: ChunkStream[ImageVerdict | ImageError] = ChunkStream(
+        stream: ChunkStream[ViewedImage, ImageVerdict | ImageError] = ChunkStream(
             self._score_decoded, settle, batch_size=self.config.batch_size,
             chunk_pixels=opts.chunk_pixels)
         spent = 0
         try:
             for i, src in enumerate(sources):
                 try:
-                    img = self._decode(src, budget=opts.max_request_pixels - spent, full=forward)
+                    item = self.views_of(self._decode(src, budget=opts.max_request_pixels - spent,
+                                                     full=forward),
+                                        budget=opts.max_request_pixels - spent)
                 except ImageInputError as exc:
                     out[i] = Judgement(None, exc, source=descs[i])
                     continue
-                spent += img.pixels
+                img = item.image
+                spent += item.pixels
                 out[i] = Judgement(None, None, forward_image(img) if forward else None, descs[i])
                 earlier = stream.done.get(img.sha256)
                 known = earlier if earlier is not None else self._cache_get(img.sha256)
                 if known is not None:
                     self._settle(out, [i], known)
                 elif not stream.join(img.sha256, i):
-                    stream.add(img, i, more=i + 1 < len(sources))
+                    stream.add(item, i, more=i + 1 < len(sources))
             stream.finish()
         finally:
             stream.close()
@@ -266,12 +278,24 @@ class SafeCLIPGuard:
         return self.embed_images_all(images).get(self.config.cls_source)
 
     def embed_images_all(self, images: Iterable[ImageSource]) -> ImageEmbeddings:
-        """Both CLS sources for every image (first frame), from one pass per chunk."""
+        """Both CLS sources for every image (the whole picture of its first frame), from one
+        pass per chunk."""
         return self.embed_decoded([self.decode(src) for src in images])
 
     def embed_decoded(self, images: Sequence[DecodedImage]) -> ImageEmbeddings:
-        """Both CLS sources for images already read with :meth:`decode` (first frame each)."""
-        return self._encode([img.image for img in images])
+        """Both CLS sources for images already read with :meth:`decode`: one row per image,
+        its whole-picture view (first frame; padded to a square unless it is one). Tiles
+        are judged by :meth:`check_batch` and :meth:`score_decoded`, not embedded here."""
+        wholes = [self.views_of(img).plans[0].render_view(img.image, 0) for img in images]
+        return self._encode(wholes)
+
+    def score_decoded(self, images: Sequence[DecodedImage]) -> ScoredViews:
+        """Judge images already read with :meth:`decode` as their views, in one encoder call
+        (``batch_size`` chunks): a result per image (the worst view's verdict, or an
+        :class:`EncoderOutputError`; ``on_error`` is not applied) and every view's embeddings.
+        Duplicates (same SHA-256) are judged once. This is what batch engines build on."""
+        unique = {img.sha256: img for img in images}
+        return self._score_views([self.views_of(img) for img in unique.values()])
 
     def score_embeddings(self, embeddings: np.ndarray) -> list[ImageVerdict]:
         """The decision alone, for embeddings computed elsewhere (e.g. inside LLaVA).
@@ -347,6 +371,19 @@ class SafeCLIPGuard:
         return decode_image(source, opts, draft_size=draft, pixel_budget=budget,
                             fetcher=self.fetcher)
 
+    def views_of(self, img: DecodedImage, *, budget: int | None = None) -> ViewedImage:
+        """``img`` with the views it is judged as planned (sizes only), as this guard plans
+        them; the views' pixels count against ``budget`` (an ImageInputError past it)."""
+        size = self.encoder.input_size if isinstance(self.encoder, ResizesTo) else None
+        item = viewed(img, self.config.images, input_size=size)
+        if budget is not None and item.pixels > budget:
+            raise ImageInputError(
+                f"image {img.source}: its {item.views} views take {item.view_pixels} pixels "
+                f"beyond its {img.pixels} decoded ones, over what is left of this request's "
+                f"budget ({budget} of ImageOptions.max_request_pixels); send fewer or smaller "
+                "images per request, or raise the limit", source=img.source)
+        return item
+
     def _encode(self, frames: Sequence[Any]) -> ImageEmbeddings:
         bs = self.config.batch_size
         if isinstance(self.encoder, EncodesFrames):  # pipelined chunks, OOM batch halving
@@ -354,30 +391,18 @@ class SafeCLIPGuard:
         parts = [self.encoder.encode_images(frames[i:i + bs]) for i in range(0, len(frames), bs)]
         return ImageEmbeddings.concat(parts, self.encoder.embed_dim)
 
-    def _score_decoded(self, images: Sequence[DecodedImage]
+    def _score_decoded(self, items: Sequence[ViewedImage]
                        ) -> dict[str, ImageVerdict | EncoderOutputError]:
-        owners = [k for k, img in enumerate(images) for _ in img.frames]
-        frames = [f for img in images for f in img.frames]
-        emb = self._encode(frames).get(self.config.cls_source)
-        rows = self._score_rows(emb, sources=[images[k].source for k in owners])
-        by_image: dict[int, list[ImageVerdict]] = {}
-        broken: dict[int, EncoderOutputError] = {}
-        for owner, row in zip(owners, rows):
-            if isinstance(row, EncoderOutputError):
-                broken.setdefault(owner, row)
-            else:
-                by_image.setdefault(owner, []).append(row)
-        out: dict[str, ImageVerdict | EncoderOutputError] = {}
-        for k, img in enumerate(images):
-            if k in broken:
-                out[img.sha256] = broken[k]
-                continue
-            per_frame = by_image[k]
-            worst = max(per_frame, key=lambda v: (v.flagged, v.toxic_score))
-            out[img.sha256] = worst.model_copy(update={
-                "image_sha256": img.sha256, "frames_checked": len(per_frame),
-            })
-        return out
+        return self._score_views(items).results
+
+    def _score_views(self, items: Sequence[ViewedImage]) -> ScoredViews:
+        """Make every view of ``items``, encode them together, and keep the worst per image."""
+        batch = render_views(items)
+        emb = self._encode(batch.pictures)
+        sources = [f"{items[k].image.source} ({label})"
+                   for k, label in zip(batch.owners, batch.labels)]
+        rows = self._score_rows(emb.get(self.config.cls_source), sources=sources)
+        return worst_views(items, batch, rows, emb)
 
     def __repr__(self) -> str:
         c = self.config

@@ -43,6 +43,12 @@ class ImageVerdict(BaseModel):
     """Why the image could not be read; None when it was read."""
     frames_checked: int = 1
     """How many frames of an animated image were scored (the worst one is reported)."""
+    views_checked: int = 1
+    """How many views were scored over all frames: the whole picture plus any tiles of each
+    frame (see :mod:`safeclip_guardrail.views`); the worst view is reported."""
+    decided_by: str | None = None
+    """The view whose scores this verdict reports, e.g. ``"tile 2 of 3"`` or ``"frame 2,
+    whole picture"``; None where no view is known (an error, bare embeddings)."""
     source: str | None = None
     """A short description of where the image came from (path, URL host, block index)."""
 

@@ -7,8 +7,9 @@ content, nested blocks and additional kwargs, every frame, the pictures inside Z
 every http(s) URL and every string naming a planted file (a provider would fetch or read
 those). A test then asserts that no received image is a forbidden one (the flagged image,
 an image whose embedding was non-finite, hidden pixels), no received PDF is one holding a
-forbidden picture, and that every received frame was judged (its pixels went through the
-guard's encoder).
+forbidden picture, and that every received frame was judged: every view of it (the frame
+itself for a square, else its padded whole-picture view and its tiles,
+``safeclip_guardrail.views``) went through the guard's encoder.
 
 Surfaces are objects with ``name``, ``styles`` and ``run(conversation, style)``; see
 ``tests/test_trust_matrix.py`` for how to add one.
@@ -38,6 +39,7 @@ from pydantic import Field
 
 from safeclip_guardrail import ConceptBank, SafeCLIPGuard
 from safeclip_guardrail.testing import PlantedEncoder
+from safeclip_guardrail.views import picture_views
 
 ANSWER = "a helpful answer"
 
@@ -140,6 +142,9 @@ class Received:
     """What reached a model: decoded frames, URLs and path strings."""
 
     frames: list[str] = field(default_factory=list)
+    views: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Frame key -> the pixel keys of the views the guard judges it as (a frame recorded
+    without them must have been judged as itself, as a square picture is)."""
     urls: list[str] = field(default_factory=list)
     strings: list[str] = field(default_factory=list)
     documents: list[str] = field(default_factory=list)
@@ -197,7 +202,8 @@ def scan_bytes(data: bytes, into: Received, depth: int = 0) -> None:
     markup document (SVG, HTML) holds."""
     frames = frames_of(data)
     if frames:
-        into.frames.extend(pixel_key(f) for f in frames)
+        for f in frames:
+            _record(f, into)
     elif b"%PDF-" in data[:1024]:  # a reader skips up to 1 KiB before the header
         into.documents.append(hashlib.sha256(data[data.index(b"%PDF-"):]).hexdigest())
     elif depth < 4 and data[:2] == b"PK":
@@ -212,6 +218,13 @@ def scan_bytes(data: bytes, into: Received, depth: int = 0) -> None:
             decoded = _decode_string(m.group(1).decode())
             if decoded is not None:
                 scan_bytes(decoded, into, depth + 1)
+
+
+def _record(frame: Image.Image, into: Received) -> None:
+    key = pixel_key(frame)
+    into.frames.append(key)
+    rgb = frame if frame.mode == "RGB" else frame.convert("RGB")
+    into.views[key] = tuple(pixel_key(v) for v in picture_views(rgb))  # the planted geometry
 
 
 class RecordingChatModel(GenericFakeChatModel):
@@ -240,11 +253,13 @@ def assert_only_judged(received: Received, imgs: Images, where: str) -> None:
     leaked = [s for s in received.strings if s.strip() in imgs.paths
               or any(s.strip().endswith(p) for p in imgs.paths)]
     assert not leaked, f"{where}: a file path reached the model: {leaked[:2]}"
-    bad = [k for k in received.frames if k in imgs.forbidden]
+    bad = [k for k in received.frames if k in imgs.forbidden
+           or any(v in imgs.forbidden for v in received.views.get(k, ()))]  # e.g. as a tile
     assert not bad, f"{where}: the model received a forbidden image ({len(bad)} frames)"
     docs = [d for d in received.documents if d in imgs.forbidden_docs]
     assert not docs, f"{where}: the model received a PDF holding a forbidden picture"
-    unjudged = [k for k in received.frames if k not in imgs.encoder.judged]
+    unjudged = [k for k in received.frames
+                if not all(v in imgs.encoder.judged for v in received.views.get(k, (k,)))]
     assert not unjudged, f"{where}: the model received {len(unjudged)} frames nobody judged"
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from langchain_core.messages import HumanMessage
 from PIL import Image
+from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
 
 from safeclip_guardrail import GuardConfig, SafeCLIPGuard
 from safeclip_guardrail.langchain import ChatLlava
@@ -56,15 +57,29 @@ def test_llava_next_fused_guard(next_dir: Path, tiny_clip_dir: Path,
     finally:
         handle.remove()
     assert len(calls) == 1  # one tower pass over every tile of both images
-    assert len(msg.response_metadata["safeclip"].verdicts) == 2
-    # the CLS read is each image's whole-image base tile, through the tiny CLIP's own tower
+    verdicts = msg.response_metadata["safeclip"].verdicts
+    assert len(verdicts) == 2
+    # every view the tower encoded is judged (the whole-picture base view and each tile),
+    # through the tiny CLIP's own tower, from that one pass
     inputs = fused.processor(images=[wide, small], text=fused.render_prompt(msgs),
                              return_tensors="pt")
     standalone = SafeCLIPGuard.from_pretrained(str(tiny_clip_dir), device="cpu",
                                                dtype="float32")
-    base_tiles = inputs["pixel_values"][:, 0]
-    np.testing.assert_allclose(seen[0], standalone.encoder.encode_pixels(base_tiles).final,  # type: ignore[attr-defined]
-                               atol=1e-5)
+    counts = [image_size_to_num_patches(
+        image_size=size, grid_pinpoints=fused.hf_model.config.image_grid_pinpoints,
+        patch_size=fused.hf_model.config.vision_config.image_size)
+        for size in inputs["image_sizes"]]
+    assert calls[0] == sum(counts) and counts[0] > 1  # the wide picture has tiles
+    views = torch.cat([pv[:n] for pv, n in zip(inputs["pixel_values"], counts)])
+    expected = standalone.encoder.encode_pixels(views).final  # type: ignore[attr-defined]
+    np.testing.assert_allclose(seen[0], expected, atol=1e-5)
+    per_view = standalone.score_embeddings(expected)
+    for v, start, n in zip(verdicts, (0, counts[0]), counts):
+        mine = per_view[start:start + n]
+        worst = max(range(n), key=lambda k: (mine[k].flagged, mine[k].toxic_score))
+        assert v["views_checked"] == n
+        assert v["toxic_score"] == pytest.approx(mine[worst].toxic_score, abs=1e-5)
+        assert v["decided_by"] == ("whole picture" if worst == 0 else f"tile {worst} of {n - 1}")
     with torch.inference_mode():
         out = fused.hf_model.generate(**inputs, max_new_tokens=8, do_sample=False)
     plain = fused.processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:],

@@ -11,6 +11,7 @@ import torch
 from safeclip_guardrail import ConfigurationError, ModelLoadError, SafeCLIPGuard
 from safeclip_guardrail.encoders import load_encoder, resolve_model_id
 from safeclip_guardrail.encoders.openclip import parse_open_clip_spec
+from safeclip_guardrail.views import picture_views
 from tests._imgs import noise
 
 IMAGES = [noise(40, 30, seed=s) for s in range(3)] + [noise(64, 64, seed=9)]
@@ -32,7 +33,11 @@ def _clip_reference(model_dir: Path, pixels: torch.Tensor) -> tuple[np.ndarray, 
 
 def test_final_and_penultimate_equal_clip_reference(tiny_clip_dir: Path) -> None:
     guard = SafeCLIPGuard.from_pretrained(str(tiny_clip_dir), device="cpu", dtype="float32")
-    pixels = guard.encoder.preprocess(IMAGES)  # type: ignore[attr-defined]
+    # one row per image: its whole-picture view (a 40x30 picture padded to a square)
+    wholes = [picture_views(im, input_size=guard.encoder.input_size)[0]  # type: ignore[attr-defined]
+              for im in IMAGES]
+    assert [w.size for w in wholes] == [(32, 32)] * 3 + [(64, 64)]
+    pixels = guard.encoder.preprocess(wholes)  # type: ignore[attr-defined]
     ref_final, ref_pen = _clip_reference(tiny_clip_dir, pixels)
     np.testing.assert_allclose(guard.embed_images(IMAGES), ref_final, atol=1e-5)
     pen_guard = guard.with_options(cls_source="penultimate")

