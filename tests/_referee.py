@@ -26,6 +26,7 @@ from PIL import Image, ImageSequence
 
 from safeclip_guardrail import ConceptBank
 from safeclip_guardrail.testing import PlantedEncoder
+from safeclip_guardrail.views import picture_views
 
 _SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"),
                (b"GIF89a", "GIF"), (b"RIFF", "WEBP"))
@@ -212,9 +213,18 @@ def referee(data: bytes, encoder: RefereeEncoder) -> Report:
         report.found += 1
         if encoder.category_of(item.pixels) != "neutral":
             report.flagged.append(item.how)
-        if not any(_same_picture(item.pixels, judged) for judged in encoder.judged):
+        if not _was_judged(item.pixels, encoder.judged):
             report.unjudged.append(item.how)
     return report
+
+
+def _was_judged(pixels: np.ndarray, judged: list[np.ndarray]) -> bool:
+    """The picture itself was encoded, or every view the guard makes of it was (a picture
+    that is not square is judged as its padded whole view and its tiles)."""
+    if any(_same_picture(pixels, j) for j in judged):
+        return True
+    views = [np.asarray(v) for v in picture_views(Image.fromarray(pixels, "RGB"))]
+    return all(any(_same_picture(v, j) for j in judged) for v in views)
 
 
 def _same_picture(found: np.ndarray, judged: np.ndarray) -> bool:

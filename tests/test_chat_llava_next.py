@@ -77,9 +77,9 @@ def test_llava_next_fused_guard(next_dir: Path, tiny_clip_dir: Path,
     for v, start, n in zip(verdicts, (0, counts[0]), counts):
         mine = per_view[start:start + n]
         worst = max(range(n), key=lambda k: (mine[k].flagged, mine[k].toxic_score))
-        assert v["views_checked"] == n
-        assert v["toxic_score"] == pytest.approx(mine[worst].toxic_score, abs=1e-5)
-        assert v["decided_by"] == ("whole picture" if worst == 0 else f"tile {worst} of {n - 1}")
+        assert v.views_checked == n
+        assert v.toxic_score == pytest.approx(mine[worst].toxic_score, abs=1e-5)
+        assert v.decided_by == ("whole picture" if worst == 0 else f"tile {worst} of {n - 1}")
     with torch.inference_mode():
         out = fused.hf_model.generate(**inputs, max_new_tokens=8, do_sample=False)
     plain = fused.processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -85,11 +86,20 @@ class _Drafting(RefereeEncoder):
 def test_a_drafted_jpeg_is_judged_and_forwarded_at_full_size() -> None:
     enc = _Drafting()
     guard = SafeCLIPGuard(enc)
+    judged_sizes: list[tuple[int, int]] = []  # the decode each picture's views are made from
+    plan = guard.views_of
+
+    def spy(img: Any, **kwargs: Any) -> Any:
+        judged_sizes.append(img.image.size)
+        return plan(img, **kwargs)
+
+    guard.views_of = spy  # type: ignore[method-assign]
     src = C.encode(C.calm((1024, 768)), "JPEG", quality=90)
     guard.check(src)
-    assert enc.judged[-1].shape[:2] == (96, 128)  # checking alone: a 1/8-scale draft
-    judgement = guard.with_options(cache_size=0).judge_batch([src], forward=True)[0]
-    assert enc.judged[-1].shape[:2] == (768, 1024)  # forwarding: every pixel judged
+    assert judged_sizes[-1] == (128, 96)  # checking alone: a 1/8-scale draft
+    guard.clear_cache()
+    judgement = guard.judge_batch([src], forward=True)[0]
+    assert judged_sizes[-1] == (1024, 768)  # forwarding: every pixel judged
     assert judgement.forward is not None
     assert Image.open(io.BytesIO(judgement.forward.data)).size == (1024, 768)
 

@@ -79,12 +79,12 @@ def test_chat_llava_with_a_guard_beside_it_judges_the_views_it_sends(llava_dir: 
     bad, _ = _panorama(enc, ["neutral", "neutral", "gun"])
     blocked = llm.invoke(_ask(bad))
     [verdict] = blocked.response_metadata["safeclip"].verdicts
-    assert verdict["category"] == "gun" and verdict["decided_by"] == "tile 3 of 3"
+    assert verdict.category == "gun" and verdict.decided_by == "tile 3 of 3"
     assert blocked.response_metadata["finish_reason"] == "guardrail"
     good, _ = _panorama(enc, ["neutral"] * 3)
     passed = llm.invoke(_ask(good))
     [verdict] = passed.response_metadata["safeclip"].verdicts
-    assert not verdict["flagged"] and verdict["views_checked"] == 4
+    assert not verdict.flagged and verdict.views_checked == 4
     assert passed.response_metadata["finish_reason"] != "guardrail"
 
 
@@ -98,4 +98,4 @@ def test_fused_llava_15_judges_the_one_view_its_processor_makes(llava_dir: Path,
     wide = Image.new("RGB", (96, 32), (40, 90, 200))
     msg: Any = llm.invoke(_ask(wide))
     [verdict] = msg.response_metadata["safeclip"].verdicts
-    assert verdict["views_checked"] == 1 and verdict["decided_by"] == "model view"
+    assert verdict.views_checked == 1 and verdict.decided_by == "model view"
