@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from safeclip_guardrail import ImageInputError, ImageOptions
+from safeclip_guardrail import ImageInputError, ImageOptions, _fetch
 from safeclip_guardrail._fetch import check_url, host_allowed
 from safeclip_guardrail.images import decode_image
 from tests._imgs import encode, noise
@@ -19,10 +19,12 @@ ALLOWED = ImageOptions(allow_urls=True, allowed_hosts=("images.example.com", "*.
 
 
 def _resolve_to(monkeypatch: pytest.MonkeyPatch, *addrs: str) -> None:
-    """DNS is the third-party boundary: answer with the given addresses."""
-    def fake(host: str, port: int, *a: Any, **k: Any) -> list[Any]:
+    """DNS is the third-party boundary: answer with the given addresses (at the fetcher's
+    one resolver: patching ``socket.getaddrinfo`` itself would, on undo, restore the
+    socket-blocking wrapper pytest-socket had installed, and break later tests)."""
+    def fake(host: str, port: int) -> list[Any]:
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a_, port)) for a_ in addrs]
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    monkeypatch.setattr(_fetch, "_resolve", fake)
 
 
 def test_wildcards() -> None:
