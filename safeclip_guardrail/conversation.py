@@ -39,43 +39,27 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class GuardedConversation:
-    """What the guard made of one conversation: the messages to forward and the decision.
+class GuardedConversation(policy.Decision):
+    """What the guard made of one conversation: the policy's decision and what to forward.
 
-    The framework-free outcome; the LangChain layer's ``GuardOutcome`` holds one and adds
-    only LangChain types.
+    The framework-free outcome (``action``, ``result``, ``blocked``, ``refusal``, ``parts``,
+    ``per_message`` are the :class:`policy.Decision`'s); the LangChain layer's
+    ``GuardOutcome`` holds one and adds only LangChain types.
     """
 
     messages: list[MessageView]
     """The conversation to forward: judged images as canonical blocks, others replaced."""
-    decision: policy.Decision
-    """The policy's decision: every verdict, each message's action, the refusal on block."""
-
-    @property
-    def result(self) -> GuardResult:
-        """Every verdict, in the order the images appear; ``action`` is the strongest action."""
-        return self.decision.result
-
-    @property
-    def blocked(self) -> bool:
-        """True when the request must not reach the model (answer with ``refusal``)."""
-        return self.decision.blocked
-
-    @property
-    def refusal(self) -> str | None:
-        """The refusal text on ``block``."""
-        return self.decision.refusal
 
     @property
     def message_results(self) -> list[GuardResult | None]:
         """Per message: its GuardResult when it held images, else None."""
-        found = self.decision.messages
+        found = self.per_message
         return [found[m].result if m in found else None for m in range(len(self.messages))]
 
     @property
     def changed(self) -> list[bool]:
         """Per message: whether what is forwarded differs from what came in."""
-        return [m in self.decision.messages for m in range(len(self.messages))]
+        return [m in self.per_message for m in range(len(self.messages))]
 
     def as_dicts(self, originals: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The guarded conversation as provider dict messages (the originals' other keys kept)."""
@@ -154,10 +138,10 @@ def _outcome(conv: list[MessageView], parts: list[tuple[ImagePart, Judgement | N
                 replacements[part.path] = placeholder(part.style, decided.placeholder,
                                                       original=original)
         new = apply_parts(view, replacements)
-        instruction = decision.messages[m].instruction
+        instruction = decision.per_message[m].instruction
         if instruction is not None:
             responses = any(part.style == "responses" for part, _, _ in mine)
             new = MessageView(new.role, prepend_text(new.content, instruction,
                                                      responses_style=responses), new.extras)
         out[m] = new
-    return GuardedConversation(messages=out, decision=decision)
+    return GuardedConversation(**vars(decision), messages=out)

@@ -131,7 +131,7 @@ class Decision:
     """Every verdict in input order, with :attr:`action`."""
     parts: tuple[PartDecision, ...]
     """Every image part, in input order."""
-    messages: Mapping[int, MessageDecision]
+    per_message: Mapping[int, MessageDecision]
     """The messages that hold images, by message index, in order of first appearance."""
     refusal: str | None
     """The answer given instead of calling the model on ``block``; else None."""
@@ -252,5 +252,5 @@ def decide(verdicts: Sequence[ImageVerdict], config: InterventionConfig, *,
                                   config.safe_instruction if a == "rewrite" else None)
                for k, a in actions.items()}
     refusal = refusal_text(config, result.categories) if overall == "block" else None
-    return Decision(action=overall, result=result, parts=parts, messages=grouped,
+    return Decision(action=overall, result=result, parts=parts, per_message=grouped,
                     refusal=refusal)

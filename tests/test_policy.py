@@ -72,14 +72,14 @@ def test_check_batch_applies_the_same_rule(planted: PlantedEncoder,
 def test_each_message_takes_its_strongest_action_and_the_request_the_strongest() -> None:
     config = cfg(mode="rewrite", policy={"knife": "redact"})
     d = policy.decide([CLEAN, GUN, KNIFE, CLEAN], config, messages=[0, 0, 3, 5])
-    assert {m: md.action for m, md in d.messages.items()} == {0: "rewrite", 3: "redact", 5: "pass"}
+    assert {m: md.action for m, md in d.per_message.items()} == {0: "rewrite", 3: "redact", 5: "pass"}
     assert d.action == "redact" and not d.blocked and d.refusal is None
     assert [p.forward for p in d.parts] == [True, True, False, True]  # rewrite forwards
     assert d.parts[2].placeholder == policy.REDACTED.format(category="knife")
-    assert d.messages[0].instruction == config.safe_instruction
-    assert d.messages[3].instruction is None
+    assert d.per_message[0].instruction == config.safe_instruction
+    assert d.per_message[3].instruction is None
     assert d.result.verdicts == [CLEAN, GUN, KNIFE, CLEAN] and d.result.action == "redact"
-    assert d.messages[0].result.verdicts == [CLEAN, GUN]
+    assert d.per_message[0].result.verdicts == [CLEAN, GUN]
 
 
 def test_block_stops_the_request_with_the_refusal() -> None:
@@ -112,6 +112,6 @@ def test_a_custom_placeholder_template() -> None:
 
 def test_no_verdicts_pass_and_mismatched_messages_are_a_usage_error() -> None:
     empty = policy.decide([], cfg(mode="block"))
-    assert empty.action == "pass" and not empty.parts and not empty.messages
+    assert empty.action == "pass" and not empty.parts and not empty.per_message
     with pytest.raises(ConfigurationError, match="one message index per verdict"):
         policy.decide([CLEAN, GUN], cfg(), messages=[0])

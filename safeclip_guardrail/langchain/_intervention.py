@@ -72,12 +72,12 @@ class GuardOutcome:
     """One guarded conversation in LangChain types.
 
     It holds the framework-free :class:`~safeclip_guardrail.conversation.GuardedConversation`
-    (the decision: verdicts, actions, refusal text) and adds only what LangChain needs: the
+    (the policy's decision: verdicts, actions, refusal text) and adds only what LangChain needs: the
     guarded messages, the refusal as an ``AIMessage`` and the guarded input in its own shape.
     """
 
     conversation: GuardedConversation
-    """The framework-free outcome (``decision``, ``result``, ``blocked``...)."""
+    """The framework-free outcome (the policy's decision: ``result``, ``blocked``, ``parts``...)."""
     messages: list[BaseMessage]
     """The conversation after the intervention (same length and order as the input)."""
     refusal: AIMessage | None
@@ -94,11 +94,6 @@ class GuardOutcome:
     def blocked(self) -> bool:
         """True when the request must not reach the model (answer with ``refusal``)."""
         return self.conversation.blocked
-
-    @property
-    def message_results(self) -> list[GuardResult | None]:
-        """Per message: its GuardResult when it was checked and held images, else None."""
-        return self.conversation.message_results
 
 
 @runtime_checkable

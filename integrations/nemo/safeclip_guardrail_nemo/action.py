@@ -116,7 +116,7 @@ class SafeCLIPImageRail:
                                               skip_roles=self.skip_roles))[0]
         if isinstance(outcome, SafeCLIPError):
             raise outcome  # on_error="raise" / mode "raise": NeMo fails the action
-        return self._rail_decision(outcome.decision).model_dump(mode="json")
+        return self._rail_decision(outcome).model_dump(mode="json")
 
     def decide(self, verdicts: Sequence[ImageVerdict]) -> ImageRailDecision:
         """The rail's decision for the verdicts of one conversation (policy of the config;

@@ -21,37 +21,24 @@ from dataclasses import dataclass
 from safeclip_guardrail import policy
 from safeclip_guardrail.config import GuardConfig
 from safeclip_guardrail.langchain.chat_models._prompt import Conversation
-from safeclip_guardrail.result import GuardResult, ImageVerdict
+from safeclip_guardrail.result import ImageVerdict
 
 __all__ = ["Plan", "plan"]
 
 
 @dataclass(frozen=True)
-class Plan:
-    """The policy's decision, by image slot and turn of the LLaVA prompt."""
+class Plan(policy.Decision):
+    """The policy's decision, laid onto the image slots and turns of the LLaVA prompt.
 
-    decision: policy.Decision
-    """What the policy decided (slot ``i`` is ``decision.parts[i]``; messages are turns)."""
+    Slot ``i`` is ``parts[i]``; the policy's messages (``per_message``) are the prompt's turns.
+    """
+
     keep: frozenset[int]
     """Image slots sent to the model (judged, readable, allowed by the policy)."""
     placeholders: Mapping[int, str]
     """Slot -> the text that replaces it (every slot not kept)."""
     instructions: Mapping[int, str]
     """Turn -> the safety instruction (turns whose action is ``rewrite``)."""
-
-    @property
-    def action(self) -> policy.Action:
-        """The request's action: ``pass``, ``annotate``, ``rewrite``, ``redact`` or ``block``."""
-        return self.decision.action
-
-    @property
-    def result(self) -> GuardResult:
-        return self.decision.result
-
-    @property
-    def refusal(self) -> str | None:
-        """The answer on ``block``."""
-        return self.decision.refusal
 
     @property
     def changes_prompt(self) -> bool:
@@ -67,7 +54,7 @@ def plan(conv: Conversation, verdicts: Mapping[int, ImageVerdict],
     keep = frozenset(i for i, s in enumerate(conv.images)
                      if s.decoded is not None and s.error is None and decision.parts[i].forward)
     placeholders = {i: decision.parts[i].placeholder for i in slots if i not in keep}
-    instructions = {t: m.instruction for t, m in decision.messages.items()
+    instructions = {t: m.instruction for t, m in decision.per_message.items()
                     if m.instruction is not None}
-    return Plan(decision=decision, keep=keep, placeholders=placeholders,
+    return Plan(**vars(decision), keep=keep, placeholders=placeholders,
                 instructions=instructions)
