@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from safeclip_guardrail import policy
 from safeclip_guardrail.config import GuardConfig
-from safeclip_guardrail.errors import GuardrailViolation, SafeCLIPError
+from safeclip_guardrail.errors import SafeCLIPError
 from safeclip_guardrail.extraction import (
     ImagePart,
     MessageView,
@@ -25,7 +25,7 @@ from safeclip_guardrail.extraction import (
     view_of_dict,
 )
 from safeclip_guardrail.forwarding import apply_parts, canonical, placeholder, prepend_text, value_at
-from safeclip_guardrail.result import GuardResult, ImageVerdict
+from safeclip_guardrail.result import GuardResult
 
 if TYPE_CHECKING:
     from safeclip_guardrail.guard import Judgement, SafeCLIPGuard
@@ -39,21 +39,27 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class GuardedConversation:
-    """What the guard made of one conversation."""
+class GuardedConversation(policy.Decision):
+    """What the guard made of one conversation: the policy's decision and what to forward.
+
+    The framework-free outcome (``action``, ``result``, ``blocked``, ``refusal``, ``parts``,
+    ``per_message`` are the :class:`policy.Decision`'s); the LangChain layer's
+    ``GuardOutcome`` holds one and adds only LangChain types.
+    """
 
     messages: list[MessageView]
     """The conversation to forward: judged images as canonical blocks, others replaced."""
-    result: GuardResult
-    """Every verdict, in the order the images appear; ``action`` is the strongest action."""
-    blocked: bool
-    """True when the request must not reach the model (answer with ``refusal``)."""
-    refusal: str | None
-    """The refusal text on ``block``."""
-    message_results: list[GuardResult | None]
-    """Per message: its GuardResult when it held images, else None."""
-    changed: list[bool]
-    """Per message: whether what is forwarded differs from what came in."""
+
+    @property
+    def message_results(self) -> list[GuardResult | None]:
+        """Per message: its GuardResult when it held images, else None."""
+        found = self.per_message
+        return [found[m].result if m in found else None for m in range(len(self.messages))]
+
+    @property
+    def changed(self) -> list[bool]:
+        """Per message: whether what is forwarded differs from what came in."""
+        return [m in self.per_message for m in range(len(self.messages))]
 
     def as_dicts(self, originals: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The guarded conversation as provider dict messages (the originals' other keys kept)."""
@@ -110,62 +116,32 @@ def guard_dict_messages(guard: SafeCLIPGuard, messages: Sequence[Mapping[str, An
 
 
 # ---------------------------------------------------------------------- internals
-def _verdict(part: ImagePart, judgement: Judgement | None, config: GuardConfig) -> ImageVerdict:
-    if part.error is not None:
-        return policy.error_verdict(part.error, config, source=part.error.source)
-    if judgement is None or judgement.verdict is None:
-        from safeclip_guardrail.errors import EncoderOutputError
-
-        source = part.image.source if part.image is not None else None
-        error = (judgement.error if judgement is not None and judgement.error is not None
-                 else EncoderOutputError("the image was not judged", source=source))
-        return policy.error_verdict(error, config, source=getattr(error, "source", None))
-    return judgement.verdict
-
-
 def _outcome(conv: list[MessageView], parts: list[tuple[ImagePart, Judgement | None]],
              config: GuardConfig) -> GuardedConversation:
-    per_message: dict[int, list[tuple[ImagePart, Judgement | None, ImageVerdict]]] = {}
-    for part, judgement in parts:
-        per_message.setdefault(part.message, []).append(
-            (part, judgement, _verdict(part, judgement, config)))
-    actions = {m: policy.strongest_action([policy.action_for(v, config) for _, _, v in found])
-               for m, found in per_message.items()}
-    overall = policy.strongest_action(list(actions.values()))
-    all_verdicts = [v for m in sorted(per_message) for _, _, v in per_message[m]]
-    if overall == "raise":
-        raise GuardrailViolation(GuardResult(verdicts=all_verdicts, action="raise"))
-    result = GuardResult(verdicts=all_verdicts, action=overall)
-    blocked = overall == "block"
-    out: list[MessageView] = []
-    results: list[GuardResult | None] = []
-    changed: list[bool] = []
-    for m, view in enumerate(conv):
-        found = per_message.get(m)
-        if not found:
-            out.append(view)
-            results.append(None)
-            changed.append(False)
-            continue
-        action = actions[m]
+    verdicts = [policy.verdict_for(part.error if part.error is not None else judgement, config)
+                for part, judgement in parts]
+    decision = policy.decide(verdicts, config, messages=[part.message for part, _ in parts])
+    per_message: dict[int, list[tuple[ImagePart, Judgement | None, policy.PartDecision]]] = {}
+    for (part, judgement), decided in zip(parts, decision.parts, strict=True):
+        per_message.setdefault(part.message, []).append((part, judgement, decided))
+    out = list(conv)
+    for m, mine in per_message.items():
+        view = conv[m]
         replacements: dict[tuple[str | int, ...], Any] = {}
-        for part, judgement, verdict in found:
+        for part, judgement, decided in mine:
             original = value_at(view, part.path)
             forward = judgement.forward if judgement is not None else None
-            if policy.forwarded(verdict, action) and forward is not None:
+            if decided.forward and forward is not None:
                 replacements[part.path] = canonical(part.style, forward, detail=part.detail,
                                                     original=original)
             else:
-                replacements[part.path] = placeholder(part.style, policy.placeholder_for(verdict),
+                replacements[part.path] = placeholder(part.style, decided.placeholder,
                                                       original=original)
         new = apply_parts(view, replacements)
-        if action == "rewrite":
-            responses = any(p.style == "responses" for p, _, _ in found)
-            new = MessageView(new.role, prepend_text(new.content, config.safe_instruction,
+        instruction = decision.per_message[m].instruction
+        if instruction is not None:
+            responses = any(part.style == "responses" for part, _, _ in mine)
+            new = MessageView(new.role, prepend_text(new.content, instruction,
                                                      responses_style=responses), new.extras)
-        out.append(new)
-        results.append(GuardResult(verdicts=[v for _, _, v in found], action=action))
-        changed.append(True)
-    refusal = policy.refusal_text(config, result.categories) if blocked else None
-    return GuardedConversation(messages=out, result=result, blocked=blocked, refusal=refusal,
-                               message_results=results, changed=changed)
+        out[m] = new
+    return GuardedConversation(**vars(decision), messages=out)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from safeclip_guardrail import scoring
+from safeclip_guardrail import policy, scoring
 from safeclip_guardrail._stream import ChunkStream
 from safeclip_guardrail._verdict_cache import CacheInfo, VerdictCache
 from safeclip_guardrail._viewed import (
@@ -52,7 +52,7 @@ from safeclip_guardrail.images import (
     describe_source,
     forward_image,
 )
-from safeclip_guardrail.result import UNREADABLE, ImageVerdict
+from safeclip_guardrail.result import ImageVerdict
 from safeclip_guardrail.sources import DEFAULT_FETCHER, EncodedImage, ImageFetcher
 
 __all__ = ["CacheInfo", "Judgement", "SafeCLIPGuard", "ScoredViews"]
@@ -184,7 +184,8 @@ class SafeCLIPGuard:
 
         An image that cannot be judged gets the verdict ``on_error`` prescribes (or raises).
         """
-        return [self._verdict_of(j) for j in self.judge_batch(images)]
+        return [policy.verdict_for(j, self.config, source=j.source)
+                for j in self.judge_batch(images)]
 
     def judge_batch(self, images: Iterable[ImageSource], *,
                     forward: bool = False) -> list[Judgement]:
@@ -251,24 +252,6 @@ class SafeCLIPGuard:
         items = list(images)
         return await asyncio.to_thread(self.check_batch, items)
 
-    def _verdict_of(self, judgement: Judgement) -> ImageVerdict:
-        if judgement.verdict is not None:
-            return judgement.verdict
-        error = judgement.error or EncoderOutputError("the image was not judged",
-                                                       source=judgement.source)
-        return self.error_verdict(error, source=judgement.source)
-
-    def error_verdict(self, exc: ImageInputError | EncoderOutputError, *,
-                      source: str | None = None) -> ImageVerdict:
-        """The verdict ``on_error`` prescribes for an unreadable image (or raise)."""
-        if self.config.on_error == "raise":
-            raise exc
-        blocked = self.config.on_error == "block"
-        return ImageVerdict(
-            flagged=blocked, category=UNREADABLE if blocked else None, error=str(exc),
-            source=source or exc.source,
-        )
-
     # ------------------------------------------------------------------ embeddings
     def embed_images(self, images: Iterable[ImageSource]) -> np.ndarray:
         """(n, d) float32 L2-normalised embeddings for ``config.cls_source``.
@@ -301,7 +284,7 @@ class SafeCLIPGuard:
         """The decision alone, for embeddings computed elsewhere (e.g. inside LLaVA).
 
         A row that is not finite (NaN/inf) gets the ``on_error`` verdict, never a score."""
-        return [r if isinstance(r, ImageVerdict) else self.error_verdict(r)
+        return [r if isinstance(r, ImageVerdict) else policy.verdict_for(r, self.config)
                 for r in self._score_rows(embeddings)]
 
     def _score_rows(self, embeddings: Any, *, sources: Sequence[str] | None = None

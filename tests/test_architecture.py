@@ -9,6 +9,8 @@ Read from the source (``ast``), so a violation fails here whichever test imports
 - **integrations** import only public modules and names of ``safeclip_guardrail``;
 - **the CLI is a leaf**: no module outside ``cli/`` imports it, even inside a function (the
   library's tools, such as the transformers silencer, live in the library);
+- **each private module** lists only its own names in ``__all__`` (no re-exports);
+- **the policy** imports only foundations, and no module touches a tracer's ``run_map``;
 - **no module** is over 450 lines (the style target is ~400; see ARCHITECTURE.md).
 See ARCHITECTURE.md for the diagram and each layer's rule.
 """
@@ -189,6 +191,70 @@ def test_integrations_import_only_public_names() -> None:
     assert not bad, "integrations must use documented public names:\n" + "\n".join(bad)
 
 
+def borrowed_exports(package_dir: Path) -> list[str]:
+    """Names a private module's ``__all__`` lists but does not define (re-exports).
+
+    A private module (``_name``, or any module under a ``_name`` package) is one home: it
+    exports what it defines; the package ``__init__`` re-exports once.
+    """
+    bad: list[str] = []
+    for name, path in modules(package_dir).items():
+        parts = name.split(".")[1:]
+        if path.stem.startswith("__") or not any(
+                p.startswith("_") and not p.startswith("__") for p in parts):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        own: set[str] = set()
+        listed: list[str] = []
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                own.add(node.name)
+            targets = (node.targets if isinstance(node, ast.Assign)
+                       else [node.target] if isinstance(node, ast.AnnAssign) else [])
+            for target in targets:
+                own.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+                if isinstance(target, ast.Name) and target.id == "__all__" and node.value:
+                    try:
+                        listed = list(ast.literal_eval(node.value))
+                    except ValueError:
+                        bad.append(f"{name}: __all__ is not a literal list")
+        bad.extend(f"{name}: {n}" for n in listed if n not in own)
+    return bad
+
+
+def test_private_modules_export_only_their_own_names() -> None:
+    bad = [b for root in (PACKAGE, *INTEGRATIONS) for b in borrowed_exports(root)]
+    assert not bad, ("a private module's __all__ lists a name it imports; export it from "
+                     "its home (the package __init__ re-exports once):\n" + "\n".join(bad))
+
+
+FOUNDATIONS = frozenset({"safeclip_guardrail.errors", "safeclip_guardrail.result",
+                         "safeclip_guardrail._validation", "safeclip_guardrail._sniff",
+                         "safeclip_guardrail.concepts", "safeclip_guardrail.config",
+                         "safeclip_guardrail.policy"})
+
+
+def test_the_policy_needs_only_foundations() -> None:
+    """The engine (``check_batch``) applies the policy too, so it must not reach above."""
+    known = modules(PACKAGE)
+    seen, todo = set(), ["safeclip_guardrail.policy"]
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        for target, _top, _line in imports(known[name], name):
+            dep = resolve(target, known)
+            if dep and dep not in seen and known[dep].name != "__init__.py":
+                todo.append(dep)
+    assert seen <= FOUNDATIONS, sorted(seen - FOUNDATIONS)
+
+
+def test_no_module_reaches_into_tracers() -> None:
+    """The verdict reaches tracers through the callback API, never their ``run_map``."""
+    bad = [str(p.relative_to(ROOT)) for root in (PACKAGE, *INTEGRATIONS) for p in root.rglob("*.py")
+           if "run_map" in p.read_text(encoding="utf-8")]
+    assert not bad, bad
+
+
 def test_no_module_is_a_monolith() -> None:
     roots = [PACKAGE, *INTEGRATIONS]
     too_long = [f"{p.relative_to(ROOT)} ({n} lines)" for root in roots for p in root.rglob("*.py")
@@ -212,3 +278,6 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
     (pkg / "cli" / "__init__.py").write_text("from demo.a import f\n")  # the CLI may import down
     (pkg / "c.py").write_text("def g():\n    from demo.cli import main\n")
     assert cli_importers(pkg) == ["demo.c:2 imports demo.cli.main"]
+    (pkg / "_home.py").write_text("X = 1\n__all__ = ['X']\n")
+    (pkg / "_shim.py").write_text("from demo._home import X\n\n__all__ = ['X', 'Y']\nY = 2\n")
+    assert borrowed_exports(pkg) == ["demo._shim: X"]

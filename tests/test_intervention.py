@@ -24,9 +24,8 @@ from safeclip_guardrail import (
 )
 from safeclip_guardrail.langchain import (
     GuardOutcome,
-    aguard_message_batches,
+    SafeCLIPGuardrail,
     aguard_messages,
-    guard_message_batches,
     guard_messages,
     guard_result_of,
 )
@@ -244,21 +243,23 @@ def test_tool_messages_are_judged_unless_skipped(planted: PlantedEncoder,
         guard_messages(planted_guard, [tool], skip_roles="tool")  # type: ignore[arg-type]
 
 
-def test_batches_make_one_guard_call(planted: PlantedEncoder,
-                                     planted_guard: SafeCLIPGuard) -> None:
+def test_many_conversations_make_one_guard_call(planted: PlantedEncoder,
+                                                planted_guard: SafeCLIPGuard) -> None:
+    """Many conversations: the Runnable's batch, one guard call, each outcome in place."""
     convs = [[ask(openai_image(b64(planted, "gun" if i % 2 else "neutral")))] for i in range(8)]
-    outs = guard_message_batches(planted_guard, convs, config=cfg(planted_guard, mode="block"))
+    outs = SafeCLIPGuardrail(guard=planted_guard, mode="block").batch(convs,
+                                                                      return_exceptions=True)
     assert planted.forward_counter.count == 1
-    assert [o.blocked for o in outs] == [bool(i % 2) for i in range(8)]
-    assert all(isinstance(o, GuardOutcome) for o in outs)
+    assert [isinstance(o, GuardrailViolation) for o in outs] == [bool(i % 2) for i in range(8)]
+    assert [guard_result_of(o[0]).action for o in outs[::2]] == ["pass"] * 4  # annotated in place
 
 
-async def test_async_twins(planted: PlantedEncoder, planted_guard: SafeCLIPGuard) -> None:
+async def test_async_twin(planted: PlantedEncoder, planted_guard: SafeCLIPGuard) -> None:
     msg = ask(openai_image(b64(planted, "gun")))
     one = await aguard_messages(planted_guard, [msg], config=cfg(planted_guard, mode="block"))
-    assert one.blocked
-    many = await aguard_message_batches(planted_guard, [[msg], [HumanMessage("hi")]])
-    assert [o.result.action for o in many] == ["rewrite", "pass"]
+    assert isinstance(one, GuardOutcome) and one.blocked and one.refusal is not None
+    assert one.output == one.messages  # a list of messages comes back as the guarded list
+    assert (await aguard_messages(planted_guard, [HumanMessage("hi")])).result.action == "pass"
 
 
 def test_non_messages_are_a_clear_error(planted_guard: SafeCLIPGuard) -> None:

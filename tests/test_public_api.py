@@ -71,10 +71,9 @@ INTEGRATIONS_ALL = {
 LANGCHAIN_ALL = [
     "DECISIONS_KEY", "DEFAULT_IMAGE_KEYS", "DEFAULT_PATH_KEYS", "METADATA_KEY", "VERDICT_EVENT",
     "ChatLlava", "CombinedOutcome", "DocumentAction", "DocumentImage", "GuardOutcome",
-    "GuardedChatModel", "GuardedModel", "GuardedOutput", "GuardrailDecision", "SafeCLIPDocumentGuard",
-    "SafeCLIPGuardrail", "aguard_message_batches", "aguard_messages", "aoutcomes_or_errors",
-    "combined_outcome", "guard_message_batches", "guard_messages", "guard_result_of",
-    "guardrail_gate", "merge_guardrails", "message_of_view", "outcomes_or_errors",
+    "GuardedChatModel", "GuardedModel", "GuardrailDecision", "SafeCLIPDocumentGuard",
+    "SafeCLIPGuardrail", "aguard_messages", "combined_outcome", "guard_messages",
+    "guard_result_of", "guardrail_gate", "merge_guardrails", "message_of_view",
     "text_guardrail", "view_of_message",
 ]
 

@@ -21,7 +21,9 @@ from langchain_core.messages import (
 from langchain_core.prompt_values import ChatPromptValue
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
+from langchain_core.tracers.base import BaseTracer
 from langchain_core.tracers.context import collect_runs
+from langchain_core.tracers.schemas import Run
 
 from safeclip_guardrail import (
     ConfigurationError,
@@ -227,7 +229,36 @@ def test_custom_event_and_run_metadata(planted: PlantedEncoder,
     assert seen[0][0] == VERDICT_EVENT and seen[0][1]["categories"] == ["cigarette"]
     run = runs.traced_runs[0]
     assert run.name == "SafeCLIPGuardrail"
-    assert run.metadata["safeclip"]["action"] == "annotate"
+    (verdict,) = [c for c in run.child_runs if c.name == VERDICT_EVENT]
+    assert verdict.metadata["safeclip"]["action"] == "annotate"
+    assert verdict.outputs is not None and verdict.outputs["categories"] == ["cigarette"]
+    assert "safeclip" not in run.metadata  # the guardrail's own run is left as it started
+
+
+class KeptRuns(BaseTracer):
+    """A tracer of one's own (LangSmith's shape): keeps every finished root run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roots: list[Run] = []
+
+    def _persist_run(self, run: Run) -> None:
+        self.roots.append(run)
+
+
+async def test_a_tracer_sees_each_inputs_verdict(planted: PlantedEncoder,
+                                                 planted_guard: SafeCLIPGuard) -> None:
+    """Every input of a batch, async and behind ``wrap``, traces its own verdict run."""
+    tracer = KeptRuns()
+    guardrail = SafeCLIPGuardrail(guard=planted_guard, mode="block", on_block="defer")
+    await guardrail.abatch([[image_message(planted, "gun")], [image_message(planted, "neutral")]],
+                           {"callbacks": [tracer]})
+    llm, rec = counting_llm()
+    guardrail.wrap(llm).invoke([image_message(planted, "knife")], {"callbacks": [tracer]})
+    found = [[(c.metadata["safeclip"]["categories"], c.metadata["safeclip"]["blocked"])
+              for c in root.child_runs if c.name == VERDICT_EVENT] for root in tracer.roots]
+    assert sorted(found) == [[([], False)], [(["gun"], True)], [(["knife"], True)]]
+    assert not rec.calls
 
 
 async def test_astream_events_shows_the_verdict(planted: PlantedEncoder,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from safeclip_guardrail._discover import IMAGE_EXTENSIONS, Discovery, discover_images
+from safeclip_guardrail._discover import Discovery, discover_images
 from safeclip_guardrail.encoders._quiet import silence_transformers
 from safeclip_guardrail.errors import SafeCLIPError
 
@@ -16,9 +16,7 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_FLAGGED",
     "EXIT_OK",
-    "IMAGE_EXTENSIONS",
     "CliError",
-    "Discovery",
     "SafeclipArgumentParser",
     "add_guard_options",
     "check_model_and_device",

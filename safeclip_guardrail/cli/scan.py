@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace, files: list[Path | str], summary: ScanSummary, *,
            not_read: dict[Path, str]) -> None:
     """``not_read``: files the walk found but must not read (their verdict is ``on_error``'s)."""
+    from safeclip_guardrail import policy
     from safeclip_guardrail.errors import ImageInputError
 
     guard = guard_from_args(args)
@@ -135,7 +136,8 @@ def _check(args: argparse.Namespace, files: list[Path | str], summary: ScanSumma
                        for f in chunk if f not in not_read]
             read = iter(guard.check_batch(sources))
             for name in chunk:
-                verdict = (guard.error_verdict(ImageInputError(not_read[name], source=str(name)))
+                verdict = (policy.verdict_for(ImageInputError(not_read[name], source=str(name)),
+                                              guard.config)
                            if name in not_read else next(read))
                 summary.checked += 1
                 if verdict.error is not None:

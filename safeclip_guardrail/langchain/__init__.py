@@ -32,12 +32,8 @@ from safeclip_guardrail.langchain._compose import (  # noqa: E402
 from safeclip_guardrail.langchain._guarded_chat import GuardedChatModel  # noqa: E402
 from safeclip_guardrail.langchain._intervention import (  # noqa: E402
     GuardOutcome,
-    aguard_message_batches,
     aguard_messages,
-    aoutcomes_or_errors,
-    guard_message_batches,
     guard_messages,
-    outcomes_or_errors,
 )
 from safeclip_guardrail.langchain._messages import (  # noqa: E402
     METADATA_KEY,
@@ -53,7 +49,6 @@ from safeclip_guardrail.langchain._rag import (  # noqa: E402
     SafeCLIPDocumentGuard,
 )
 from safeclip_guardrail.langchain._runnable import VERDICT_EVENT, SafeCLIPGuardrail  # noqa: E402
-from safeclip_guardrail.langchain._shape import GuardedOutput  # noqa: E402
 from safeclip_guardrail.langchain._wrap import GuardedModel  # noqa: E402
 
 if TYPE_CHECKING:
@@ -81,21 +76,16 @@ __all__ = [
     "GuardOutcome",
     "GuardedChatModel",
     "GuardedModel",
-    "GuardedOutput",
     "GuardrailDecision",
     "SafeCLIPDocumentGuard",
     "SafeCLIPGuardrail",
-    "aguard_message_batches",
     "aguard_messages",
-    "aoutcomes_or_errors",
     "combined_outcome",
-    "guard_message_batches",
     "guard_messages",
     "guard_result_of",
     "guardrail_gate",
     "merge_guardrails",
     "message_of_view",
-    "outcomes_or_errors",
     "text_guardrail",
     "view_of_message",
 ]

@@ -46,7 +46,7 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from pydantic import ConfigDict, Field
 
-from safeclip_guardrail.langchain._shape import InputGuard
+from safeclip_guardrail.langchain._intervention import InputGuard
 from safeclip_guardrail.langchain._wrap import GuardedModel
 
 __all__ = ["GuardedChatModel", "wrap_model"]
@@ -202,11 +202,10 @@ class GuardedChatModel(BaseChatModel):
         """Tokens of what the model would receive: the guarded messages (a provider's token
         counter may upload or fetch the images, so it never sees one that was not judged)."""
         run = CallbackManagerForChainRun.get_noop_manager()  # counting is not a traced run
-        guarded = self.guardrail.guard_inputs([messages], [{"callbacks": run.get_child()}],
-                                              [run])[0]
+        guarded = self.guardrail.guard_inputs([messages], [{"callbacks": run.get_child()}])[0]
         if isinstance(guarded, Exception):
             raise guarded
-        return self.chat_model.get_num_tokens_from_messages(guarded.outcome.messages, tools)
+        return self.chat_model.get_num_tokens_from_messages(guarded.messages, tools)
 
     # ------------------------------------------------------------------ BaseChatModel hooks
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,

@@ -29,11 +29,11 @@ changes the intervention (mode, policy, safe_instruction, refusal, on_error).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_core.messages import AIMessage, BaseMessage
-from pydantic import BaseModel, ConfigDict, Field
 
 from safeclip_guardrail.config import GuardConfig
 from safeclip_guardrail.conversation import (
@@ -42,130 +42,135 @@ from safeclip_guardrail.conversation import (
     guard_conversations,
 )
 from safeclip_guardrail.errors import SafeCLIPError
-from safeclip_guardrail.langchain import _messages
-from safeclip_guardrail.langchain._messages import METADATA_KEY, guard_result_of
+from safeclip_guardrail.extraction import MessageView
+from safeclip_guardrail.langchain._messages import (
+    METADATA_KEY,
+    annotate,
+    message_of_view,
+    view_of_message,
+)
 from safeclip_guardrail.langchain._metadata import as_metadata
-from safeclip_guardrail.policy import ACTION_STRENGTH, REDACTED, Action, strongest_action
+from safeclip_guardrail.langchain._shape import Shaped
 from safeclip_guardrail.result import GuardResult
 
 if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+
     from safeclip_guardrail.guard import SafeCLIPGuard
 
 __all__ = [
-    "ACTION_STRENGTH",
-    "METADATA_KEY",
-    "REDACTED",
-    "Action",
     "GuardOutcome",
-    "aguard_message_batches",
+    "InputGuard",
     "aguard_messages",
-    "aoutcomes_or_errors",
-    "guard_message_batches",
+    "assemble",
     "guard_messages",
-    "guard_result_of",
-    "outcomes_or_errors",
-    "strongest_action",
 ]
 
 
-class GuardOutcome(BaseModel):
-    """The result of guarding one conversation."""
+@dataclass(frozen=True)
+class GuardOutcome:
+    """One guarded conversation in LangChain types.
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    It holds the framework-free :class:`~safeclip_guardrail.conversation.GuardedConversation`
+    (the policy's decision: verdicts, actions, refusal text) and adds only what LangChain needs: the
+    guarded messages, the refusal as an ``AIMessage`` and the guarded input in its own shape.
+    """
 
+    conversation: GuardedConversation
+    """The framework-free outcome (the policy's decision: ``result``, ``blocked``, ``parts``...)."""
     messages: list[BaseMessage]
     """The conversation after the intervention (same length and order as the input)."""
-    result: GuardResult
-    """Every verdict of the conversation; ``action`` is the strongest action taken."""
-    blocked: bool = False
-    """True when the request must not reach the model (answer with ``refusal``)."""
-    refusal: AIMessage | None = None
+    refusal: AIMessage | None
     """The answer to give instead of calling the model when ``blocked``."""
-    message_results: list[GuardResult | None] = Field(default_factory=list)
-    """Per message: its GuardResult when it was checked and held images, else None."""
+    output: Any
+    """The guarded input in the shape it came in (for :func:`guard_messages`, ``messages``)."""
 
+    @property
+    def result(self) -> GuardResult:
+        """Every verdict of the conversation; ``action`` is the strongest action taken."""
+        return self.conversation.result
+
+    @property
+    def blocked(self) -> bool:
+        """True when the request must not reach the model (answer with ``refusal``)."""
+        return self.conversation.blocked
+
+
+@runtime_checkable
+class InputGuard(Protocol):
+    """What :class:`~safeclip_guardrail.langchain.GuardedModel` needs of a guardrail."""
+
+    def guard_inputs(self, inputs: Sequence[Any],
+                     configs: Sequence[RunnableConfig]) -> list[GuardOutcome | Exception]: ...
+
+    async def aguard_inputs(self, inputs: Sequence[Any], configs: Sequence[RunnableConfig],
+                            ) -> list[GuardOutcome | Exception]: ...
 
 
 # ---------------------------------------------------------------------- public API
 def guard_messages(guard: SafeCLIPGuard, messages: Sequence[BaseMessage], *,
                    config: GuardConfig | None = None,
                    skip_roles: Collection[str] = ()) -> GuardOutcome:
-    """Check every image of a conversation and apply the configured intervention."""
-    return guard_message_batches(guard, [messages], config=config, skip_roles=skip_roles)[0]
+    """Check every image of a conversation and apply the configured intervention.
+
+    Errors raise (``mode="raise"``: :class:`GuardrailViolation`; ``on_error="raise"``:
+    :class:`ImageInputError`). Many conversations in one guard batch, each error in its
+    place: ``SafeCLIPGuardrail(...).batch(...)``, or
+    :func:`safeclip_guardrail.conversation.guard_conversations` over
+    ``[view_of_message(m) for m in messages]``.
+    """
+    conv = list(messages)
+    guarded = guard_conversations(guard, [_views(conv)], config=config,
+                                  skip_roles=skip_roles)
+    return _raised(assemble([Shaped(conv, list)], guarded)[0])
 
 
 async def aguard_messages(guard: SafeCLIPGuard, messages: Sequence[BaseMessage], *,
                           config: GuardConfig | None = None,
                           skip_roles: Collection[str] = ()) -> GuardOutcome:
     """Async :func:`guard_messages` (the encoder runs in a worker thread)."""
-    outcomes = await aguard_message_batches(guard, [messages], config=config,
-                                            skip_roles=skip_roles)
-    return outcomes[0]
+    conv = list(messages)
+    guarded = await aguard_conversations(guard, [_views(conv)], config=config,
+                                         skip_roles=skip_roles)
+    return _raised(assemble([Shaped(conv, list)], guarded)[0])
 
 
-def guard_message_batches(guard: SafeCLIPGuard, batches: Sequence[Sequence[BaseMessage]], *,
-                          config: GuardConfig | None = None,
-                          skip_roles: Collection[str] = ()) -> list[GuardOutcome]:
-    """:func:`guard_messages` for many conversations with ONE guard batch.
-
-    A ``raise`` outcome raises for the whole call (the first conversation that raises).
-    """
-    return _raised(outcomes_or_errors(guard, batches, config=config,
-                                      skip_roles=skip_roles))
-
-
-async def aguard_message_batches(guard: SafeCLIPGuard,
-                                 batches: Sequence[Sequence[BaseMessage]], *,
-                                 config: GuardConfig | None = None,
-                                 skip_roles: Collection[str] = ()) -> list[GuardOutcome]:
-    """Async :func:`guard_message_batches`."""
-    return _raised(await aoutcomes_or_errors(guard, batches, config=config,
-                                             skip_roles=skip_roles))
-
-
-def outcomes_or_errors(guard: SafeCLIPGuard, batches: Sequence[Sequence[BaseMessage]], *,
-                       config: GuardConfig | None = None,
-                       skip_roles: Collection[str] = ()) -> list[GuardOutcome | SafeCLIPError]:
-    """Like :func:`guard_message_batches`, with each conversation's error returned in its place
-    (what ``Runnable.batch(..., return_exceptions=True)`` needs)."""
-    convs = [list(b) for b in batches]
-    views = [[_messages.view_of_message(m) for m in conv] for conv in convs]
-    guarded = guard_conversations(guard, views, config=config, skip_roles=skip_roles)
-    return [_to_outcome(c, g) for c, g in zip(convs, guarded, strict=True)]
-
-
-async def aoutcomes_or_errors(guard: SafeCLIPGuard, batches: Sequence[Sequence[BaseMessage]], *,
-                              config: GuardConfig | None = None,
-                              skip_roles: Collection[str] = (),
-                              ) -> list[GuardOutcome | SafeCLIPError]:
-    """Async :func:`outcomes_or_errors`."""
-    convs = [list(b) for b in batches]
-    views = [[_messages.view_of_message(m) for m in conv] for conv in convs]
-    guarded = await aguard_conversations(guard, views, config=config, skip_roles=skip_roles)
-    return [_to_outcome(c, g) for c, g in zip(convs, guarded, strict=True)]
-
-
-def _raised(outcomes: list[GuardOutcome | SafeCLIPError]) -> list[GuardOutcome]:
-    for o in outcomes:
-        if isinstance(o, SafeCLIPError):
-            raise o
-    return [o for o in outcomes if isinstance(o, GuardOutcome)]
-
-
-def _to_outcome(conv: list[BaseMessage],
-                guarded: GuardedConversation | SafeCLIPError) -> GuardOutcome | SafeCLIPError:
-    if isinstance(guarded, SafeCLIPError):
-        return guarded
-    out: list[BaseMessage] = []
-    for message, view, changed, result in zip(conv, guarded.messages, guarded.changed,
-                                              guarded.message_results, strict=True):
-        if not changed or result is None:
-            out.append(message)
+# ---------------------------------------------------------------------- for the Runnables
+def assemble(shaped: Sequence[Shaped | Exception],
+             guarded: Sequence[GuardedConversation | SafeCLIPError],
+             ) -> list[GuardOutcome | Exception]:
+    """Outcomes in place: one per input, ``guarded`` holding one per readable input."""
+    results = iter(guarded)
+    out: list[GuardOutcome | Exception] = []
+    for s in shaped:
+        if isinstance(s, Exception):
+            out.append(s)
             continue
-        out.append(_messages.annotate(_messages.message_of_view(message, view), result))
+        g = next(results)
+        out.append(g if isinstance(g, SafeCLIPError) else _outcome(s.messages, g, s.rebuild))
+    return out
+
+
+def _outcome(conv: list[BaseMessage], guarded: GuardedConversation,
+             rebuild: Callable[[list[BaseMessage]], Any]) -> GuardOutcome:
+    out: list[BaseMessage] = []
+    for message, view, result in zip(conv, guarded.messages, guarded.message_results,
+                                     strict=True):
+        out.append(message if result is None
+                   else annotate(message_of_view(message, view), result))
     refusal = None
     if guarded.blocked:
         refusal = AIMessage(content=guarded.refusal or "",
                             response_metadata={METADATA_KEY: as_metadata(guarded.result)})
-    return GuardOutcome(messages=out, result=guarded.result, blocked=guarded.blocked,
-                        refusal=refusal, message_results=guarded.message_results)
+    return GuardOutcome(conversation=guarded, messages=out, refusal=refusal,
+                        output=rebuild(out))
+
+
+def _views(messages: list[BaseMessage]) -> list[MessageView]:
+    return [view_of_message(m) for m in messages]
+
+
+def _raised(outcome: GuardOutcome | Exception) -> GuardOutcome:
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome

@@ -62,15 +62,9 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from safeclip_guardrail import policy
 from safeclip_guardrail.config import GuardConfig, OnError, build_config
-from safeclip_guardrail.errors import (
-    EncoderOutputError,
-    GuardrailViolation,
-    ImageInputError,
-    SafeCLIPError,
-)
+from safeclip_guardrail.errors import ImageInputError, SafeCLIPError
 from safeclip_guardrail.extraction import MessageView, find_image_parts
 from safeclip_guardrail.guard import Judgement, SafeCLIPGuard
-from safeclip_guardrail.result import GuardResult, ImageVerdict
 from safeclip_guardrail.sources import (
     EncodedImage,
     from_bytes,
@@ -301,34 +295,22 @@ class SafeCLIPDocumentGuard(RunnableSerializable[list[Document], list[Document]]
                 kept.append(changed)
         return kept
 
-    def _verdict(self, image: DocumentImage, judgement: Judgement | None) -> ImageVerdict:
-        if judgement is not None and judgement.verdict is not None:
-            return judgement.verdict.model_copy(update={"source": image.where})
-        exc: ImageInputError | EncoderOutputError = (
-            image.error or (judgement.error if judgement is not None else None)
-            or EncoderOutputError("the image was not judged", source=image.where))
-        return policy.error_verdict(exc, self._config, source=image.where)
-
     def _guard_document(self, doc: Document,
                         images: list[tuple[DocumentImage, Judgement | None]]) -> Document | None:
         cfg = self._config
-        verdicts = [self._verdict(img, j) for img, j in images]
-        action = policy.strongest_action([policy.action_for(v, cfg) for v in verdicts])
-        result = GuardResult(verdicts=verdicts, action=action)
-        if action == "raise":
-            raise GuardrailViolation(result)
-        if action == "block":
+        verdicts = [policy.verdict_for(img.error if img.error is not None else j, cfg,
+                                       source=img.where) for img, j in images]
+        decision = policy.decide(verdicts, cfg, redacted=self.placeholder)  # raises on raise
+        if decision.blocked:
             return None
         metadata = dict(doc.metadata)
         content = doc.page_content
         removed: list[str] = []
-        for (img, judgement), verdict in zip(images, verdicts, strict=True):
-            if not policy.forwarded(verdict, action):
-                text = (policy.UNREADABLE_PLACEHOLDER if verdict.error is not None
-                        else self.placeholder.replace("{category}", verdict.category or "unsafe"))
-                removed.append(text)
+        for (img, judgement), decided in zip(images, decision.parts, strict=True):
+            if not decided.forward:
+                removed.append(decided.placeholder)
                 if img.where == PAGE_CONTENT:
-                    content = text
+                    content = decided.placeholder
                 else:
                     metadata.pop(img.where, None)
                 continue
@@ -341,8 +323,8 @@ class SafeCLIPDocumentGuard(RunnableSerializable[list[Document], list[Document]]
                 metadata[img.where] = _same_form(metadata[img.where], forward)
         if removed:
             metadata["image_redacted"] = " ".join(dict.fromkeys(removed))
-        if removed or action != "pass":
-            metadata[self.metadata_key] = result.model_dump(mode="json")
+        if removed or decision.action != "pass":
+            metadata[self.metadata_key] = decision.result.model_dump(mode="json")
         if metadata == doc.metadata and content == doc.page_content:
             return doc
         return doc.model_copy(update={"page_content": content, "metadata": metadata})

@@ -9,8 +9,8 @@ Put it in front of any vision-language chat model::
 Input and output have the same shape: a ``str``, a message, a list of messages, a
 ``PromptValue`` or a dict with ``"messages"``. ``batch``/``abatch`` check the images of
 all inputs in one guard batch. Every decision is emitted as the custom event
-``safeclip_verdict`` and added to the run's metadata (key ``safeclip``), so it shows up
-in ``astream_events`` and in LangSmith traces.
+``safeclip_verdict`` (``astream_events``) and traced as a child run of that name whose
+metadata (key ``safeclip``) and outputs hold it (LangSmith and any other tracer).
 
 Text guardrails combine with it through the decisions left on the messages
 (:func:`text_guardrail`, :func:`merge_guardrails`, :func:`guardrail_gate`; any block wins).
@@ -30,43 +30,26 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+)
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 
 from safeclip_guardrail._validation import first_error
 from safeclip_guardrail.config import GuardConfig, Mode, OnError, build_config
+from safeclip_guardrail.conversation import aguard_conversations, guard_conversations
 from safeclip_guardrail.errors import ConfigurationError, GuardrailViolation
+from safeclip_guardrail.extraction import MessageView
 from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.langchain._batch import OneBatchRunnable
-from safeclip_guardrail.langchain._compose import (
-    CombinedOutcome,
-    GuardrailDecision,
-    combined_outcome,
-    guardrail_gate,
-    merge_guardrails,
-    text_guardrail,
-)
 from safeclip_guardrail.langchain._guarded_chat import GuardedChatModel, wrap_model
-from safeclip_guardrail.langchain._intervention import (
-    METADATA_KEY,
-    GuardOutcome,
-    aoutcomes_or_errors,
-    outcomes_or_errors,
-)
-from safeclip_guardrail.langchain._messages import guard_result_of
-from safeclip_guardrail.langchain._shape import GuardedOutput, Shaped, assemble, try_shape
+from safeclip_guardrail.langchain._intervention import GuardOutcome, assemble
+from safeclip_guardrail.langchain._messages import METADATA_KEY, view_of_message
+from safeclip_guardrail.langchain._shape import Shaped, try_shape
 
-__all__ = [
-    "VERDICT_EVENT",
-    "CombinedOutcome",
-    "GuardedOutput",
-    "GuardrailDecision",
-    "SafeCLIPGuardrail",
-    "combined_outcome",
-    "guard_result_of",
-    "guardrail_gate",
-    "merge_guardrails",
-    "text_guardrail",
-]
+__all__ = ["VERDICT_EVENT", "SafeCLIPGuardrail"]
 
 VERDICT_EVENT = "safeclip_verdict"
 """Name of the custom event dispatched for every guarded input."""
@@ -171,28 +154,25 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
     # ------------------------------------------------------------------ internals
     def _invoke(self, input: Any, run_manager: CallbackManagerForChainRun,
                 config: RunnableConfig) -> Any:
-        return self._output(self.guard_inputs([input], [config], [run_manager])[0], raise_=True)
+        return self._output(self.guard_inputs([input], [config])[0], raise_=True)
 
     async def _ainvoke(self, input: Any, run_manager: AsyncCallbackManagerForChainRun,
                        config: RunnableConfig) -> Any:
-        results = await self.aguard_inputs([input], [config], [run_manager])
+        results = await self.aguard_inputs([input], [config])
         return self._output(results[0], raise_=True)
 
-    def _batch(self, inputs: list[Any], run_manager: list[CallbackManagerForChainRun],
-               config: list[RunnableConfig]) -> list[Any]:
-        return [self._output(r) for r in self.guard_inputs(inputs, config, run_manager)]
+    def _batch(self, inputs: list[Any], config: list[RunnableConfig]) -> list[Any]:
+        return [self._output(r) for r in self.guard_inputs(inputs, config)]
 
-    async def _abatch(self, inputs: list[Any], run_manager: list[AsyncCallbackManagerForChainRun],
-                      config: list[RunnableConfig]) -> list[Any]:
-        results = await self.aguard_inputs(inputs, config, run_manager)
+    async def _abatch(self, inputs: list[Any], config: list[RunnableConfig]) -> list[Any]:
+        results = await self.aguard_inputs(inputs, config)
         return [self._output(r) for r in results]
 
-    def _output(self, result: GuardedOutput | Exception, *, raise_: bool = False) -> Any:
+    def _output(self, result: GuardOutcome | Exception, *, raise_: bool = False) -> Any:
         """The guarded output; a blocked input becomes GuardrailViolation unless deferred."""
-        if isinstance(result, GuardedOutput) and result.outcome.blocked \
-                and self.on_block == "raise":
-            refusal = result.outcome.refusal
-            result = GuardrailViolation(result.outcome.result,
+        if isinstance(result, GuardOutcome) and result.blocked and self.on_block == "raise":
+            refusal = result.refusal
+            result = GuardrailViolation(result.result,
                                         refusal=str(refusal.content) if refusal else None)
         if isinstance(result, Exception):
             if raise_:
@@ -201,53 +181,72 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
         return result.output
 
     def guard_inputs(self, inputs: Sequence[Any], configs: Sequence[RunnableConfig],
-                     run_managers: Sequence[CallbackManagerForChainRun],
-                     ) -> list[GuardedOutput | Exception]:
+                     ) -> list[GuardOutcome | Exception]:
         """Guard many inputs with one guard batch, reporting each to its own run.
 
         For Runnables built on this one (``wrap``); errors come back in place.
         """
         shaped = [try_shape(x) for x in inputs]
-        convs = [s.messages for s in shaped if isinstance(s, Shaped)]
-        outcomes = outcomes_or_errors(self.guard, convs, config=self._config,
+        guarded = guard_conversations(self.guard, _views(shaped), config=self._config,
                                       skip_roles=self.skip_roles)
-        out = assemble(shaped, outcomes)
-        for result, cfg, rm in zip(out, configs, run_managers, strict=True):
-            if isinstance(result, GuardedOutput):
-                data = _event_data(result.outcome)
+        out = assemble(shaped, guarded)
+        for result, cfg in zip(out, configs, strict=True):
+            if isinstance(result, GuardOutcome):
+                data = _event_data(result)
                 dispatch_custom_event(VERDICT_EVENT, data, config=cfg)
-                _record_metadata(rm, data)
+                _trace_verdict(cfg, data)
         return out
 
     async def aguard_inputs(self, inputs: Sequence[Any], configs: Sequence[RunnableConfig],
-                            run_managers: Sequence[AsyncCallbackManagerForChainRun],
-                            ) -> list[GuardedOutput | Exception]:
+                            ) -> list[GuardOutcome | Exception]:
         """Async :meth:`guard_inputs`."""
         shaped = [try_shape(x) for x in inputs]
-        convs = [s.messages for s in shaped if isinstance(s, Shaped)]
-        outcomes = await aoutcomes_or_errors(self.guard, convs, config=self._config,
+        guarded = await aguard_conversations(self.guard, _views(shaped), config=self._config,
                                              skip_roles=self.skip_roles)
-        out = assemble(shaped, outcomes)
-        for result, cfg, rm in zip(out, configs, run_managers, strict=True):
-            if isinstance(result, GuardedOutput):
-                data = _event_data(result.outcome)
+        out = assemble(shaped, guarded)
+        for result, cfg in zip(out, configs, strict=True):
+            if isinstance(result, GuardOutcome):
+                data = _event_data(result)
                 await adispatch_custom_event(VERDICT_EVENT, data, config=cfg)
-                _record_metadata(rm, data)
+                await _atrace_verdict(cfg, data)
         return out
 
 
 # ---------------------------------------------------------------------- helpers
+def _views(shaped: list[Shaped | Exception]) -> list[list[MessageView]]:
+    return [[view_of_message(m) for m in s.messages] for s in shaped if isinstance(s, Shaped)]
+
+
 def _event_data(outcome: GuardOutcome) -> dict[str, Any]:
     r = outcome.result
     return {"action": r.action, "blocked": outcome.blocked, "flagged": r.flagged,
             "categories": r.categories, "result": r.model_dump(mode="json")}
 
 
-def _record_metadata(run_manager: Any, data: dict[str, Any]) -> None:
-    """Add the verdict to the run's metadata in every tracer that holds the run."""
-    run_id = str(run_manager.run_id)
-    for handler in getattr(run_manager, "handlers", []):
-        run_map = getattr(handler, "run_map", None)
-        run = run_map.get(run_id) if isinstance(run_map, dict) else None
-        if run is not None and hasattr(run, "add_metadata"):
-            run.add_metadata({METADATA_KEY: data})
+def _verdict_config(config: RunnableConfig, data: dict[str, Any]) -> RunnableConfig:
+    """The config of the child run that carries the verdict to tracers.
+
+    A run's metadata is fixed when it starts and the verdict is known only after judging,
+    so the verdict is traced as a child run named ``safeclip_verdict`` (under the
+    guardrail's run, or the wrapped model's) whose metadata (key ``safeclip``) and outputs
+    hold the decision. It is started from ``config`` the way a nested Runnable is, so every
+    tracer sees it (LangSmith, ``collect_runs``, a custom ``BaseTracer``); no tracer's
+    internals are touched.
+    """
+    traced = ensure_config(config)
+    traced["metadata"] = {**traced.get("metadata", {}), METADATA_KEY: data}
+    return traced
+
+
+def _trace_verdict(config: RunnableConfig, data: dict[str, Any]) -> None:
+    manager = get_callback_manager_for_config(_verdict_config(config, data))
+    run = manager.on_chain_start(None, {"images": len(data["result"]["verdicts"])},
+                                 name=VERDICT_EVENT)
+    run.on_chain_end(data)
+
+
+async def _atrace_verdict(config: RunnableConfig, data: dict[str, Any]) -> None:
+    manager = get_async_callback_manager_for_config(_verdict_config(config, data))
+    run = await manager.on_chain_start(None, {"images": len(data["result"]["verdicts"])},
+                                       name=VERDICT_EVENT)
+    await run.on_chain_end(data)

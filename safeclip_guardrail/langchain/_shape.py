@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.prompt_values import (
@@ -21,53 +21,15 @@ from langchain_core.prompt_values import (
     StringPromptValue,
 )
 
-from safeclip_guardrail.errors import SafeCLIPError
-
-if TYPE_CHECKING:
-    from langchain_core.runnables import RunnableConfig
-
-    from safeclip_guardrail.langchain._intervention import GuardOutcome
-
-__all__ = ["GuardedOutput", "InputGuard", "Shaped", "assemble", "shape", "try_shape"]
-
-
-@dataclass(frozen=True)
-class GuardedOutput:
-    """What the guardrail made of one input: the output (input's shape) and the outcome."""
-
-    output: Any
-    outcome: GuardOutcome
-
-
-@runtime_checkable
-class InputGuard(Protocol):
-    """What :class:`~safeclip_guardrail.langchain.GuardedModel` needs of a guardrail."""
-
-    def guard_inputs(self, inputs: Sequence[Any], configs: Sequence[RunnableConfig],
-                     run_managers: Sequence[Any]) -> list[GuardedOutput | Exception]: ...
-
-    async def aguard_inputs(self, inputs: Sequence[Any], configs: Sequence[RunnableConfig],
-                            run_managers: Sequence[Any]) -> list[GuardedOutput | Exception]: ...
+__all__ = ["Shaped", "shape", "try_shape"]
 
 
 @dataclass(frozen=True)
 class Shaped:
+    """The messages inside one input, and how to put guarded messages back in its shape."""
+
     messages: list[BaseMessage]
     rebuild: Callable[[list[BaseMessage]], Any]
-
-
-def assemble(shaped: list[Shaped | Exception],
-             outcomes: list[GuardOutcome | SafeCLIPError]) -> list[GuardedOutput | Exception]:
-    """Put outcomes (one per readable input) back in place, in each input's shape."""
-    results = iter(outcomes)
-    out: list[GuardedOutput | Exception] = []
-    for s in shaped:
-        if isinstance(s, Exception):
-            out.append(s)
-            continue
-        r = next(results)
-        out.append(r if isinstance(r, Exception) else GuardedOutput(s.rebuild(r.messages), r))
-    return out
 
 
 def try_shape(value: Any) -> Shaped | Exception:

@@ -19,7 +19,7 @@ from pydantic import ConfigDict
 
 from safeclip_guardrail.errors import GuardrailViolation
 from safeclip_guardrail.langchain._batch import OneBatchRunnable
-from safeclip_guardrail.langchain._shape import GuardedOutput, InputGuard
+from safeclip_guardrail.langchain._intervention import GuardOutcome, InputGuard
 
 __all__ = ["BlockedAnswer", "GuardedModel"]
 
@@ -59,32 +59,31 @@ class GuardedModel(OneBatchRunnable, RunnableSerializable[Any, Any]):
 
     def _invoke(self, input: Any, run_manager: CallbackManagerForChainRun,
                 config: RunnableConfig, **kwargs: Any) -> Any:
-        guarded = _ok(self.guardrail.guard_inputs([input], [config], [run_manager])[0])
-        if guarded.outcome.blocked:
+        guarded = _ok(self.guardrail.guard_inputs([input], [config])[0])
+        if guarded.blocked:
             return self._blocked(guarded)
         return self.model.invoke(_model_input(guarded), config, **kwargs)
 
     async def _ainvoke(self, input: Any, run_manager: AsyncCallbackManagerForChainRun,
                        config: RunnableConfig, **kwargs: Any) -> Any:
-        results = await self.guardrail.aguard_inputs([input], [config], [run_manager])
+        results = await self.guardrail.aguard_inputs([input], [config])
         guarded = _ok(results[0])
-        if guarded.outcome.blocked:
+        if guarded.blocked:
             return self._blocked(guarded)
         return await self.model.ainvoke(_model_input(guarded), config, **kwargs)
 
     # ------------------------------------------------------------------ batch
-    def _batch(self, inputs: list[Any], run_manager: list[CallbackManagerForChainRun],
-               config: list[RunnableConfig], **kwargs: Any) -> list[Any]:
-        guarded = self.guardrail.guard_inputs(inputs, config, run_manager)
+    def _batch(self, inputs: list[Any], config: list[RunnableConfig], **kwargs: Any) -> list[Any]:
+        guarded = self.guardrail.guard_inputs(inputs, config)
         todo = [i for i, g in enumerate(guarded) if _passes(g)]
         answers = self.model.batch([_model_input(_ok(guarded[i])) for i in todo],
                                    [config[i] for i in todo], return_exceptions=True,
                                    **kwargs) if todo else []
         return self._merge(guarded, todo, answers)
 
-    async def _abatch(self, inputs: list[Any], run_manager: list[AsyncCallbackManagerForChainRun],
-                      config: list[RunnableConfig], **kwargs: Any) -> list[Any]:
-        guarded = await self.guardrail.aguard_inputs(inputs, config, run_manager)
+    async def _abatch(self, inputs: list[Any], config: list[RunnableConfig],
+                      **kwargs: Any) -> list[Any]:
+        guarded = await self.guardrail.aguard_inputs(inputs, config)
         todo = [i for i, g in enumerate(guarded) if _passes(g)]
         answers = await self.model.abatch([_model_input(_ok(guarded[i])) for i in todo],
                                           [config[i] for i in todo], return_exceptions=True,
@@ -108,8 +107,8 @@ class GuardedModel(OneBatchRunnable, RunnableSerializable[Any, Any]):
 
     def _stream(self, inputs: Iterator[Any], run_manager: CallbackManagerForChainRun,
                 config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
-        guarded = _ok(self.guardrail.guard_inputs([next(inputs)], [config], [run_manager])[0])
-        if guarded.outcome.blocked:
+        guarded = _ok(self.guardrail.guard_inputs([next(inputs)], [config])[0])
+        if guarded.blocked:
             yield self._blocked_chunk(guarded)
             return
         yield from self.model.stream(_model_input(guarded), config, **kwargs)
@@ -118,36 +117,36 @@ class GuardedModel(OneBatchRunnable, RunnableSerializable[Any, Any]):
                        run_manager: AsyncCallbackManagerForChainRun,
                        config: RunnableConfig, **kwargs: Any) -> AsyncIterator[Any]:
         first = await inputs.__anext__()
-        results = await self.guardrail.aguard_inputs([first], [config], [run_manager])
+        results = await self.guardrail.aguard_inputs([first], [config])
         guarded = _ok(results[0])
-        if guarded.outcome.blocked:
+        if guarded.blocked:
             yield self._blocked_chunk(guarded)
             return
         async for chunk in self.model.astream(_model_input(guarded), config, **kwargs):
             yield chunk
 
     # ------------------------------------------------------------------ blocked
-    def _blocked(self, guarded: GuardedOutput) -> Any:
+    def _blocked(self, guarded: GuardOutcome) -> Any:
         refusal = _refusal(guarded)
         if self.blocked_answer == "refusal":
             return refusal
-        violation = GuardrailViolation(guarded.outcome.result, refusal=str(refusal.content))
+        violation = GuardrailViolation(guarded.result, refusal=str(refusal.content))
         if self.blocked_answer == "raise":
             raise violation
         return {"raw": refusal, "parsed": None, "parsing_error": violation}
 
-    def _blocked_chunk(self, guarded: GuardedOutput) -> Any:
+    def _blocked_chunk(self, guarded: GuardOutcome) -> Any:
         answer = self._blocked(guarded)
         if not isinstance(answer, AIMessage):
             return answer
         return AIMessageChunk(content=answer.content, response_metadata=answer.response_metadata,
                               chunk_position="last")
 
-    def _merge(self, guarded: list[GuardedOutput | Exception], todo: list[int],
+    def _merge(self, guarded: list[GuardOutcome | Exception], todo: list[int],
                answers: list[Any]) -> list[Any]:
         out: list[Any] = []
         for g in guarded:
-            if isinstance(g, Exception) or not g.outcome.blocked:
+            if isinstance(g, Exception) or not g.blocked:
                 out.append(g)
                 continue
             try:
@@ -159,26 +158,26 @@ class GuardedModel(OneBatchRunnable, RunnableSerializable[Any, Any]):
         return out
 
 
-def _ok(result: GuardedOutput | Exception) -> GuardedOutput:
+def _ok(result: GuardOutcome | Exception) -> GuardOutcome:
     if isinstance(result, Exception):
         raise result
     return result
 
 
-def _passes(result: GuardedOutput | Exception) -> bool:
-    return isinstance(result, GuardedOutput) and not result.outcome.blocked
+def _passes(result: GuardOutcome | Exception) -> bool:
+    return isinstance(result, GuardOutcome) and not result.blocked
 
 
-def _model_input(guarded: GuardedOutput) -> Any:
+def _model_input(guarded: GuardOutcome) -> Any:
     """The guarded output, or the guarded messages of a dict or single-message input (chat
     models take neither)."""
     if isinstance(guarded.output, (Mapping, BaseMessage)):
-        return guarded.outcome.messages
+        return guarded.messages
     return guarded.output
 
 
-def _refusal(guarded: GuardedOutput) -> AIMessage:
-    refusal = guarded.outcome.refusal
+def _refusal(guarded: GuardOutcome) -> AIMessage:
+    refusal = guarded.refusal
     if refusal is None:  # a blocked outcome always carries one; never pass on instead
         return AIMessage(content="I cannot fulfill this request.")
     return refusal

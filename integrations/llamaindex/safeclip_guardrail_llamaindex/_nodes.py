@@ -31,7 +31,7 @@ from llama_index.core.schema import BaseNode, ImageNode, MediaResource, TextNode
 
 from safeclip_guardrail import GuardConfig, ImageVerdict, SafeCLIPGuard, policy
 from safeclip_guardrail.config import ImageOptions
-from safeclip_guardrail.errors import EncoderOutputError, ImageInputError
+from safeclip_guardrail.errors import ImageInputError
 from safeclip_guardrail.sources import (
     EncodedImage,
     ImageFetcher,
@@ -131,14 +131,11 @@ def decide_nodes(guard: SafeCLIPGuard, nodes: Sequence[BaseNode], *,
             continue
         judged: EncodedImage | None = None
         if isinstance(item, ImageInputError):
-            verdict = policy.error_verdict(item, cfg)
+            verdict = policy.verdict_for(item, cfg)
         else:
             j = next(judgements)
-            if j.verdict is None:
-                error = j.error or EncoderOutputError("the image was not judged", source=j.source)
-                verdict = policy.error_verdict(error, cfg, source=j.source)
-            else:
-                verdict, judged = j.verdict, j.forward
+            verdict = policy.verdict_for(j, cfg, source=j.source)
+            judged = j.forward if verdict.error is None else None
         out.append(NodeDecision(verdict, policy.action_for(verdict, cfg), judged))
     return out
 

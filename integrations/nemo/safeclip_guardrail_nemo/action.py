@@ -116,18 +116,19 @@ class SafeCLIPImageRail:
                                               skip_roles=self.skip_roles))[0]
         if isinstance(outcome, SafeCLIPError):
             raise outcome  # on_error="raise" / mode "raise": NeMo fails the action
-        return self.decide(outcome.result.verdicts).model_dump(mode="json")
+        return self._rail_decision(outcome).model_dump(mode="json")
 
     def decide(self, verdicts: Sequence[ImageVerdict]) -> ImageRailDecision:
-        """The rail's decision for the verdicts of one conversation (policy of the config)."""
-        action = policy.strongest_action([policy.action_for(v, self.config) for v in verdicts])
-        if action in ("pass", "annotate"):
+        """The rail's decision for the verdicts of one conversation (policy of the config;
+        raises :class:`~safeclip_guardrail.GuardrailViolation` on ``raise``)."""
+        return self._rail_decision(policy.decide(verdicts, self.config))
+
+    def _rail_decision(self, decision: policy.Decision) -> ImageRailDecision:
+        verdicts = decision.result.verdicts
+        if decision.action in ("pass", "annotate"):
             return ImageRailDecision(allowed=True, images=len(verdicts), verdicts=list(verdicts))
+        categories = decision.result.categories
         flagged = [(i, v) for i, v in enumerate(verdicts) if v.flagged]
-        categories: list[str] = []
-        for _, v in flagged:
-            if v.category and v.category not in categories:
-                categories.append(v.category)
         i, first = flagged[0]
         detail = first.error if first.error else f"{first.scores.get(first.category or '', 0):.2f}"
         reason = (f"image {i + 1} of {len(verdicts)} flagged as {first.category} ({detail})"

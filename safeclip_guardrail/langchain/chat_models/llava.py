@@ -27,12 +27,7 @@ from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr
 
 from safeclip_guardrail import policy
 from safeclip_guardrail.config import GuardConfig, ImageOptions
-from safeclip_guardrail.errors import (
-    ConfigurationError,
-    EncoderOutputError,
-    GuardrailViolation,
-    ImageInputError,
-)
+from safeclip_guardrail.errors import ConfigurationError, ImageInputError
 from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.images import decode_image
 from safeclip_guardrail.langchain._messages import METADATA_KEY
@@ -40,7 +35,7 @@ from safeclip_guardrail.langchain._metadata import as_metadata
 from safeclip_guardrail.langchain.chat_models import _fused
 from safeclip_guardrail.langchain.chat_models._loading import LoadedLlava, load_llava
 from safeclip_guardrail.langchain.chat_models._plan import Plan, plan
-from safeclip_guardrail.langchain.chat_models._prompt import Conversation, ImageSlot, parse_messages
+from safeclip_guardrail.langchain.chat_models._prompt import Conversation, parse_messages
 from safeclip_guardrail.langchain.chat_models._streaming import StopTrimmer, TokenStreamer, cut_at_stop
 from safeclip_guardrail.result import ImageVerdict
 
@@ -278,7 +273,7 @@ class ChatLlava(BaseChatModel):
         verdicts: dict[int, ImageVerdict] = {}
         for i, slot in enumerate(conv.images):
             if slot.error is not None:
-                verdicts[i] = policy.error_verdict(slot.error, cfg, source=slot.source)
+                verdicts[i] = policy.verdict_for(slot.error, cfg, source=slot.source)
         readable = [i for i, s in enumerate(conv.images) if s.decoded is not None]
         vision: Any = None
         if readable and self._fused:
@@ -293,15 +288,13 @@ class ChatLlava(BaseChatModel):
             judged = guard.judge_batch([img for i in readable
                                         if (img := conv.images[i].part.image) is not None])
             for i, j in zip(readable, judged, strict=True):
-                verdicts[i] = _verdict(conv.images[i], j.verdict, j.error, cfg)
+                verdicts[i] = policy.verdict_for(j, cfg, source=conv.images[i].source)
         return conv, plan(conv, verdicts, cfg), vision
 
     def _prepare(self, messages: list[BaseMessage]) -> _Prepared:
         conv, decision, vision = self._guarded(messages)
         if decision is None:
             return _Prepared(self._tokenize(conv, frozenset(range(len(conv.images))), None), None)
-        if decision.action == "raise":
-            raise GuardrailViolation(decision.result)
         if decision.action == "block":
             return _Prepared({}, decision)
         if vision is None:
@@ -427,12 +420,3 @@ class ChatLlava(BaseChatModel):
             run_manager.on_llm_new_token(tail, chunk=last)
         yield last
 
-
-def _verdict(slot: ImageSlot, verdict: ImageVerdict | None,
-             error: ImageInputError | EncoderOutputError | None,
-             config: GuardConfig) -> ImageVerdict:
-    """A judgement as a verdict: ``on_error`` applied here, once (policy.error_verdict)."""
-    if verdict is not None:
-        return verdict.model_copy(update={"source": slot.source})
-    exc = error or EncoderOutputError("the image was not judged", source=slot.source)
-    return policy.error_verdict(exc, config, source=slot.source)
