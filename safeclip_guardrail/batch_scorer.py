@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from safeclip_guardrail import policy
 from safeclip_guardrail._paths import utf8_text
 from safeclip_guardrail.errors import ConfigurationError, ImageInputError
 from safeclip_guardrail.images import DecodedImage, ImageSource
@@ -218,7 +219,7 @@ class BatchScorer:
         emb = scored.embeddings
         for digest, result in scored.results.items():
             done[digest] = (result if isinstance(result, ImageVerdict)
-                            else self._scoring.error_verdict(result, source=result.source))
+                            else policy.verdict_for(result, self._scoring.config, source=result.source))
             row = scored.whole_rows[digest]
             first_frame[digest] = emb.final[row]
             if emb.penultimate is not None:
