@@ -9,7 +9,7 @@ every turn of a conversation is encoded once. It is safe to call from many threa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,7 +186,35 @@ class SafeCLIPGuard:
         re-encoded losslessly when another decoder could see other pixels).
         """
         sources = _as_sources(images)
-        descs = [describe_source(src) for src in sources]
+        opts = self.config.images
+
+        def decoded() -> Iterator[tuple[int, DecodedImage | ImageInputError, EncodedImage | None]]:
+            spent = 0  # the batch shares one max_request_pixels budget
+            for i, src in enumerate(sources):
+                try:
+                    img = self._decode(src, budget=opts.max_request_pixels - spent)
+                except ImageInputError as exc:
+                    yield i, exc, None
+                    continue
+                spent += img.pixels
+                yield i, img, forward_image(img) if forward else None
+
+        return self._judge_stream(decoded(), [describe_source(src) for src in sources],
+                                  overlap=True)
+
+    def judge_decoded(self, images: Sequence[DecodedImage], *,
+                      forwards: Sequence[EncodedImage | None] | None = None) -> list[Judgement]:
+        """:meth:`judge_batch` for images decoded elsewhere with :attr:`draft_size` (the
+        service decodes in processes it can kill); ``forwards`` fill ``Judgement.forward``."""
+        fwd = list(forwards) if forwards is not None else [None] * len(images)
+        if len(fwd) != len(images):
+            raise ConfigurationError(f"{len(fwd)} forwards for {len(images)} images")
+        return self._judge_stream(((i, img, fwd[i]) for i, img in enumerate(images)),
+                                  [img.source for img in images], overlap=False)
+
+    def _judge_stream(self, items: Iterable[tuple[int, DecodedImage | ImageInputError,
+                                                  EncodedImage | None]],
+                      descs: list[str], *, overlap: bool) -> list[Judgement]:
         out: list[Judgement] = [Judgement(None, None, None, d) for d in descs]
         opts = self.config.images
 
@@ -198,22 +226,18 @@ class SafeCLIPGuard:
         stream: ChunkStream[ImageVerdict | ImageError] = ChunkStream(
             self._score_decoded, settle, batch_size=self.config.batch_size,
             chunk_pixels=opts.chunk_pixels)
-        spent = 0
         try:
-            for i, src in enumerate(sources):
-                try:
-                    img = self._decode(src, budget=opts.max_request_pixels - spent)
-                except ImageInputError as exc:
-                    out[i] = Judgement(None, exc, source=descs[i])
+            for i, img, fwd in items:
+                if isinstance(img, ImageInputError):
+                    out[i] = Judgement(None, img, source=descs[i])
                     continue
-                spent += img.pixels
-                out[i] = Judgement(None, None, forward_image(img) if forward else None, descs[i])
+                out[i] = Judgement(None, None, fwd, descs[i])
                 earlier = stream.done.get(img.sha256)
                 known = earlier if earlier is not None else self._cache_get(img.sha256)
                 if known is not None:
                     self._settle(out, [i], known)
                 elif not stream.join(img.sha256, i):
-                    stream.add(img, i, more=i + 1 < len(sources))
+                    stream.add(img, i, more=overlap and i + 1 < len(descs))
             stream.finish()
         finally:
             stream.close()
@@ -336,12 +360,16 @@ class SafeCLIPGuard:
         mode at the encoder's input size. Raises :class:`ImageInputError`."""
         return self._decode(source)
 
-    def _decode(self, source: ImageSource, *, budget: int | None = None) -> DecodedImage:
-        opts = self.config.images
+    @property
+    def draft_size(self) -> int | None:
+        """JPEG draft size of this guard's decodes (see :func:`~.images.decode_image`)."""
         encoder = self.encoder
-        draft = encoder.input_size if opts.jpeg_draft and isinstance(encoder, ResizesTo) else None
-        return decode_image(source, opts, draft_size=draft, pixel_budget=budget,
-                            fetcher=self.fetcher)
+        ok = self.config.images.jpeg_draft and isinstance(encoder, ResizesTo)
+        return encoder.input_size if ok else None
+
+    def _decode(self, source: ImageSource, *, budget: int | None = None) -> DecodedImage:
+        return decode_image(source, self.config.images, draft_size=self.draft_size,
+                            pixel_budget=budget, fetcher=self.fetcher)
 
     def _encode(self, frames: Sequence[Any]) -> ImageEmbeddings:
         bs = self.config.batch_size
