@@ -364,8 +364,9 @@ class SafeCLIPGuard:
     def draft_size(self) -> int | None:
         """JPEG draft size of this guard's decodes (see :func:`~.images.decode_image`)."""
         encoder = self.encoder
-        ok = self.config.images.jpeg_draft and isinstance(encoder, ResizesTo)
-        return encoder.input_size if ok else None
+        if self.config.images.jpeg_draft and isinstance(encoder, ResizesTo):
+            return encoder.input_size
+        return None
 
     def _decode(self, source: ImageSource, *, budget: int | None = None) -> DecodedImage:
         return decode_image(source, self.config.images, draft_size=self.draft_size,

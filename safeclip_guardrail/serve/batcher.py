@@ -1,35 +1,44 @@
-"""Micro-batching: images of concurrent requests share encoder forwards.
+"""Micro-batching: images of concurrent requests share encoder forwards, fairly.
 
-Each request submits its images and awaits one future per image. A worker takes the first
-waiting image, keeps collecting for at most ``max_wait_ms`` (or until ``max_batch``
-images), and judges them with ONE ``guard.judge_batch`` call in a worker thread, so the
-event loop keeps accepting requests while the encoder runs, and the next batch fills up
-during the current forward (under load, batches grow by themselves; when idle, a lone
-request waits only ``max_wait_ms``).
+Each request submits its (decoded) images into its own *lane* and awaits one future per
+image. A worker waits for the first image, keeps collecting for at most ``max_wait_ms``,
+then assembles a batch **round-robin over the lanes** (one image per lane per round, the
+lanes left out last time first) and judges it with ONE call in a worker thread, so the event
+loop keeps accepting requests while the encoder runs.
 
-Isolation: ``judge_batch`` returns an error per unreadable image instead of raising, so a
-bad image fails only its own future. Should the batch call itself raise (an encoder bug,
-out of memory), every image is retried alone, so the culprit fails alone. A request that
-gave up (timeout, client gone) has its futures cancelled and its images are skipped. The
-queue is bounded: when it is full, new requests are refused at once (503) instead of
-waiting without end.
+Why lanes and slices: a batch cannot be interrupted once it runs, so what a request waits
+for is the batch in flight plus its own. Round-robin means a request with 32 images adds
+one image per round, never 32 ahead of a neighbour's one; and a batch is cut at about
+``slice_ms`` of encoder time (measured: the median seconds per frame of the last batches), so whatever a
+large request puts in flight, a neighbour waits at most about one slice for the encoder. On
+a GPU a slice holds a full ``max_batch``; on a CPU, where batching gains little, a few
+frames.
+
+Isolation: the judge returns an error per unreadable image instead of raising, so a bad
+image fails only its own future. Should the batch call itself raise (an encoder bug, out of
+memory), every image is retried alone, so the culprit fails alone. A request that gave up
+(timeout, client gone) takes its images out of its lane at once (its queue slots are free
+again). The queue is bounded: when it is full, new requests are refused at once (503).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+import statistics
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from safeclip_guardrail.errors import ConfigurationError, GuardRuntimeError
 from safeclip_guardrail.guard import Judgement
-from safeclip_guardrail.sources import EncodedImage
 
 __all__ = ["BatcherOverloaded", "BatcherStopped", "MicroBatcher"]
 
-JudgeFn = Callable[[list[EncodedImage]], list[Judgement]]
+T = TypeVar("T")
 
 
 class BatcherOverloaded(GuardRuntimeError):
@@ -40,35 +49,48 @@ class BatcherStopped(GuardRuntimeError):
     """The batcher is not running (the app is starting or shutting down)."""
 
 
-@dataclass
-class _Item:
-    image: EncodedImage
+@dataclass(eq=False)
+class _Item(Generic[T]):
+    image: T
+    cost: int
     future: asyncio.Future[Judgement]
 
 
-class MicroBatcher:
-    """Coalesce images of concurrent callers into shared ``judge`` calls.
+class MicroBatcher(Generic[T]):
+    """Coalesce images of concurrent callers into shared, fair ``judge`` calls.
 
-    ``judge`` is ``guard.judge_batch`` (or any function with its contract: one Judgement per
-    image, in order). ``on_batch(n)`` is told the size of every batch run (metrics).
+    ``judge`` has ``judge_batch``'s contract (one Judgement per image, in order); in the
+    service it is ``guard.judge_decoded``. ``cost(image)`` is the frames an image sends
+    through the encoder (default 1). ``on_batch(n)`` is told the size of every batch run.
+    ``slice_ms``: the encoder time one batch may take (None: only ``max_batch`` bounds it).
     """
 
-    def __init__(self, judge: JudgeFn, *, max_batch: int = 32, max_wait_ms: float = 5.0,
-                 max_queue: int = 4096, workers: int = 1,
-                 on_batch: Callable[[int], None] | None = None) -> None:
-        if max_batch < 1 or workers < 1 or max_queue < 1 or max_wait_ms < 0:
+    def __init__(self, judge: Callable[[list[T]], list[Judgement]], *, max_batch: int = 32,
+                 max_wait_ms: float = 5.0, max_queue: int = 4096, workers: int = 1,
+                 on_batch: Callable[[int], None] | None = None,
+                 cost: Callable[[T], int] | None = None,
+                 slice_ms: float | None = 100.0) -> None:
+        if (max_batch < 1 or workers < 1 or max_queue < 1 or max_wait_ms < 0
+                or (slice_ms is not None and slice_ms <= 0)):
             raise ConfigurationError(
-                f"MicroBatcher needs max_batch >= 1, workers >= 1, max_queue >= 1 and "
-                f"max_wait_ms >= 0; got {max_batch}, {workers}, {max_queue}, {max_wait_ms}")
+                f"MicroBatcher needs max_batch >= 1, workers >= 1, max_queue >= 1, "
+                f"max_wait_ms >= 0 and slice_ms > 0 (or None); got {max_batch}, {workers}, "
+                f"{max_queue}, {max_wait_ms}, {slice_ms}")
         self._judge = judge
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self.workers = workers
+        self.slice_s = slice_ms / 1000.0 if slice_ms is not None else None
+        self._cost = cost or (lambda _: 1)
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[_Item] | None = None
+        self._lanes: OrderedDict[Hashable, deque[_Item[T]]] = OrderedDict()
+        self._pending = 0
+        self._pending_cost = 0
+        self._arrived: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._recent: deque[float] = deque(maxlen=8)
 
     @property
     def running(self) -> bool:
@@ -77,13 +99,26 @@ class MicroBatcher:
     @property
     def pending(self) -> int:
         """Images waiting for a batch (not counting the batch being judged)."""
-        return self._queue.qsize() if self._queue is not None else 0
+        return self._pending
+
+    @property
+    def seconds_per_frame(self) -> float | None:
+        """Encoder seconds per frame: the median of the last batches (one stalled batch does
+        not shrink the next ones); None until a batch ran."""
+        return statistics.median(self._recent) if self._recent else None
+
+    def batch_cap(self) -> int:
+        """Frames the next batch may hold: ``max_batch``, or fewer to stay within a slice."""
+        per = self.seconds_per_frame
+        if self.slice_s is None or not per:
+            return self.max_batch
+        return max(1, min(self.max_batch, int(self.slice_s / per)))
 
     async def start(self) -> None:
         """Start the workers on the running event loop (the app's lifespan)."""
         if self._tasks:
             return
-        self._queue = asyncio.Queue(maxsize=self.max_queue)
+        self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=self.workers,
                                             thread_name_prefix="safeclip-batch")
         self._tasks = [asyncio.create_task(self._worker(), name=f"safeclip-batcher-{i}")
@@ -97,80 +132,137 @@ class MicroBatcher:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-        queue, self._queue = self._queue, None
-        while queue is not None and not queue.empty():
-            item = queue.get_nowait()
-            if not item.future.done():
-                item.future.set_exception(BatcherStopped("the service is shutting down"))
+        lanes, self._lanes = self._lanes, OrderedDict()
+        self._pending = self._pending_cost = 0
+        for lane in lanes.values():
+            for item in lane:
+                if not item.future.done():
+                    item.future.set_exception(BatcherStopped("the service is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    async def judge(self, images: Sequence[EncodedImage]) -> list[Judgement]:
-        """Judgements for ``images`` in order; cancelling the caller drops its images."""
-        queue = self._queue
-        if queue is None or not self._tasks:
+    async def judge(self, images: Sequence[T], *, owner: Hashable | None = None,
+                    ) -> list[Judgement]:
+        """Judgements for ``images`` in order; cancelling the caller drops its images.
+
+        ``owner``: the lane (one per request); calls with the same owner share one lane,
+        so a request that submits image by image still gets one share.
+        """
+        self.admit(len(images))
+        if self._arrived is None:  # admit() checked that the workers run
             raise BatcherStopped("the guard is not running yet (or is shutting down)")
-        if queue.qsize() + len(images) > self.max_queue:
-            raise BatcherOverloaded(
-                f"{queue.qsize()} images are waiting for the encoder (limit {self.max_queue}); "
-                "retry later or add replicas")
         loop = asyncio.get_running_loop()
-        items = [_Item(img, loop.create_future()) for img in images]
-        for item in items:
-            queue.put_nowait(item)
+        key: Hashable = owner if owner is not None else object()
+        items = [_Item(img, max(1, self._cost(img)), loop.create_future()) for img in images]
+        lane = self._lanes.setdefault(key, deque())
+        lane.extend(items)
+        self._pending += len(items)
+        self._pending_cost += sum(i.cost for i in items)
+        self._arrived.set()
         try:
             return list(await asyncio.gather(*(i.future for i in items)))
         finally:
-            for item in items:  # on cancellation: the worker skips what nobody waits for
-                if not item.future.done():
-                    item.future.cancel()
+            self._withdraw(key, [i for i in items if not i.future.done()])
+
+    def admit(self, count: int) -> None:
+        """Raise :class:`BatcherOverloaded` now if ``count`` more images would not fit (a
+        request checks before it decodes anything), :class:`BatcherStopped` if not running."""
+        if not self._tasks:
+            raise BatcherStopped("the guard is not running yet (or is shutting down)")
+        if self._pending + count > self.max_queue:
+            raise BatcherOverloaded(
+                f"{self._pending} images are waiting for the encoder (limit {self.max_queue}); "
+                "retry later or add replicas")
 
     # ------------------------------------------------------------------ internals
-    async def _collect(self, queue: asyncio.Queue[_Item]) -> list[_Item]:
-        batch = [await queue.get()]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait_s
-        while len(batch) < self.max_batch:
-            if not queue.empty():
-                batch.append(queue.get_nowait())
-                continue
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(queue.get(), remaining))
-            except TimeoutError:
-                break
-        return [item for item in batch if not item.future.done()]
+    def _withdraw(self, key: Hashable, items: list[_Item[T]]) -> None:
+        """Take a caller's unjudged images out of its lane (it gave up): slots free now."""
+        lane = self._lanes.get(key)
+        for item in items:
+            item.future.cancel()
+            if lane is not None and item in lane:
+                lane.remove(item)
+                self._pending -= 1
+                self._pending_cost -= item.cost
+        if lane is not None and not lane:
+            del self._lanes[key]
 
-    async def _worker(self) -> None:
-        queue = self._queue
-        if queue is None:  # start() creates the queue before the worker task
-            raise RuntimeError("MicroBatcher worker started before its queue")
+    def _assemble(self, cap: int) -> list[_Item[T]]:
+        """Round-robin over the lanes: one image per lane per round, up to ``cap`` frames."""
+        batch: list[_Item[T]] = []
+        frames = 0
+        while self._lanes:
+            progressed = False
+            for key in list(self._lanes):
+                lane = self._lanes[key]
+                item = lane[0]
+                if batch and frames + item.cost > cap:
+                    return batch
+                lane.popleft()
+                self._pending -= 1
+                self._pending_cost -= item.cost
+                if not lane:
+                    del self._lanes[key]
+                else:
+                    self._lanes.move_to_end(key)  # lanes left out go first next time
+                batch.append(item)
+                frames += item.cost
+                progressed = True
+            if not progressed:
+                break
+        return batch
+
+    async def _next_batch(self) -> list[_Item[T]]:
+        arrived = self._arrived
+        if arrived is None:  # start() creates it before the workers
+            raise RuntimeError("MicroBatcher worker started before start()")
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect(queue)
-            if not batch:
-                continue
+            while not self._pending:
+                arrived.clear()
+                await arrived.wait()
+            deadline = loop.time() + self.max_wait_s
+            while self._pending_cost < self.batch_cap():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), remaining)
+                except TimeoutError:
+                    break
+            batch = self._assemble(self.batch_cap())
+            if batch:
+                return batch
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._next_batch()
             if self._on_batch is not None:
                 self._on_batch(len(batch))
             images = [item.image for item in batch]
+            start = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self._executor, self._judge, images)
                 if len(results) != len(batch):
                     raise GuardRuntimeError(f"judge returned {len(results)} results for "
-                                        f"{len(batch)} images")
+                                            f"{len(batch)} images")
             except asyncio.CancelledError:
                 raise
             except Exception:  # one culprit must not fail the others: judge each alone
                 await self._one_by_one(batch)
                 continue
+            self._observe(time.perf_counter() - start, sum(i.cost for i in batch))
             for item, result in zip(batch, results, strict=True):
                 if not item.future.done():
                     item.future.set_result(result)
 
-    async def _one_by_one(self, batch: list[_Item]) -> None:
+    def _observe(self, seconds: float, frames: int) -> None:
+        self._recent.append(seconds / max(frames, 1))
+
+    async def _one_by_one(self, batch: list[_Item[T]]) -> None:
         loop = asyncio.get_running_loop()
         for item in batch:
             if item.future.done():
