@@ -128,6 +128,7 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
     app.state.metrics = metrics
     app.state.batcher = batcher
     app.state.decode_pool = pool
+    app.state.public_model_name = name
     app.state.categories = categories
 
     async def judge(request: Request, groups: list[list[MessageView]],
