@@ -12,6 +12,7 @@ from safeclip_guardrail.guard import Judgement
 from safeclip_guardrail.serve import (
     STANDARD_CATEGORIES,
     UNREADABLE_KEY,
+    BatcherOverloaded,
     BatcherStopped,
     CategoryMap,
     MicroBatcher,
@@ -87,3 +88,89 @@ def test_batcher_coalesces_and_isolates_a_crashing_image():
 def test_batcher_rejects_bad_settings():
     with pytest.raises(Exception, match="max_batch"):
         MicroBatcher(lambda images: [], max_batch=0)
+
+
+def _gated_batcher(max_batch: int, **kw: object):
+    """A batcher whose judge records each batch and waits for ``gate`` (set = run)."""
+    import threading
+
+    batches: list[list[bytes]] = []
+    gate = threading.Event()
+
+    def judge(images: list[EncodedImage]) -> list[Judgement]:
+        batches.append([i.data for i in images])
+        gate.wait(30)
+        return [_ok(i) for i in images]
+
+    return MicroBatcher(judge, max_batch=max_batch, max_wait_ms=0, **kw), batches, gate
+
+
+async def _until(cond, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        assert loop.time() < end, "condition never held"
+        await asyncio.sleep(0.005)
+
+
+def test_batches_go_round_robin_over_requests():
+    """A request with many images adds one per round: a later one-image request is in the
+    very next batch, not behind the big one."""
+    async def run() -> list[list[bytes]]:
+        b, batches, gate = _gated_batcher(4, slice_ms=None)
+        await b.start()
+        try:
+            first = asyncio.create_task(b.judge([EncodedImage(b"first")]))
+            await _until(lambda: len(batches) == 1)  # held in the encoder
+            big = asyncio.create_task(b.judge([EncodedImage(b"big%d" % i) for i in range(10)],
+                                              owner="big"))
+            await _until(lambda: b.pending == 10)
+            small = asyncio.create_task(b.judge([EncodedImage(b"small")], owner="small"))
+            await _until(lambda: b.pending == 11)
+            gate.set()
+            await asyncio.gather(first, big, small)
+            return batches
+        finally:
+            await b.stop()
+
+    batches = asyncio.run(run())
+    assert batches[1] == [b"big0", b"small", b"big1", b"big2"]
+    assert [len(x) for x in batches] == [1, 4, 4, 3]
+
+
+def test_a_batch_is_cut_at_its_time_slice():
+    b = MicroBatcher(lambda images: [_ok(i) for i in images], max_batch=32, slice_ms=100)
+    assert b.batch_cap() == 32  # nothing measured yet
+    for seconds in (0.05, 0.05, 0.05):  # 50 ms per frame: two frames fit in 100 ms
+        b._observe(seconds, 1)
+    assert b.batch_cap() == 2
+    b._observe(30.0, 1)  # one stalled batch does not shrink the next ones (median)
+    assert b.batch_cap() == 2
+    assert MicroBatcher(lambda images: [], max_batch=8, slice_ms=None).batch_cap() == 8
+
+
+def test_a_request_that_gives_up_frees_its_queue_slots_at_once():
+    async def run() -> tuple[int, int, int]:
+        b, batches, gate = _gated_batcher(1, max_queue=5, slice_ms=None)
+        await b.start()
+        try:
+            first = asyncio.create_task(b.judge([EncodedImage(b"first")]))
+            await _until(lambda: len(batches) == 1)
+            doomed = asyncio.create_task(b.judge([EncodedImage(b"d%d" % i) for i in range(4)]))
+            await _until(lambda: b.pending == 4)
+            full = b.pending
+            with pytest.raises(BatcherOverloaded):
+                b.admit(2)
+            doomed.cancel()
+            await _until(lambda: doomed.done())
+            freed = b.pending
+            b.admit(5)  # all slots free again
+            gate.set()
+            await first
+            return full, freed, len(batches)
+        finally:
+            await b.stop()
+
+    full, freed, n = asyncio.run(run())
+    assert (full, freed) == (4, 0)
+    assert n == 1  # the cancelled images never reached the encoder

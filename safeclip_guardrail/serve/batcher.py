@@ -163,7 +163,7 @@ class MicroBatcher(Generic[T]):
         try:
             return list(await asyncio.gather(*(i.future for i in items)))
         finally:
-            self._withdraw(key, [i for i in items if not i.future.done()])
+            self._withdraw(key, items)
 
     def admit(self, count: int) -> None:
         """Raise :class:`BatcherOverloaded` now if ``count`` more images would not fit (a
@@ -180,7 +180,7 @@ class MicroBatcher(Generic[T]):
         """Take a caller's unjudged images out of its lane (it gave up): slots free now."""
         lane = self._lanes.get(key)
         for item in items:
-            item.future.cancel()
+            item.future.cancel()  # no-op for the judged ones
             if lane is not None and item in lane:
                 lane.remove(item)
                 self._pending -= 1

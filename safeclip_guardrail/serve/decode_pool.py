@@ -133,6 +133,10 @@ class _Worker:
         self._lowered = False
         self.closed = False
 
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
     def ensure(self) -> None:
         if self.closed:
             raise GuardRuntimeError("the decode pool is shutting down")
@@ -234,6 +238,11 @@ class DecodePool:
     @property
     def running(self) -> bool:
         return self._threads is not None
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live decode workers (operations, tests)."""
+        return [w.pid for w in self._all if w.pid is not None]
 
     async def start(self) -> None:
         """Start the workers (idempotent; the app's lifespan, or the first request)."""
