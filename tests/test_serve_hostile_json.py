@@ -87,9 +87,9 @@ def test_every_json_route_refuses_hostile_json_with_one_log_line(server, route, 
 
 def test_a_valid_body_with_an_escaped_emoji_is_still_accepted(server):
     enc, srv = server
-    body = ('{"model": "m \\ud83d\\ude00", "input": [{"type": "text", "text": "\\u00e9"}, '
-            '{"type": "image_url", "image_url": {"url": "%s"}}]}'
-            % data_url(enc.plant_bytes("knife"))).encode()
+    url = data_url(enc.plant_bytes("knife")).encode()
+    body = (b'{"model": "m \\ud83d\\ude00", "input": [{"type": "text", "text": "\\u00e9"}, '
+            b'{"type": "image_url", "image_url": {"url": "' + url + b'"}}]}')
     r = _post(srv.url + "/v1/moderations", body)
     assert r.status_code == 200, r.text
     assert r.json()["model"] == "m \U0001F600" and r.json()["results"][0]["flagged"]
