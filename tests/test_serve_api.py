@@ -142,6 +142,11 @@ def test_guard_route_json_and_multipart(served):
     verdicts = r.json()["result"]["verdicts"]
     assert [v["category"] for v in verdicts] == ["knife", "unreadable"]
     assert "garbage" not in r.text  # no payloads echoed
+    knife = enc.plant_bytes("knife")
+    r = httpx.post(f"{srv.url}/v1/guard?forward=true", headers=hdr,
+                   files=[("image", ("a.png", knife, "image/png")),
+                          ("image", ("b.png", b"garbage", "image/png"))])
+    assert r.json()["forward"] == [data_url(knife), None]  # flagged: still its judged bytes
 
 
 def test_concurrent_requests_share_forwards_and_agree_with_sequential(served):

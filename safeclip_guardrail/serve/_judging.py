@@ -232,12 +232,17 @@ def forwarded_urls(outcome: GuardedConversation, count: int) -> list[str | None]
 
 
 def _data_urls(value: Any) -> Iterator[str]:
+    """Data URLs in a forwarded block, whatever its dialect (a base64 field with its media
+    type counts as one)."""
     stack = [value]
     while stack:
         v = stack.pop()
         if isinstance(v, str) and v[:5].lower() == "data:":
             yield v
         elif isinstance(v, Mapping):
+            b64, mime = v.get("base64", v.get("data")), v.get("mime_type", v.get("media_type"))
+            if isinstance(b64, str) and isinstance(mime, str):
+                yield f"data:{mime};base64,{b64}"
             stack.extend(v.values())
         elif isinstance(v, list):
             stack.extend(reversed(v))
