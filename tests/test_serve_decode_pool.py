@@ -138,3 +138,33 @@ def test_threads_mode_decodes_too_and_bad_settings_are_refused():
     assert asyncio.run(go()).image is not None
     with pytest.raises(Exception, match="workers"):
         DecodePool(workers=-1)
+
+
+def test_low_priority_jobs_run_niced_and_normal_jobs_never_do(tmp_path):
+    from tests._slow_decode import HOLD
+
+    def held(name: str) -> bytes:
+        return encode(noise(8, 8, seed=7)) + HOLD + str(tmp_path / name).encode()
+
+    async def nice_while_held(pool, name: str, low: bool) -> int:
+        task = asyncio.create_task(pool.decode(_job(held(name)), timeout=60, low_priority=low))
+        started = tmp_path / f"{name}.started"
+        while not started.exists():
+            await asyncio.sleep(0.01)
+        (pid,) = pool.worker_pids
+        nice = os.getpriority(os.PRIO_PROCESS, pid)
+        (tmp_path / name).touch()
+        assert (await task).image is not None
+        return nice
+
+    async def go():
+        pool = DecodePool(workers=1, decode=misbehaving)  # one process: it must be converted
+        try:
+            return ([await nice_while_held(pool, "low", True),
+                     await nice_while_held(pool, "normal", False)], pool.stats)
+        finally:
+            await pool.stop()
+
+    (low, normal), stats = asyncio.run(go())
+    assert low == 19 and normal == os.getpriority(os.PRIO_PROCESS, 0)  # as this process
+    assert stats.reniced == 1 and stats.started == 2  # a fresh process for the normal job

@@ -113,8 +113,8 @@ async def _until(cond, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.005)
 
 
-def test_batches_go_round_robin_over_requests():
-    """A request with many images adds one per round: a later one-image request is in the
+def test_batches_share_the_encoder_fairly_between_requests():
+    """A request with many images adds one per turn: a later one-image request is in the
     very next batch, not behind the big one."""
     async def run() -> list[list[bytes]]:
         b, batches, gate = _gated_batcher(4, slice_ms=None)
@@ -136,6 +136,47 @@ def test_batches_go_round_robin_over_requests():
     batches = asyncio.run(run())
     assert batches[1] == [b"big0", b"small", b"big1", b"big2"]
     assert [len(x) for x in batches] == [1, 4, 4, 3]
+
+
+def test_a_bulk_request_gets_a_quarter_share_while_others_wait_and_never_starves():
+    """After its first four frames a request is bulk (weight 1/4): two requests arriving
+    later get most of the next batches, and the bulk one still advances every turn."""
+    import threading
+
+    batches: list[list[bytes]] = []
+    permits = threading.Semaphore(0)
+
+    def judge(images: list[EncodedImage]) -> list[Judgement]:
+        batches.append([i.data for i in images])
+        permits.acquire(timeout=30)
+        return [_ok(i) for i in images]
+
+    async def run() -> None:
+        b = MicroBatcher(judge, max_batch=4, max_wait_ms=0, slice_ms=None)
+        await b.start()
+        try:
+            big = asyncio.create_task(b.judge([EncodedImage(b"big%d" % i) for i in range(16)],
+                                              owner="big"))
+            await _until(lambda: len(batches) == 1)  # big0..3 in the encoder
+            a = asyncio.create_task(b.judge([EncodedImage(b"a%d" % i) for i in range(6)],
+                                            owner="a"))
+            c = asyncio.create_task(b.judge([EncodedImage(b"c%d" % i) for i in range(6)],
+                                            owner="c"))
+            await _until(lambda: b.pending == 24)
+            for _ in range(12):
+                permits.release()
+            await asyncio.gather(big, a, c)
+            b.release("big"), b.release("a"), b.release("c")
+        finally:
+            await b.stop()
+
+    asyncio.run(run())
+    assert batches[0] == [b"big0", b"big1", b"big2", b"big3"]
+    flat = [x for batch in batches[1:] for x in batch]
+    small_done = max(flat.index(b"a5"), flat.index(b"c5"))
+    bulk_meanwhile = [x for x in flat[:small_done] if x.startswith(b"big")]
+    assert 1 <= len(bulk_meanwhile) <= 3  # about a quarter of a small request's share
+    assert len(flat) == 24 and flat[-1] == b"big15"
 
 
 def test_a_batch_is_cut_at_its_time_slice():

@@ -123,6 +123,7 @@ def zygote(control: socket.socket) -> None:
     closes ``control`` (or dies), and its workers are killed with it (``PR_SET_PDEATHSIG``).
     """
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the service, which stops us
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(control, 1 << 16, 1)

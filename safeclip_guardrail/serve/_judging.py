@@ -7,7 +7,9 @@ what the service adds is the judging step, per request:
 1. **Decode** each image in the :class:`~.decode_pool.DecodePool` (a process the service
    can kill), one image at a time, with the request's own pixel budget
    (``max_request_pixels``) and a deadline of ``decode_timeout_s`` (never past the
-   request's own); an image that overruns is unreadable, and ``on_error`` decides.
+   request's own); an image that overruns is unreadable, and ``on_error`` decides. Once a
+   request has spent ``slow_after_s`` decoding, its further decodes run at the lowest
+   CPU priority.
 2. **Encode** the decoded frames in the shared :class:`~.batcher.MicroBatcher`, in the
    request's own lane (round-robin with the other requests), with ``guard.judge_decoded``.
 3. **Give up cleanly**: at ``request_timeout_s`` (or when the client goes), the decode in
@@ -167,6 +169,7 @@ class Judging:
         opts = self.guard.config.images
         owner = object()
         budget = opts.max_request_pixels  # this request's own, whoever shares its batch
+        spent = 0.0  # seconds of decoding so far: past slow_after_s, at the lowest priority
         out: list[Judgement] = [Judgement(None, None, None, img.source) for img in images]
         queued: list[tuple[int, asyncio.Task[list[Judgement]], int]] = []
         try:
@@ -174,8 +177,10 @@ class Judging:
                 job = DecodeJob(img.data, img.source, img.mime_type, opts,
                                 self.guard.draft_size, budget)
                 left = deadline - time.monotonic()
-                reply = await self.pool.decode(job, timeout=max(
-                    0.001, min(self.limits.decode_timeout_s, left)))
+                reply = await self.pool.decode(
+                    job, timeout=max(0.001, min(self.limits.decode_timeout_s, left)),
+                    low_priority=spent > self.pool.slow_after_s)
+                spent += reply.seconds
                 self.metrics.decode_seconds.observe(reply.seconds)
                 try:
                     decoded, forward = reply.restore(job)
@@ -192,6 +197,7 @@ class Judging:
         finally:
             for _, task, _ in queued:
                 task.cancel()
+            self.batcher.release(owner)
         return out
 
     def _count(self, verdicts: list[ImageVerdict]) -> None:

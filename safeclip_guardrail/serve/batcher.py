@@ -2,17 +2,24 @@
 
 Each request submits its (decoded) images into its own *lane* and awaits one future per
 image. A worker waits for the first image, keeps collecting for at most ``max_wait_ms``,
-then assembles a batch **round-robin over the lanes** (one image per lane per round, the
-lanes left out last time first) and judges it with ONE call in a worker thread, so the event
-loop keeps accepting requests while the encoder runs.
+then assembles a batch by **weighted fair sharing** over the lanes and judges it with ONE
+call in a worker thread, so the event loop keeps accepting requests while the encoder runs.
 
-Why lanes and slices: a batch cannot be interrupted once it runs, so what a request waits
-for is the batch in flight plus its own. Round-robin means a request with 32 images adds
-one image per round, never 32 ahead of a neighbour's one; and a batch is cut at about
-``slice_ms`` of encoder time (measured: the median seconds per frame of the last batches), so whatever a
-large request puts in flight, a neighbour waits at most about one slice for the encoder. On
-a GPU a slice holds a full ``max_batch``; on a CPU, where batching gains little, a few
-frames.
+Why lanes, shares and slices: a batch cannot be interrupted once it runs, so what a request
+waits for is the batch in flight plus its own.
+
+- *Shares* (stride scheduling): each lane has a virtual time that grows by an image's
+  frames divided by the lane's weight; the batch takes, image by image, from the lane that
+  is furthest behind. A request's first ``bulk_after`` frames have weight 1; after that it
+  is a bulk request with weight ``bulk_weight`` (1/4): a request with 32 images gets a
+  quarter of a one-image request's share while both wait, and all of the encoder when
+  alone. Nobody starves: every lane's virtual time advances, so every lane comes first in
+  its turn. A lane that comes back after waiting starts at the current virtual time (no
+  credit for the time it was idle).
+- *Slices*: a batch is cut at about ``slice_ms`` of encoder time (measured: the median
+  seconds per frame of the last batches), so whatever a large request puts in flight, a
+  neighbour waits at most about one slice for the encoder. On a GPU a slice holds a full
+  ``max_batch``; on a CPU, where batching gains little, a few frames.
 
 Isolation: the judge returns an error per unreadable image instead of raising, so a bad
 image fails only its own future. Should the batch call itself raise (an encoder bug, out of
@@ -27,7 +34,7 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,6 +63,19 @@ class _Item(Generic[T]):
     future: asyncio.Future[Judgement]
 
 
+@dataclass(eq=False)
+class _Lane(Generic[T]):
+    """One request's images waiting for the encoder, and its share so far."""
+
+    order: int
+    vtime: float
+    items: deque[_Item[T]]
+    served: int = 0
+    """Frames of this lane encoded so far."""
+    kept: bool = False
+    """Kept until :meth:`MicroBatcher.release` (an ``owner`` was given)."""
+
+
 class MicroBatcher(Generic[T]):
     """Coalesce images of concurrent callers into shared, fair ``judge`` calls.
 
@@ -69,13 +89,16 @@ class MicroBatcher(Generic[T]):
                  max_wait_ms: float = 5.0, max_queue: int = 4096, workers: int = 1,
                  on_batch: Callable[[int], None] | None = None,
                  cost: Callable[[T], int] | None = None,
-                 slice_ms: float | None = 100.0) -> None:
+                 slice_ms: float | None = 100.0, bulk_after: int = 4,
+                 bulk_weight: float = 0.25) -> None:
         if (max_batch < 1 or workers < 1 or max_queue < 1 or max_wait_ms < 0
-                or (slice_ms is not None and slice_ms <= 0)):
+                or (slice_ms is not None and slice_ms <= 0) or bulk_after < 0
+                or not 0 < bulk_weight <= 1):
             raise ConfigurationError(
                 f"MicroBatcher needs max_batch >= 1, workers >= 1, max_queue >= 1, "
-                f"max_wait_ms >= 0 and slice_ms > 0 (or None); got {max_batch}, {workers}, "
-                f"{max_queue}, {max_wait_ms}, {slice_ms}")
+                f"max_wait_ms >= 0, slice_ms > 0 (or None), bulk_after >= 0 and 0 < "
+                f"bulk_weight <= 1; got {max_batch}, {workers}, {max_queue}, {max_wait_ms}, "
+                f"{slice_ms}, {bulk_after}, {bulk_weight}")
         self._judge = judge
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
@@ -84,7 +107,11 @@ class MicroBatcher(Generic[T]):
         self.slice_s = slice_ms / 1000.0 if slice_ms is not None else None
         self._cost = cost or (lambda _: 1)
         self._on_batch = on_batch
-        self._lanes: OrderedDict[Hashable, deque[_Item[T]]] = OrderedDict()
+        self.bulk_after = bulk_after
+        self.bulk_weight = bulk_weight
+        self._lanes: dict[Hashable, _Lane[T]] = {}
+        self._vtime = 0.0
+        self._order = 0
         self._pending = 0
         self._pending_cost = 0
         self._arrived: asyncio.Event | None = None
@@ -132,10 +159,10 @@ class MicroBatcher(Generic[T]):
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-        lanes, self._lanes = self._lanes, OrderedDict()
+        lanes, self._lanes = self._lanes, {}
         self._pending = self._pending_cost = 0
         for lane in lanes.values():
-            for item in lane:
+            for item in lane.items:
                 if not item.future.done():
                     item.future.set_exception(BatcherStopped("the service is shutting down"))
         if self._executor is not None:
@@ -146,17 +173,25 @@ class MicroBatcher(Generic[T]):
                     ) -> list[Judgement]:
         """Judgements for ``images`` in order; cancelling the caller drops its images.
 
-        ``owner``: the lane (one per request); calls with the same owner share one lane,
-        so a request that submits image by image still gets one share.
+        ``owner``: the lane (one per request): calls with the same owner share one lane and
+        its share so far, so a request that submits image by image is still one request;
+        call :meth:`release` when the request is done. Without an owner the call has a lane
+        of its own.
         """
         self.admit(len(images))
         if self._arrived is None:  # admit() checked that the workers run
             raise BatcherStopped("the guard is not running yet (or is shutting down)")
         loop = asyncio.get_running_loop()
         key: Hashable = owner if owner is not None else object()
+        lane = self._lanes.get(key)
+        if lane is None:
+            self._order += 1
+            lane = self._lanes[key] = _Lane(self._order, self._vtime, deque(),
+                                            kept=owner is not None)
+        elif not lane.items:  # back after a pause: no credit for the idle time
+            lane.vtime = max(lane.vtime, self._vtime)
         items = [_Item(img, max(1, self._cost(img)), loop.create_future()) for img in images]
-        lane = self._lanes.setdefault(key, deque())
-        lane.extend(items)
+        lane.items.extend(items)
         self._pending += len(items)
         self._pending_cost += sum(i.cost for i in items)
         self._arrived.set()
@@ -164,6 +199,15 @@ class MicroBatcher(Generic[T]):
             return list(await asyncio.gather(*(i.future for i in items)))
         finally:
             self._withdraw(key, items)
+
+    def release(self, owner: Hashable) -> None:
+        """Forget a request's lane (its images are judged or withdrawn)."""
+        lane = self._lanes.pop(owner, None)
+        if lane is not None:
+            for item in lane.items:
+                item.future.cancel()
+                self._pending -= 1
+                self._pending_cost -= item.cost
 
     def admit(self, count: int) -> None:
         """Raise :class:`BatcherOverloaded` now if ``count`` more images would not fit (a
@@ -181,36 +225,36 @@ class MicroBatcher(Generic[T]):
         lane = self._lanes.get(key)
         for item in items:
             item.future.cancel()  # no-op for the judged ones
-            if lane is not None and item in lane:
-                lane.remove(item)
+            if lane is not None and item in lane.items:
+                lane.items.remove(item)
                 self._pending -= 1
                 self._pending_cost -= item.cost
-        if lane is not None and not lane:
+        if lane is not None and not lane.kept and not lane.items:
             del self._lanes[key]
 
     def _assemble(self, cap: int) -> list[_Item[T]]:
-        """Round-robin over the lanes: one image per lane per round, up to ``cap`` frames."""
+        """Image by image from the lane furthest behind (weighted), up to ``cap`` frames."""
         batch: list[_Item[T]] = []
         frames = 0
-        while self._lanes:
-            progressed = False
-            for key in list(self._lanes):
-                lane = self._lanes[key]
-                item = lane[0]
-                if batch and frames + item.cost > cap:
-                    return batch
-                lane.popleft()
-                self._pending -= 1
-                self._pending_cost -= item.cost
-                if not lane:
-                    del self._lanes[key]
-                else:
-                    self._lanes.move_to_end(key)  # lanes left out go first next time
-                batch.append(item)
-                frames += item.cost
-                progressed = True
-            if not progressed:
+        waiting = [lane for lane in self._lanes.values() if lane.items]
+        while waiting:
+            lane = min(waiting, key=lambda ln: (ln.vtime, ln.order))
+            item = lane.items[0]
+            if batch and frames + item.cost > cap:
                 break
+            lane.items.popleft()
+            self._pending -= 1
+            self._pending_cost -= item.cost
+            self._vtime = max(self._vtime, lane.vtime)
+            weight = 1.0 if lane.served < self.bulk_after else self.bulk_weight
+            lane.vtime += item.cost / weight
+            lane.served += item.cost
+            if not lane.items:
+                waiting.remove(lane)
+            batch.append(item)
+            frames += item.cost
+        for key in [k for k, ln in self._lanes.items() if not ln.items and not ln.kept]:
+            del self._lanes[key]
         return batch
 
     async def _next_batch(self) -> list[_Item[T]]:

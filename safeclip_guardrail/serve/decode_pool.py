@@ -11,8 +11,10 @@ few of them starve everyone. So the service decodes in a pool of worker processe
   (fail closed by default). A request that gives up (timeout, client gone) has its job's
   worker killed the same way: nothing it started keeps running.
 - **Priority.** A job still running after ``slow_after_s`` has its worker reniced to the
-  lowest priority, and that worker is retired after the job (a process cannot raise its
-  priority again): slow inputs get what CPU the others leave.
+  lowest priority, and so do all jobs of a request that has already spent ``slow_after_s``
+  decoding: slow inputs and large requests get what CPU the others leave. A process cannot
+  raise its priority again, so a normal job never runs in a lowered worker: a fresh fork
+  takes its place.
 - **Fairness.** Workers are handed out first come, first served, and a request decodes one
   image at a time, so a request with many images never holds more than one worker.
 - **Crashes.** A worker that dies (a decoder segfault, the OOM killer) costs its image an
@@ -170,10 +172,20 @@ class _Worker:
             self._stats.reniced += 1
         self._lowered = True
 
-    def run(self, job: DecodeJob, *, timeout: float, slow_after: float,
+    @property
+    def lowered(self) -> bool:
+        return self._lowered
+
+    def run(self, job: DecodeJob, *, timeout: float, slow_after: float, low: bool,
             cancelled: threading.Event) -> DecodeReply | None:
-        """The reply, an error reply (deadline, crash), or None when cancelled."""
+        """The reply, an error reply (deadline, crash), or None when cancelled. ``low``:
+        run at the lowest priority; a normal job never runs in a lowered process (a process
+        cannot raise its priority again: a fresh one takes its place)."""
+        if self._lowered and not low:
+            self.kill()
         self.ensure()
+        if low:
+            self.lower()
         conn = self._conn
         if conn is None:  # ensure() sets it
             raise GuardRuntimeError("the decode worker did not start")
@@ -205,8 +217,6 @@ class _Worker:
             return DecodeReply(error="the decoder process died on this image (a crash or out "
                                      "of memory); the image cannot be judged",
                                source=job.source, seconds=time.monotonic() - start)
-        if self._lowered:  # it cannot get its priority back: a fresh one takes its place
-            self.replace()
         return reply
 
 
@@ -230,7 +240,8 @@ class DecodePool:
         self._zygote = _Zygote()
         self.stats = DecodePoolStats()
         self._threads_wanted = self.workers or default
-        self._idle: asyncio.Queue[_Worker] | None = None
+        self._idle: list[_Worker] = []
+        self._free: asyncio.Semaphore | None = None
         self._all: list[_Worker] = []
         self._threads: ThreadPoolExecutor | None = None
         self._starting: asyncio.Future[None] | None = None
@@ -253,16 +264,13 @@ class DecodePool:
     async def _start(self) -> None:
         threads = ThreadPoolExecutor(max_workers=self._threads_wanted,
                                      thread_name_prefix="safeclip-decode")
-        idle: asyncio.Queue[_Worker] = asyncio.Queue()
         if self.workers:
             workers = [_Worker(self._zygote, self.decode_fn, self.stats)
                        for _ in range(self.workers)]
             loop = asyncio.get_running_loop()
             await asyncio.gather(*(loop.run_in_executor(threads, w.ensure) for w in workers))
-            for w in workers:
-                idle.put_nowait(w)
-            self._all = workers
-        self._idle, self._threads = idle, threads
+            self._all, self._idle = workers, list(workers)
+        self._free, self._threads = asyncio.Semaphore(len(self._idle)), threads
 
     async def stop(self) -> None:
         """Kill every worker (jobs in flight end as cancelled)."""
@@ -278,23 +286,35 @@ class DecodePool:
         if threads is not None:
             threads.shutdown(wait=False, cancel_futures=True)
         self._zygote.close()
-        self._idle = None
+        self._idle, self._free = [], None
 
-    async def decode(self, job: DecodeJob, *, timeout: float) -> DecodeReply:
-        """Decode ``job`` within ``timeout`` seconds; cancelling the caller kills its worker."""
+    async def decode(self, job: DecodeJob, *, timeout: float,
+                     low_priority: bool = False) -> DecodeReply:
+        """Decode ``job`` within ``timeout`` seconds; cancelling the caller kills its worker.
+
+        ``low_priority``: run it at the lowest CPU priority from the start (the service asks
+        for it once a request has spent more than ``slow_after_s`` decoding).
+        """
         await self.start()
-        idle, threads = self._idle, self._threads
-        if idle is None or threads is None:
+        free, threads = self._free, self._threads
+        if free is None or threads is None:
             raise GuardRuntimeError("the decode pool is shutting down")
         self.stats.jobs += 1
         loop = asyncio.get_running_loop()
         if not self.workers:
             return await loop.run_in_executor(threads, self.decode_fn, job)
-        worker = await idle.get()
+        await free.acquire()  # first come, first served
+        worker = self._take(low_priority)
         cancelled = threading.Event()
         fut = loop.run_in_executor(threads, lambda: worker.run(
-            job, timeout=timeout, slow_after=self.slow_after_s, cancelled=cancelled))
-        fut.add_done_callback(lambda _: idle.put_nowait(worker))  # back once really free
+            job, timeout=timeout, slow_after=self.slow_after_s, low=low_priority,
+            cancelled=cancelled))
+
+        def give_back(_: object) -> None:  # once the worker is really free (or replaced)
+            self._idle.append(worker)
+            free.release()
+
+        fut.add_done_callback(give_back)
         try:
             reply = await asyncio.shield(fut)
         except asyncio.CancelledError:
@@ -303,3 +323,10 @@ class DecodePool:
         if reply is None:  # cancelled from elsewhere (stop)
             raise GuardRuntimeError("the decode pool is shutting down")
         return reply
+
+    def _take(self, low: bool) -> _Worker:
+        """An idle worker, one already at the wanted priority when there is one."""
+        for i, w in enumerate(self._idle):
+            if w.lowered == low:
+                return self._idle.pop(i)
+        return self._idle.pop(0)
