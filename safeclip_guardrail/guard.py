@@ -369,6 +369,8 @@ class SafeCLIPGuard:
         return None
 
     def _decode(self, source: ImageSource, *, budget: int | None = None) -> DecodedImage:
+        # the service's decode processes call decode_image with these same arguments
+        # (serve/_decode_worker.py); tests/test_serve_decode_pool.py checks they agree
         return decode_image(source, self.config.images, draft_size=self.draft_size,
                             pixel_budget=budget, fetcher=self.fetcher)
 
