@@ -202,10 +202,7 @@ class _Worker:
                 if now >= deadline:
                     self._stats.killed_timeout += 1
                     self.replace()
-                    return DecodeReply(error=f"decoding took longer than {timeout:.3g} s, the "
-                                             "time this service allows per image; send a "
-                                             "smaller or simpler image", source=job.source,
-                                       seconds=now - start)
+                    return _overran(job, timeout, now - start)
                 if not self._lowered and now - start >= slow_after:
                     self.lower()
                 if conn.poll(min(_POLL_S, deadline - now)):
@@ -301,8 +298,13 @@ class DecodePool:
             raise GuardRuntimeError("the decode pool is shutting down")
         self.stats.jobs += 1
         loop = asyncio.get_running_loop()
-        if not self.workers:
-            return await loop.run_in_executor(threads, self.decode_fn, job)
+        if not self.workers:  # threads: past the deadline the decode is abandoned, not stopped
+            try:
+                return await asyncio.wait_for(
+                    loop.run_in_executor(threads, self.decode_fn, job), timeout)
+            except TimeoutError:
+                self.stats.killed_timeout += 1
+                return _overran(job, timeout, timeout)
         await free.acquire()  # first come, first served
         worker = self._take(low_priority)
         cancelled = threading.Event()
@@ -330,3 +332,9 @@ class DecodePool:
             if w.lowered == low:
                 return self._idle.pop(i)
         return self._idle.pop(0)
+
+
+def _overran(job: DecodeJob, timeout: float, seconds: float) -> DecodeReply:
+    return DecodeReply(error=f"decoding took longer than {timeout:.3g} s, the time this "
+                             "service allows per image; send a smaller or simpler image",
+                       source=job.source, seconds=seconds)

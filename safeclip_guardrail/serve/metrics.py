@@ -55,6 +55,9 @@ class ServiceMetrics:
         self.decode_killed = Gauge("safeclip_decode_workers_killed",
                                    "Decode processes killed, by reason (since start).",
                                    ["reason"], registry=r)
+        self.decode_lowered = Gauge("safeclip_decode_workers_lowered",
+                                    "Decode processes moved to the lowest CPU priority.",
+                                    registry=r)
 
     def watch_pool(self, stats: DecodePoolStats) -> None:
         """Expose a decode pool's kill counts (read when ``/metrics`` is scraped)."""
@@ -62,8 +65,9 @@ class ServiceMetrics:
             return lambda: float(getattr(stats, attr))
 
         for reason, attr in (("timeout", "killed_timeout"), ("cancelled", "killed_cancelled"),
-                             ("crashed", "crashed"), ("low_priority", "reniced")):
+                             ("crashed", "crashed")):
             self.decode_killed.labels(reason).set_function(reader(attr))
+        self.decode_lowered.set_function(reader("reniced"))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
