@@ -229,3 +229,23 @@ def test_image_urls_are_fetched_through_the_served_guards_fetcher():
         (result,) = client.moderations.create(model="m", input=_parts(other)).results
         assert result.categories.model_dump(by_alias=True)["safeclip/unreadable"] is True
         assert fetcher.calls == [url]  # a host off the allowlist never reaches the fetcher
+
+
+def test_unauthenticated_callers_never_see_the_model_directory(tmp_path):
+    """/readyz (no key) and a moderation answer without ``model`` name the model publicly:
+    a guard loaded from a local directory shows its last component, never the path."""
+    enc, _ = planted_guard()
+    enc.name = str(tmp_path / "private" / "clip-tiny")  # as an encoder loaded from a dir
+    app = create_app(SafeCLIPGuard(enc), api_keys=["k"])
+
+    async def run() -> tuple[httpx.Response, httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                return (await c.get("/readyz"),
+                        await c.post("/v1/moderations", json={"input": "x"},
+                                     headers={"authorization": "Bearer k"}))
+
+    ready, moderation = asyncio.run(run())
+    assert ready.json()["model"] == moderation.json()["model"] == "safeclip-clip-tiny"
+    assert str(tmp_path) not in ready.text + moderation.text
