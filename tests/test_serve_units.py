@@ -179,15 +179,44 @@ def test_a_bulk_request_gets_a_quarter_share_while_others_wait_and_never_starves
     assert len(flat) == 24 and flat[-1] == b"big15"
 
 
-def test_a_batch_is_cut_at_its_time_slice():
+def test_bulk_images_stay_within_the_time_slice_while_interactive_requests_are_around():
+    import time as _time
+
     b = MicroBatcher(lambda images: [_ok(i) for i in images], max_batch=32, slice_ms=100)
-    assert b.batch_cap() == 32  # nothing measured yet
-    for seconds in (0.05, 0.05, 0.05):  # 50 ms per frame: two frames fit in 100 ms
+    assert b.bulk_room(32)  # nothing measured yet
+    for seconds in (0.05, 0.05, 0.05):  # 50 ms per frame
         b._observe(seconds, 1)
-    assert b.batch_cap() == 2
-    b._observe(30.0, 1)  # one stalled batch does not shrink the next ones (median)
-    assert b.batch_cap() == 2
-    assert MicroBatcher(lambda images: [], max_batch=8, slice_ms=None).batch_cap() == 8
+    assert b.bulk_room(32)  # no interactive request seen: bulk images fill whole batches
+    b._last_interactive = _time.monotonic()
+    assert b.bulk_room(2) and not b.bulk_room(3)  # two frames fit in 100 ms
+    b._observe(30.0, 1)  # one stalled batch does not change the estimate (median)
+    assert b.bulk_room(2) and not b.bulk_room(3)
+    assert MicroBatcher(lambda images: [], slice_ms=None).bulk_room(10_000)
+
+
+def test_interactive_images_fill_batches_and_bulk_ones_open_their_own():
+    """Interactive images (a request's first four frames) batch up to max_batch whatever
+    the slice; past its slice, a bulk image only opens a batch, where it keeps its turn."""
+    async def run() -> list[list[bytes]]:
+        b, batches, gate = _gated_batcher(8, slice_ms=1e-6)  # every frame is over the slice
+        await b.start()
+        try:
+            first = asyncio.create_task(b.judge([EncodedImage(b"first")]))
+            await _until(lambda: len(batches) == 1)
+            big = asyncio.create_task(b.judge([EncodedImage(b"big%d" % i) for i in range(8)],
+                                              owner="big"))
+            small = asyncio.create_task(b.judge([EncodedImage(b"s%d" % i) for i in range(4)],
+                                                owner="s"))
+            await _until(lambda: b.pending == 12)
+            gate.set()
+            await asyncio.gather(first, big, small)
+            return batches
+        finally:
+            await b.stop()
+
+    batches = asyncio.run(run())
+    assert batches[1] == [b"big0", b"s0", b"big1", b"s1", b"big2", b"s2", b"big3", b"s3"]
+    assert batches[2:] == [[b"big4"], [b"big5"], [b"big6"], [b"big7"]]
 
 
 def test_a_request_that_gives_up_frees_its_queue_slots_at_once():

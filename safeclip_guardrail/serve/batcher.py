@@ -16,10 +16,13 @@ waits for is the batch in flight plus its own.
   alone. Nobody starves: every lane's virtual time advances, so every lane comes first in
   its turn. A lane that comes back after waiting starts at the current virtual time (no
   credit for the time it was idle).
-- *Slices*: a batch is cut at about ``slice_ms`` of encoder time (measured: the median
-  seconds per frame of the last batches), so whatever a large request puts in flight, a
-  neighbour waits at most about one slice for the encoder. On a GPU a slice holds a full
-  ``max_batch``; on a CPU, where batching gains little, a few frames.
+- *Slices*: a batch takes images of interactive requests up to ``max_batch`` (batching is
+  what makes the encoder fast), but a bulk image only while the batch stays within
+  ``slice_ms`` of encoder time (measured: the median seconds per frame of the last
+  batches), or as the first image of a batch, where it keeps its turn. So whatever a large
+  request puts in flight, a neighbour waits about one slice (or one image) for the encoder.
+  With no interactive request seen for two seconds, bulk images fill whole batches again.
+  On a GPU a slice holds a full ``max_batch``; on a CPU, a few frames.
 
 Isolation: the judge returns an error per unreadable image instead of raising, so a bad
 image fails only its own future. Should the batch call itself raise (an encoder bug, out of
@@ -46,6 +49,9 @@ from safeclip_guardrail.guard import Judgement
 __all__ = ["BatcherOverloaded", "BatcherStopped", "MicroBatcher"]
 
 T = TypeVar("T")
+
+_RECENT_S = 2.0
+"""Interactive requests seen this recently keep bulk images within the time slice."""
 
 
 class BatcherOverloaded(GuardRuntimeError):
@@ -82,7 +88,8 @@ class MicroBatcher(Generic[T]):
     ``judge`` has ``judge_batch``'s contract (one Judgement per image, in order); in the
     service it is ``guard.judge_decoded``. ``cost(image)`` is the frames an image sends
     through the encoder (default 1). ``on_batch(n)`` is told the size of every batch run.
-    ``slice_ms``: the encoder time one batch may take (None: only ``max_batch`` bounds it).
+    ``slice_ms``: the encoder time a batch may take with bulk images in it while
+    interactive requests are around (None: only ``max_batch`` bounds it).
     """
 
     def __init__(self, judge: Callable[[list[T]], list[Judgement]], *, max_batch: int = 32,
@@ -112,6 +119,7 @@ class MicroBatcher(Generic[T]):
         self._lanes: dict[Hashable, _Lane[T]] = {}
         self._vtime = 0.0
         self._order = 0
+        self._last_interactive = float("-inf")
         self._pending = 0
         self._pending_cost = 0
         self._arrived: asyncio.Event | None = None
@@ -134,12 +142,16 @@ class MicroBatcher(Generic[T]):
         not shrink the next ones); None until a batch ran."""
         return statistics.median(self._recent) if self._recent else None
 
-    def batch_cap(self) -> int:
-        """Frames the next batch may hold: ``max_batch``, or fewer to stay within a slice."""
+    def bulk_room(self, frames: int) -> bool:
+        """Whether a batch of ``frames`` frames may take a bulk image (see the module doc):
+        always when no interactive request was seen for ``_RECENT_S``, else only while the
+        batch stays within the time slice."""
         per = self.seconds_per_frame
-        if self.slice_s is None or not per:
-            return self.max_batch
-        return max(1, min(self.max_batch, int(self.slice_s / per)))
+        if self.slice_s is None or per is None:
+            return True
+        if time.monotonic() - self._last_interactive > _RECENT_S:
+            return True
+        return frames * per <= self.slice_s
 
     async def start(self) -> None:
         """Start the workers on the running event loop (the app's lifespan)."""
@@ -191,6 +203,8 @@ class MicroBatcher(Generic[T]):
         elif not lane.items:  # back after a pause: no credit for the idle time
             lane.vtime = max(lane.vtime, self._vtime)
         items = [_Item(img, max(1, self._cost(img)), loop.create_future()) for img in images]
+        if lane.served < self.bulk_after:
+            self._last_interactive = time.monotonic()
         lane.items.extend(items)
         self._pending += len(items)
         self._pending_cost += sum(i.cost for i in items)
@@ -232,23 +246,28 @@ class MicroBatcher(Generic[T]):
         if lane is not None and not lane.kept and not lane.items:
             del self._lanes[key]
 
-    def _assemble(self, cap: int) -> list[_Item[T]]:
-        """Image by image from the lane furthest behind (weighted), up to ``cap`` frames."""
+    def _assemble(self) -> list[_Item[T]]:
+        """Image by image from the lane furthest behind (weighted), up to ``max_batch``
+        frames; a bulk image only while :meth:`bulk_room` allows (else it opens the next
+        batch: it keeps its turn)."""
         batch: list[_Item[T]] = []
         frames = 0
         waiting = [lane for lane in self._lanes.values() if lane.items]
         while waiting:
             lane = min(waiting, key=lambda ln: (ln.vtime, ln.order))
             item = lane.items[0]
-            if batch and frames + item.cost > cap:
+            bulk = lane.served >= self.bulk_after
+            if batch and (frames + item.cost > self.max_batch
+                          or (bulk and not self.bulk_room(frames + item.cost))):
                 break
             lane.items.popleft()
             self._pending -= 1
             self._pending_cost -= item.cost
             self._vtime = max(self._vtime, lane.vtime)
-            weight = 1.0 if lane.served < self.bulk_after else self.bulk_weight
-            lane.vtime += item.cost / weight
+            lane.vtime += item.cost / (self.bulk_weight if bulk else 1.0)
             lane.served += item.cost
+            if not bulk:
+                self._last_interactive = time.monotonic()
             if not lane.items:
                 waiting.remove(lane)
             batch.append(item)
@@ -267,7 +286,7 @@ class MicroBatcher(Generic[T]):
                 arrived.clear()
                 await arrived.wait()
             deadline = loop.time() + self.max_wait_s
-            while self._pending_cost < self.batch_cap():
+            while self._pending_cost < self.max_batch:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -276,7 +295,7 @@ class MicroBatcher(Generic[T]):
                     await asyncio.wait_for(arrived.wait(), remaining)
                 except TimeoutError:
                     break
-            batch = self._assemble(self.batch_cap())
+            batch = self._assemble()
             if batch:
                 return batch
 
