@@ -168,21 +168,3 @@ def test_low_priority_jobs_run_niced_and_normal_jobs_never_do(tmp_path):
     (low, normal), stats = asyncio.run(go())
     assert low == 19 and normal == os.getpriority(os.PRIO_PROCESS, 0)  # as this process
     assert stats.reniced == 1 and stats.started == 2  # a fresh process for the normal job
-
-
-def test_threads_mode_abandons_a_decode_past_its_deadline(tmp_path):
-    from tests._slow_decode import HOLD
-
-    gate = tmp_path / "go"
-
-    async def go():
-        pool = DecodePool(workers=0, decode=misbehaving)
-        try:
-            return await pool.decode(_job(encode(noise(8, 8, seed=9)) + HOLD
-                                          + str(gate).encode()), timeout=0.3)
-        finally:
-            gate.touch()  # the abandoned thread ends too (a thread cannot be killed)
-            await pool.stop()
-
-    reply = asyncio.run(go())
-    assert reply.image is None and "longer than 0.3 s" in (reply.error or "")

@@ -221,8 +221,9 @@ class DecodePool:
     """``await pool.decode(job, timeout=...)`` in one of ``workers`` killable processes.
 
     ``decode`` is what a worker runs per job (a module-level function; the default is the
-    guard's decode). ``workers=0`` decodes in threads of this process instead: no isolation
-    (an overrunning decode cannot be stopped), for hosts that cannot start processes.
+    guard's decode). ``workers=0`` decodes in threads of this process instead, for hosts
+    that cannot start processes: no isolation (an overrunning decode cannot be stopped, so
+    ``timeout`` does not apply there; only the request's own timeout ends the wait).
     """
 
     def __init__(self, *, workers: int | None = None, slow_after_s: float = 0.25,
@@ -298,13 +299,9 @@ class DecodePool:
             raise GuardRuntimeError("the decode pool is shutting down")
         self.stats.jobs += 1
         loop = asyncio.get_running_loop()
-        if not self.workers:  # threads: past the deadline the decode is abandoned, not stopped
-            try:
-                return await asyncio.wait_for(
-                    loop.run_in_executor(threads, self.decode_fn, job), timeout)
-            except TimeoutError:
-                self.stats.killed_timeout += 1
-                return _overran(job, timeout, timeout)
+        if not self.workers:  # threads: no deadline (abandoning a decode would not stop it,
+            # and its thread would be lost to the requests after it)
+            return await loop.run_in_executor(threads, self.decode_fn, job)
         await free.acquire()  # first come, first served
         worker = self._take(low_priority)
         cancelled = threading.Event()
