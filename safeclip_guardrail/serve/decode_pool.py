@@ -15,8 +15,10 @@ few of them starve everyone. So the service decodes in a pool of worker processe
   decoding: slow inputs and large requests get what CPU the others leave. A process cannot
   raise its priority again, so a normal job never runs in a lowered worker: a fresh fork
   takes its place.
-- **Fairness.** Workers are handed out first come, first served, and a request decodes one
-  image at a time, so a request with many images never holds more than one worker.
+- **Fairness.** Workers are handed out first come, first served; a request decodes one
+  image at a time, so a request with many images never holds more than one worker; and
+  low-priority jobs (slow requests) never hold more than half of the workers, so a quick
+  image always finds one soon.
 - **Crashes.** A worker that dies (a decoder segfault, the OOM killer) costs its image an
   error and is replaced.
 
@@ -228,7 +230,7 @@ class DecodePool:
 
     def __init__(self, *, workers: int | None = None, slow_after_s: float = 0.25,
                  decode: DecodeFn = decode_job) -> None:
-        default = min(8, (os.cpu_count() or 1) + 2)
+        default = min(32, 2 * (os.cpu_count() or 1) + 4)  # idle ones cost only memory
         self.workers = default if workers is None else workers
         if self.workers < 0 or slow_after_s <= 0:
             raise ConfigurationError(f"DecodePool needs workers >= 0 and slow_after_s > 0; got "
@@ -240,6 +242,7 @@ class DecodePool:
         self._threads_wanted = self.workers or default
         self._idle: list[_Worker] = []
         self._free: asyncio.Semaphore | None = None
+        self._low: asyncio.Semaphore | None = None  # low-priority jobs: half the workers
         self._all: list[_Worker] = []
         self._threads: ThreadPoolExecutor | None = None
         self._starting: asyncio.Future[None] | None = None
@@ -269,6 +272,7 @@ class DecodePool:
             await asyncio.gather(*(loop.run_in_executor(threads, w.ensure) for w in workers))
             self._all, self._idle = workers, list(workers)
         self._free, self._threads = asyncio.Semaphore(len(self._idle)), threads
+        self._low = asyncio.Semaphore(max(1, len(self._idle) // 2))
 
     async def stop(self) -> None:
         """Kill every worker (jobs in flight end as cancelled)."""
@@ -284,7 +288,7 @@ class DecodePool:
         if threads is not None:
             threads.shutdown(wait=False, cancel_futures=True)
         self._zygote.close()
-        self._idle, self._free = [], None
+        self._idle, self._free, self._low = [], None, None
 
     async def decode(self, job: DecodeJob, *, timeout: float,
                      low_priority: bool = False) -> DecodeReply:
@@ -294,14 +298,22 @@ class DecodePool:
         for it once a request has spent more than ``slow_after_s`` decoding).
         """
         await self.start()
-        free, threads = self._free, self._threads
-        if free is None or threads is None:
+        free, low, threads = self._free, self._low, self._threads
+        if free is None or low is None or threads is None:
             raise GuardRuntimeError("the decode pool is shutting down")
         self.stats.jobs += 1
         loop = asyncio.get_running_loop()
         if not self.workers:  # threads: no deadline (abandoning a decode would not stop it,
             # and its thread would be lost to the requests after it)
             return await loop.run_in_executor(threads, self.decode_fn, job)
+        if not low_priority:
+            return await self._run(job, timeout, free, threads, low_priority=False)
+        async with low:  # slow requests never hold more than half the workers
+            return await self._run(job, timeout, free, threads, low_priority=True)
+
+    async def _run(self, job: DecodeJob, timeout: float, free: asyncio.Semaphore,
+                   threads: ThreadPoolExecutor, *, low_priority: bool) -> DecodeReply:
+        loop = asyncio.get_running_loop()
         await free.acquire()  # first come, first served
         worker = self._take(low_priority)
         cancelled = threading.Event()
