@@ -7,6 +7,7 @@ traceback (``RecursionError``); every case below is refused before anything walk
 from __future__ import annotations
 
 import logging
+import time
 
 import httpx
 import pytest
@@ -57,6 +58,17 @@ def _openai_error(r: httpx.Response, status: int) -> dict:
     return err
 
 
+def _records_after_the_answer(caplog) -> list[logging.LogRecord]:
+    """The server logs a request once its answer is sent: wait for that line (or a second)."""
+    for _ in range(200):
+        records = [r for r in caplog.records if r.name.startswith("safeclip_guardrail")]
+        if records:
+            time.sleep(0.02)  # anything else it would log comes with it
+            return [r for r in caplog.records if r.name.startswith("safeclip_guardrail")]
+        time.sleep(0.01)
+    return []
+
+
 def _post(url: str, body: bytes) -> httpx.Response:
     return httpx.post(url, content=body, headers={"content-type": "application/json"},
                       timeout=60)
@@ -70,7 +82,7 @@ def test_every_json_route_refuses_hostile_json_with_one_log_line(server, route, 
         caplog.clear()
         err = _openai_error(_post(srv.url + route, body), 400)
         assert err["code"] == "invalid_json", (name, err)
-        records = [r for r in caplog.records if r.name.startswith("safeclip_guardrail")]
+        records = _records_after_the_answer(caplog)
         assert [r.name for r in records] == ["safeclip_guardrail.serve.access"], name
         assert '"status": 400' in records[0].getMessage()
     for name, body in SCHEMA.items():
