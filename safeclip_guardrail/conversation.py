@@ -10,13 +10,14 @@ conversations given go through ONE ``guard.judge_batch`` call (one encoder forwa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from safeclip_guardrail import policy
 from safeclip_guardrail.config import GuardConfig
-from safeclip_guardrail.errors import SafeCLIPError
+from safeclip_guardrail.errors import ConfigurationError, SafeCLIPError
 from safeclip_guardrail.extraction import (
     ImagePart,
     MessageView,
@@ -29,6 +30,7 @@ from safeclip_guardrail.result import GuardResult
 
 if TYPE_CHECKING:
     from safeclip_guardrail.guard import Judgement, SafeCLIPGuard
+    from safeclip_guardrail.sources import EncodedImage
 
 __all__ = [
     "GuardedConversation",
@@ -69,36 +71,38 @@ class GuardedConversation(policy.Decision):
 
 def guard_conversations(guard: SafeCLIPGuard, conversations: Sequence[Sequence[MessageView]], *,
                         config: GuardConfig | None = None, skip_roles: Collection[str] = (),
+                        judge: Callable[[list[EncodedImage]], Sequence[Judgement]] | None = None,
                         ) -> list[GuardedConversation | SafeCLIPError]:
     """Guard many conversations with one guard batch; errors come back in place.
 
     ``config`` sets the intervention (mode, policy, on_error, texts); scoring and image
-    limits are the guard's own.
+    limits are the guard's own. ``judge``: the judging step, with ``judge_batch``'s contract
+    (one :class:`~safeclip_guardrail.guard.Judgement` per image, in order, forward bytes
+    set); default ``guard.judge_batch(images, forward=True)``.
     """
-    cfg = config or guard.config
-    found = [find_image_parts(conv, options=guard.config.images, skip_roles=skip_roles,
-                              fetcher=guard.fetcher)
-             for conv in conversations]
+    found = _find(guard, conversations, skip_roles)
     readable = [p.image for parts in found for p in parts if p.image is not None]
-    judgements = iter(guard.judge_batch(readable, forward=True) if readable else [])
-    outcomes: list[GuardedConversation | SafeCLIPError] = []
-    for conv, parts in zip(conversations, found, strict=True):
-        mine = [(p, next(judgements) if p.image is not None else None) for p in parts]
-        try:
-            outcomes.append(_outcome(list(conv), mine, cfg))
-        except SafeCLIPError as exc:
-            outcomes.append(exc)
-    return outcomes
+    step = judge or functools.partial(guard.judge_batch, forward=True)
+    return _outcomes(conversations, found, step(readable) if readable else [],
+                     config or guard.config)
 
 
 async def aguard_conversations(guard: SafeCLIPGuard,
                                conversations: Sequence[Sequence[MessageView]], *,
                                config: GuardConfig | None = None,
                                skip_roles: Collection[str] = (),
+                               judge: Callable[[list[EncodedImage]],
+                                               Awaitable[Sequence[Judgement]]] | None = None,
                                ) -> list[GuardedConversation | SafeCLIPError]:
-    """Async :func:`guard_conversations` (reading, fetching and encoding in a worker thread)."""
-    return await asyncio.to_thread(guard_conversations, guard, conversations, config=config,
-                                   skip_roles=skip_roles)
+    """Async :func:`guard_conversations`: finding (and fetching) in a worker thread, then
+    ``await judge(images)`` (default: ``guard.judge_batch`` in a worker thread)."""
+    if judge is None:
+        return await asyncio.to_thread(guard_conversations, guard, conversations,
+                                       config=config, skip_roles=skip_roles)
+    found = await asyncio.to_thread(_find, guard, conversations, skip_roles)
+    readable = [p.image for parts in found for p in parts if p.image is not None]
+    return _outcomes(conversations, found, await judge(readable) if readable else [],
+                     config or guard.config)
 
 
 def guard_dict_messages(guard: SafeCLIPGuard, messages: Sequence[Mapping[str, Any]], *,
@@ -116,6 +120,31 @@ def guard_dict_messages(guard: SafeCLIPGuard, messages: Sequence[Mapping[str, An
 
 
 # ---------------------------------------------------------------------- internals
+def _find(guard: SafeCLIPGuard, conversations: Sequence[Sequence[MessageView]],
+          skip_roles: Collection[str]) -> list[list[ImagePart]]:
+    return [find_image_parts(conv, options=guard.config.images, skip_roles=skip_roles,
+                             fetcher=guard.fetcher)
+            for conv in conversations]
+
+
+def _outcomes(conversations: Sequence[Sequence[MessageView]], found: list[list[ImagePart]],
+              judged: Sequence[Judgement], config: GuardConfig,
+              ) -> list[GuardedConversation | SafeCLIPError]:
+    readable = sum(p.image is not None for parts in found for p in parts)
+    if len(judged) != readable:
+        raise ConfigurationError(f"the judging step returned {len(judged)} judgements for "
+                                 f"{readable} images; it must return one per image, in order")
+    judgements = iter(judged)
+    outcomes: list[GuardedConversation | SafeCLIPError] = []
+    for conv, parts in zip(conversations, found, strict=True):
+        mine = [(p, next(judgements) if p.image is not None else None) for p in parts]
+        try:
+            outcomes.append(_outcome(list(conv), mine, config))
+        except SafeCLIPError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
 def _outcome(conv: list[MessageView], parts: list[tuple[ImagePart, Judgement | None]],
              config: GuardConfig) -> GuardedConversation:
     verdicts = [policy.verdict_for(part.error if part.error is not None else judgement, config)

@@ -11,7 +11,7 @@ conversation is encoded once. It is safe to call from many threads.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,7 +196,46 @@ class SafeCLIPGuard:
         re-encoded losslessly when another decoder could see other pixels).
         """
         sources = _as_sources(images)
-        descs = [describe_source(src) for src in sources]
+        opts = self.config.images
+
+        def planned() -> Iterator[tuple[int, ViewedImage | ImageInputError, EncodedImage | None]]:
+            spent = 0  # the batch shares one max_request_pixels budget: decodes and views
+            for i, src in enumerate(sources):
+                left = opts.max_request_pixels - spent
+                try:
+                    item = self.views_of(self._decode(src, budget=left, full=forward),
+                                         budget=left)
+                except ImageInputError as exc:
+                    yield i, exc, None
+                    continue
+                spent += item.pixels
+                yield i, item, forward_image(item.image) if forward else None
+
+        return self._judge_stream(planned(), [describe_source(src) for src in sources],
+                                  overlap=True)
+
+    def judge_decoded(self, images: Sequence[DecodedImage], *,
+                      forwards: Sequence[EncodedImage | None] | None = None) -> list[Judgement]:
+        """:meth:`judge_batch` for images decoded elsewhere with :meth:`draft_for` (the
+        service decodes in processes it can kill, each request within its own pixel budget);
+        ``forwards`` fill ``Judgement.forward``. Views are planned here; their pixels are
+        bounded per frame (``max_tiles`` views of the encoder's input size)."""
+        fwd = list(forwards) if forwards is not None else [None] * len(images)
+        if len(fwd) != len(images):
+            raise ConfigurationError(f"{len(fwd)} forwards for {len(images)} images")
+
+        def planned() -> Iterator[tuple[int, ViewedImage | ImageInputError, EncodedImage | None]]:
+            for i, img in enumerate(images):
+                try:
+                    yield i, self.views_of(img), fwd[i]
+                except ImageInputError as exc:
+                    yield i, exc, None
+
+        return self._judge_stream(planned(), [img.source for img in images], overlap=False)
+
+    def _judge_stream(self, items: Iterable[tuple[int, ViewedImage | ImageInputError,
+                                                  EncodedImage | None]],
+                      descs: list[str], *, overlap: bool) -> list[Judgement]:
         out: list[Judgement] = [Judgement(None, None, None, d) for d in descs]
         opts = self.config.images
 
@@ -208,25 +247,19 @@ class SafeCLIPGuard:
         stream: ChunkStream[ViewedImage, ImageVerdict | ImageError] = ChunkStream(
             self._score_decoded, settle, batch_size=self.config.batch_size,
             chunk_pixels=opts.chunk_pixels)
-        spent = 0
         try:
-            for i, src in enumerate(sources):
-                try:
-                    item = self.views_of(self._decode(src, budget=opts.max_request_pixels - spent,
-                                                     full=forward),
-                                        budget=opts.max_request_pixels - spent)
-                except ImageInputError as exc:
-                    out[i] = Judgement(None, exc, source=descs[i])
+            for i, item, fwd in items:
+                if isinstance(item, ImageInputError):
+                    out[i] = Judgement(None, item, source=descs[i])
                     continue
                 img = item.image
-                spent += item.pixels
-                out[i] = Judgement(None, None, forward_image(img) if forward else None, descs[i])
+                out[i] = Judgement(None, None, fwd, descs[i])
                 earlier = stream.done.get(img.sha256)
                 known = earlier if earlier is not None else self._cache_get(img.sha256)
                 if known is not None:
                     self._settle(out, [i], known)
                 elif not stream.join(img.sha256, i):
-                    stream.add(item, i, more=i + 1 < len(sources))
+                    stream.add(item, i, more=overlap and i + 1 < len(descs))
             stream.finish()
         finally:
             stream.close()
@@ -343,16 +376,20 @@ class SafeCLIPGuard:
         mode at the encoder's input size. Raises :class:`ImageInputError`."""
         return self._decode(source)
 
+    def draft_for(self, *, forward: bool = False) -> int | None:
+        """JPEG draft size of this guard's decodes (see :func:`~.images.decode_image`): the
+        encoder's input size, or None (every pixel) when the picture is to be forwarded, since
+        what is forwarded is rebuilt from what was judged. The service's decode processes use
+        it too, so a picture is read the same way in and out of the service."""
+        encoder = self.encoder
+        if forward or not self.config.images.jpeg_draft or not isinstance(encoder, ResizesTo):
+            return None
+        return encoder.input_size
+
     def _decode(self, source: ImageSource, *, budget: int | None = None,
                 full: bool = False) -> DecodedImage:
-        """``full``: every pixel, no JPEG draft: what is forwarded is rebuilt from what was
-        judged, so a picture to forward is judged at its full size."""
-        opts = self.config.images
-        encoder = self.encoder
-        draft = encoder.input_size if (opts.jpeg_draft and not full
-                                       and isinstance(encoder, ResizesTo)) else None
-        return decode_image(source, opts, draft_size=draft, pixel_budget=budget,
-                            fetcher=self.fetcher)
+        return decode_image(source, self.config.images, draft_size=self.draft_for(forward=full),
+                            pixel_budget=budget, fetcher=self.fetcher)
 
     def views_of(self, img: DecodedImage, *, budget: int | None = None) -> ViewedImage:
         """``img`` with the views it is judged as planned (sizes only), as this guard plans

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -43,6 +42,34 @@ def test_serve_refuses_a_public_address_without_a_key(capsys, monkeypatch):
 
 @pytest.mark.enable_socket
 @pytest.mark.allow_hosts(LOOPBACK)
+def test_serve_on_a_busy_port_fails_in_one_line_before_the_model_loads(capsys, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        missing = tmp_path / "no-such-model"  # were it loaded first, this would be the error
+        assert cli_main(["serve", "--port", str(port), "--model", str(missing)]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "already in use" in err and f":{port}" in err, err
+    assert "serving on" not in out + err and "Traceback" not in err and "model" not in err
+
+
+def test_the_public_model_name_never_shows_a_local_path(tmp_path):
+    from safeclip_guardrail.serve.app import public_model_name
+
+    assert public_model_name("llava-1.5") == "safeclip-llava-1.5"
+    assert public_model_name("openai/clip-vit-large-patch14-336") == (
+        "safeclip-openai/clip-vit-large-patch14-336")
+    for local in (str(tmp_path / "clip-tiny"), "./models/clip", "~/clip", "C:\\models\\clip",
+                  f"open_clip:local-dir:{tmp_path}/oc"):
+        shown = public_model_name(local)
+        assert "/" not in shown and "\\" not in shown and str(tmp_path) not in shown, shown
+    (tmp_path / "relative").mkdir()
+    assert "/" not in public_model_name(str(tmp_path / "relative"))
+
+
+@pytest.mark.enable_socket
+@pytest.mark.allow_hosts(LOOPBACK)
 def test_recipe_flags_through_the_openai_sdk():
     recipe = _recipe()
     planted = PlantedEncoder(ConceptBank.default())
@@ -69,22 +96,25 @@ def test_safeclip_serve_process_on_a_tiny_clip(tiny_clip_dir, tmp_path):
          "--log-level", "warning"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "safeclip serve did not become ready"
-            time.sleep(0.2)
+        assert proc.stderr is not None
+        lines = [proc.stderr.readline().decode()]  # the banner: once the socket listens
+        while not lines[-1].startswith("safeclip: serving") and lines[-1] and len(lines) < 50:
+            lines.append(proc.stderr.readline().decode())
+        banner = lines[-1]
+        assert banner.startswith("safeclip: serving safeclip-") and f":{port} " in banner, banner
+        assert str(tiny_clip_dir) not in banner and str(tmp_path) not in banner
+        ready = httpx.get(f"{url}/readyz", timeout=10)  # no retry: it listens already
+        assert ready.status_code == 200 and "/" not in ready.json()["model"]
         image = data_url(encode(noise(64, 48, seed=3)))
         for key in ("flag-key", "env-key-1", "env-key-2"):
             client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
             (result,) = client.moderations.create(model="m", input=[
                 {"type": "image_url", "image_url": {"url": image}}]).results
             assert result.category_applied_input_types.violence == ["image"]
+        plain = httpx.post(f"{url}/v1/moderations", json={"input": "x"},
+                           headers={"authorization": "Bearer flag-key"}, timeout=30)
+        assert plain.json()["model"] == ready.json()["model"]  # no `model`: the public name
+        assert str(tiny_clip_dir) not in plain.text + ready.text
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"{url}/v1", api_key="nope", max_retries=0).moderations.create(
                 model="m", input="x")

@@ -73,13 +73,19 @@ def test_too_many_images_400(served):
     assert err["code"] == "too_many_images" and "4" in err["message"]
 
 
-def test_too_many_pixels_400(served):
-    _, srv = served
+def test_too_many_pixels_is_an_unreadable_verdict_checked_once_by_the_decoder(served):
+    """max_pixels is the decoder's limit (one check, on every surface): the image is
+    unreadable and on_error decides (fail closed), the other image is judged."""
+    enc, srv = served
     buf = io.BytesIO()
     Image.new("RGB", (300, 300)).save(buf, "PNG")
-    body = {"images": [data_url(buf.getvalue())]}
-    err = _error(httpx.post(f"{srv.url}/v1/guard", json=body, headers=HDR), 400)
-    assert err["code"] == "image_too_large" and "300x300" in err["message"]
+    body = {"images": [data_url(buf.getvalue()), data_url(enc.plant_bytes("gun"))]}
+    r = httpx.post(f"{srv.url}/v1/guard", json=body, headers=HDR)
+    assert r.status_code == 200, r.text
+    big, gun = r.json()["result"]["verdicts"]
+    assert big["flagged"] and big["category"] == "unreadable"
+    assert "300x300" in big["error"] and "40000" in big["error"]
+    assert gun["category"] == "gun" and gun["error"] is None
 
 
 def test_garbage_image_flagged_unreadable(served):

@@ -3,14 +3,17 @@
 API keys come from ``--api-key`` (repeatable) and from the ``SAFECLIP_API_KEYS``
 environment variable (comma-separated); with none, the service is open, which is only
 acceptable on loopback, so binding another address without a key is refused unless
-``--allow-no-auth`` says it is intended.
+``--allow-no-auth`` says it is intended. The address is bound before the model loads (a
+busy port is a one-line error, exit 2), and "serving on" is printed once it listens.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 import sys
 from typing import Any
 
@@ -46,6 +49,9 @@ def register(sub: Any) -> None:
                    help="longest wait for more images before an encoder forward (default 5)")
     p.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
                    help="seconds a request may wait for its verdicts (default 30)")
+    p.add_argument("--decode-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds one image may take to decode before its decoder process is "
+                        "killed and the image counts as unreadable (default 10)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_guard_options(p)
     add_ray_options(p)
@@ -63,7 +69,7 @@ def api_keys(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     check_ray_options(args)
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (checked here: the server starts in _serve)
 
         from safeclip_guardrail.serve import create_app
     except ImportError as exc:
@@ -75,21 +81,74 @@ def run(args: argparse.Namespace) -> int:
                        "(or set SAFECLIP_API_KEYS), or --allow-no-auth if that is intended")
     if not 0 < args.port < 65536:
         raise CliError(f"--port must be between 1 and 65535, got {args.port}")
-    if args.max_images < 1 or args.max_body_mb <= 0 or args.request_timeout <= 0:
-        raise CliError("--max-images, --max-body-mb and --request-timeout must be positive")
-    if args.engine == "ray":  # the replicas load the model, not this process
+    if (args.max_images < 1 or args.max_body_mb <= 0 or args.request_timeout <= 0
+            or args.decode_timeout <= 0):
+        raise CliError("--max-images, --max-body-mb, --request-timeout and --decode-timeout "
+                       "must be positive")
+    sock = bind(args.host, args.port)  # before the model loads: a busy port is a usage error
+    if args.engine == "ray":  # the replicas load the model, and Ray binds the port itself
+        sock.close()
         return serve_on_ray(args, api_keys=keys, app_options={
             "max_images": args.max_images, "max_body_bytes": int(args.max_body_mb * 1024 * 1024),
             "max_wait_ms": args.max_wait_ms, "request_timeout_s": args.request_timeout})
-    guard = guard_from_args(args)
-    if args.on_error:
-        guard = guard.with_options(on_error=args.on_error)
-    app = create_app(guard, api_keys=keys, max_images=args.max_images,
-                     max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-                     max_wait_ms=args.max_wait_ms, request_timeout_s=args.request_timeout)
-    logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
-    print(f"safeclip: serving {guard.model_name} on http://{args.host}:{args.port} "
-          f"({'API keys required' if keys else 'no API key'})", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=False)
+    with sock:
+        guard = guard_from_args(args)
+        if args.on_error:
+            guard = guard.with_options(on_error=args.on_error)
+        app = create_app(guard, api_keys=keys, max_images=args.max_images,
+                         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+                         max_wait_ms=args.max_wait_ms, request_timeout_s=args.request_timeout,
+                         decode_timeout_s=args.decode_timeout)
+        logging.basicConfig(level=args.log_level.upper(), format="%(message)s",
+                            stream=sys.stderr)
+        banner = (f"safeclip: serving {app.state.public_model_name} on "
+                  f"http://{_shown(args.host)}:{args.port} "
+                  f"({'API keys required' if keys else 'no API key'})")
+        _serve(app, sock, banner=banner, log_level=args.log_level)
     return 0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (listening starts with the server), or a one-line
+    :class:`CliError` saying why the address cannot be used."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise CliError(f"cannot serve on {host!r}: the address does not resolve ({exc}); pass "
+                       "--host with an address of this machine") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        where = f"{_shown(host)}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(f"cannot serve on {where}: the port is already in use; stop what "
+                           "listens there or pass another --port") from None
+        if exc.errno == errno.EACCES:
+            raise CliError(f"cannot serve on {where}: permission denied (ports below 1024 "
+                           "need privileges); pass another --port") from None
+        raise CliError(f"cannot serve on {where}: {exc.strerror or exc}; pass --host with an "
+                       "address of this machine") from None
+    return sock
+
+
+def _serve(app: Any, sock: socket.socket, *, banner: str, log_level: str) -> None:
+    """Run uvicorn on ``sock``; ``banner`` is printed once the socket listens, not before."""
+    import uvicorn
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                print(banner, file=sys.stderr, flush=True)
+
+    config = uvicorn.Config(app, log_level="debug" if log_level == "debug" else "warning",
+                            access_log=False)
+    AnnouncingServer(config).run(sockets=[sock])
+
+
+def _shown(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -3,7 +3,9 @@
 ``POST /v1/moderations`` answers in OpenAI's omni-moderation schema, ``POST
 /beta/litellm_basic_guardrail_api`` in LiteLLM's Generic Guardrail API, ``POST /v1/guard``
 with our own GuardResult; ``/healthz``, ``/readyz``, ``/metrics`` for operations. Images of
-concurrent requests share encoder forwards (:class:`MicroBatcher`). See docs/serve.md.
+concurrent requests share encoder forwards (:class:`MicroBatcher`, round-robin over
+requests); images are decoded in processes that are killed when they overrun their budget
+(:class:`DecodePool`). See docs/serve.md.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from safeclip_guardrail.serve.categories import (  # noqa: E402
     UNREADABLE_KEY,
     CategoryMap,
 )
+from safeclip_guardrail.serve.decode_pool import DecodePool  # noqa: E402
 
 __all__ = [
     "API_KEYS_ENV",
@@ -36,6 +39,7 @@ __all__ = [
     "BatcherOverloaded",
     "BatcherStopped",
     "CategoryMap",
+    "DecodePool",
     "MicroBatcher",
     "create_app",
 ]

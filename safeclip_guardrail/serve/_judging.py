@@ -1,157 +1,255 @@
-"""From request content to verdicts: the extraction layer, the limits, the batcher, on_error.
+"""From request content to verdicts, each request within its own budgets.
 
-Every image a route receives goes through :func:`~safeclip_guardrail.extraction.find_image_parts`
-(the one parser), is judged by the shared :class:`MicroBatcher`, and gets its verdict from
-:mod:`safeclip_guardrail.policy` (``on_error`` applied exactly once).
+Every route goes through :func:`~safeclip_guardrail.conversation.aguard_conversations`, the
+path every other surface takes (find every image part, judge, ``on_error`` exactly once);
+what the service adds is the judging step, per request:
+
+1. **Decode** each image in the :class:`~.decode_pool.DecodePool` (a process the service
+   can kill), one image at a time, with the request's own pixel budget
+   (``max_request_pixels``) and a deadline of ``decode_timeout_s`` (never past the
+   request's own); an image that overruns is unreadable, and ``on_error`` decides. Once a
+   request has spent ``slow_after_s`` decoding, its further decodes run at the lowest
+   CPU priority.
+2. **Encode** the decoded frames in the shared :class:`~.batcher.MicroBatcher`, in the
+   request's own lane (round-robin with the other requests), with ``guard.judge_decoded``.
+3. **Give up cleanly**: at ``request_timeout_s`` (or when the client goes), the decode in
+   flight is killed, the request's images leave the batcher's queue, and URL fetches still
+   to come are refused (:class:`DeadlineFetcher`), so nothing it started keeps running.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import contextvars
 import logging
-import warnings
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from PIL import Image
-
-from safeclip_guardrail import policy
-from safeclip_guardrail.config import GuardConfig
-from safeclip_guardrail.errors import EncoderOutputError, ImageInputError
-from safeclip_guardrail.extraction import ImagePart, MessageView, find_image_parts
-from safeclip_guardrail.guard import Judgement
+from safeclip_guardrail.conversation import GuardedConversation, aguard_conversations
+from safeclip_guardrail.errors import ImageInputError, SafeCLIPError
+from safeclip_guardrail.extraction import MessageView
+from safeclip_guardrail.guard import Judgement, SafeCLIPGuard
+from safeclip_guardrail.images import DecodedImage
 from safeclip_guardrail.result import ImageVerdict
+from safeclip_guardrail.serve._decode_worker import DecodeJob
 from safeclip_guardrail.serve._errors import ServiceError
 from safeclip_guardrail.serve.batcher import BatcherOverloaded, BatcherStopped, MicroBatcher
+from safeclip_guardrail.serve.decode_pool import DecodePool
 from safeclip_guardrail.serve.metrics import ServiceMetrics
 from safeclip_guardrail.sources import EncodedImage, ImageFetcher
 
-__all__ = ["Judged", "Limits", "judge_groups", "judge_images"]
+__all__ = ["DeadlineFetcher", "Decoded", "Judging", "Limits", "forwarded_urls", "judge_decoded"]
 
 log = logging.getLogger("safeclip_guardrail.serve")
-
-_PIL_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
 
 
 @dataclass(frozen=True)
 class Limits:
     max_images: int
-    max_pixels: int
     request_timeout_s: float
+    decode_timeout_s: float
 
 
 @dataclass(frozen=True)
-class Judged:
-    """One image of a request: its verdict (``on_error`` applied) and what was judged."""
+class Decoded:
+    """One decoded image waiting for the encoder, and the bytes to forward after it."""
 
-    verdict: ImageVerdict
-    judgement: Judgement | None
-
-
-async def judge_groups(groups: Sequence[Sequence[MessageView]], *, config: GuardConfig,
-                       batcher: MicroBatcher, limits: Limits, metrics: ServiceMetrics,
-                       fetcher: ImageFetcher | None = None) -> list[list[Judged]]:
-    """Verdicts for every image of every group (a group: the messages of one result).
-    Allowed image URLs are fetched with ``fetcher`` (the served guard's)."""
-    found = await asyncio.to_thread(_find, groups, config, limits, fetcher)
-    flat: list[ImagePart] = [p for parts in found for p in parts]
-    judged = await _judge_parts(flat, config=config, batcher=batcher, limits=limits,
-                                metrics=metrics)
-    out: list[list[Judged]] = []
-    k = 0
-    for parts in found:
-        out.append(judged[k:k + len(parts)])
-        k += len(parts)
-    return out
+    image: DecodedImage
+    forward: EncodedImage | None
 
 
-async def judge_images(images: Sequence[EncodedImage], *, config: GuardConfig,
-                       batcher: MicroBatcher, limits: Limits, metrics: ServiceMetrics,
-                       ) -> list[Judged]:
-    """Verdicts for uploaded image bytes (multipart): no message content to parse."""
-    _check_count(len(images), limits)
-    await asyncio.to_thread(_check_pixels, list(images), limits)
-    parts = [ImagePart(0, ("upload", i), "raw", img) for i, img in enumerate(images)]
-    return await _judge_parts(parts, config=config, batcher=batcher, limits=limits,
-                              metrics=metrics)
+@dataclass
+class _Budget:
+    deadline: float
+    """``time.monotonic()`` by which the request must have its verdicts."""
+    cancelled: threading.Event
 
 
-# ---------------------------------------------------------------------- internals
-def _find(groups: Sequence[Sequence[MessageView]], config: GuardConfig,
-          limits: Limits, fetcher: ImageFetcher | None) -> list[list[ImagePart]]:
-    found = [find_image_parts(list(g), options=config.images, fetcher=fetcher) for g in groups]
-    _check_count(sum(len(p) for p in found), limits)
-    _check_pixels([p.image for parts in found for p in parts if p.image is not None], limits)
-    return found
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "safeclip_request_budget", default=None)
 
 
-def _check_count(n: int, limits: Limits) -> None:
-    if n > limits.max_images:
-        raise ServiceError(400, f"the request holds {n} images, over the limit of "
-                           f"{limits.max_images} per request; split it into several requests",
-                           code="too_many_images")
+class DeadlineFetcher:
+    """The served guard's fetcher: a URL is fetched only within its request's time budget.
+
+    The request's deadline travels in a context variable (``asyncio.to_thread`` copies it
+    into the thread that finds and fetches), so a request that timed out stops fetching,
+    and each fetch gets at most the time its request has left.
+    """
+
+    def __init__(self, inner: ImageFetcher) -> None:
+        self.inner = inner
+
+    def fetch(self, url: str, options: Any) -> bytes:
+        budget = _budget.get()
+        if budget is None:
+            return self.inner.fetch(url, options)
+        left = budget.deadline - time.monotonic()
+        if budget.cancelled.is_set() or left <= 0:
+            raise ImageInputError("the request's time budget ran out before this image URL "
+                                  "was fetched", source="<url>")
+        return self.inner.fetch(url, options.model_copy(
+            update={"url_timeout": min(options.url_timeout, left)}))
 
 
-def _check_pixels(images: Sequence[EncodedImage], limits: Limits) -> None:
-    """Refuse (400) an image whose header declares more pixels than allowed; nothing decoded."""
-    for i, img in enumerate(images):
+class Judging:
+    """The service's judging step (one per app), shared by every route."""
+
+    def __init__(self, guard: SafeCLIPGuard, *, pool: DecodePool,
+                 batcher: MicroBatcher[Decoded], limits: Limits,
+                 metrics: ServiceMetrics) -> None:
+        self.guard = guard
+        self.pool = pool
+        self.batcher = batcher
+        self.limits = limits
+        self.metrics = metrics
+        # the service reports verdicts and forwards every judged image (the caller's policy
+        # decides); unreadable images are never forwarded, whatever the mode
+        self._report = guard.config.replace(mode="annotate", policy={"unreadable": "annotate"})
+
+    async def start(self) -> None:
+        await self.pool.start()
+        await self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        await self.pool.stop()
+
+    async def conversations(self, groups: Sequence[Sequence[MessageView]],
+                            ) -> list[GuardedConversation]:
+        """One outcome per group (the messages of one result), within ``request_timeout_s``."""
+        if not self.batcher.running or not self.pool.running:  # hosts without the lifespan
+            await self.start()
+        budget = _Budget(time.monotonic() + self.limits.request_timeout_s, threading.Event())
+        token = _budget.set(budget)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with Image.open(io.BytesIO(img.data), formats=_PIL_FORMATS) as opened:
-                    w, h = opened.size
-        except Exception:  # not an image we can size: the guard reads it (and fails closed)
-            continue
-        if w * h > limits.max_pixels:
-            raise ServiceError(400, f"image {i} is {w}x{h} = {w * h} pixels, over the limit of "
-                               f"{limits.max_pixels} pixels per image; send a smaller image",
-                               code="image_too_large")
-
-
-async def _judge_parts(parts: Sequence[ImagePart], *, config: GuardConfig,
-                       batcher: MicroBatcher, limits: Limits, metrics: ServiceMetrics,
-                       ) -> list[Judged]:
-    readable = [p.image for p in parts if p.image is not None]
-    judgements: list[Judgement] = []
-    if readable:
-        try:
-            judgements = await asyncio.wait_for(batcher.judge(readable), limits.request_timeout_s)
+            outcomes = await asyncio.wait_for(self._guard(groups, budget),
+                                              self.limits.request_timeout_s)
         except TimeoutError:
             raise ServiceError(504, f"the images were not judged within "
-                               f"{limits.request_timeout_s:g} s; the service is overloaded, "
-                               "retry later", type="timeout", code="timeout") from None
-        except (BatcherOverloaded, BatcherStopped, ServiceError):
+                               f"{self.limits.request_timeout_s:g} s; send fewer or smaller "
+                               "images, or retry later", type="timeout",
+                               code="timeout") from None
+        except (ServiceError, BatcherOverloaded, BatcherStopped):
             raise
         except Exception as exc:  # the encoder failed on this request's images alone
             log.error("judging failed: %s: %s", type(exc).__name__, exc)
             raise ServiceError(500, "the guard failed on an image of this request; see the "
                                "server log", type="server_error", code="guard_error") from None
-    it = iter(judgements)
-    out: list[Judged] = []
-    for part in parts:
-        judgement = next(it) if part.image is not None else None
-        out.append(Judged(_verdict(part, judgement, config), judgement))
-    metrics.images.inc(len(out))
-    for j in out:
-        if j.verdict.error is not None:
-            metrics.unreadable.inc()
-        if j.verdict.flagged:
-            metrics.flagged.labels(j.verdict.category or "unreadable").inc()
+        finally:
+            budget.cancelled.set()
+            _budget.reset(token)
+        out: list[GuardedConversation] = []
+        for outcome in outcomes:
+            if isinstance(outcome, SafeCLIPError):  # on_error="raise"
+                raise ServiceError(400, f"an image could not be judged: {outcome}",
+                                   code="unreadable_image")
+            out.append(outcome)
+        self._count([v for o in out for v in o.result.verdicts])
+        return out
+
+    async def _guard(self, groups: Sequence[Sequence[MessageView]], budget: _Budget,
+                     ) -> list[GuardedConversation | SafeCLIPError]:
+        async def judge(images: list[EncodedImage]) -> list[Judgement]:
+            return await self.judge(images, deadline=budget.deadline)
+
+        return await aguard_conversations(self.guard, groups, config=self._report, judge=judge)
+
+    async def judge(self, images: Sequence[EncodedImage], *, deadline: float,
+                    ) -> list[Judgement]:
+        """One request's images: decoded one by one in the pool, encoded in its own lane."""
+        if len(images) > self.limits.max_images:
+            raise ServiceError(400, f"the request holds {len(images)} images, over the limit "
+                               f"of {self.limits.max_images} per request; split it into "
+                               "several requests", code="too_many_images")
+        self.batcher.admit(len(images))
+        opts = self.guard.config.images
+        owner = object()
+        budget = opts.max_request_pixels  # this request's own, whoever shares its batch
+        spent = 0.0  # seconds of decoding so far: past slow_after_s, at the lowest priority
+        out: list[Judgement] = [Judgement(None, None, None, img.source) for img in images]
+        queued: list[tuple[int, asyncio.Task[list[Judgement]], int]] = []
+        try:
+            for i, img in enumerate(images):
+                job = DecodeJob(img.data, img.source, img.mime_type, opts,
+                                self.guard.draft_for(forward=True), budget)
+                left = deadline - time.monotonic()
+                reply = await self.pool.decode(
+                    job, timeout=max(0.001, min(self.limits.decode_timeout_s, left)),
+                    low_priority=spent > self.pool.slow_after_s)
+                spent += reply.seconds
+                self.metrics.decode_seconds.observe(reply.seconds)
+                try:
+                    decoded, forward = reply.restore(job)
+                except ImageInputError as exc:
+                    out[i] = Judgement(None, exc, None, img.source)
+                    continue
+                budget -= decoded.pixels
+                held = sum(f.width * f.height for f in decoded.frames)
+                task = asyncio.create_task(
+                    self.batcher.judge([Decoded(decoded, forward)], owner=owner))
+                queued.append((i, task, held))
+                await _drain(queued, out, opts.chunk_pixels)  # decoded pixels held: bounded
+            await _drain(queued, out, 0)
+        finally:
+            for _, task, _ in queued:
+                task.cancel()
+            self.batcher.release(owner)
+        return out
+
+    def _count(self, verdicts: list[ImageVerdict]) -> None:
+        self.metrics.images.inc(len(verdicts))
+        for v in verdicts:
+            if v.error is not None:
+                self.metrics.unreadable.inc()
+            if v.flagged:
+                self.metrics.flagged.labels(v.category or "unreadable").inc()
+
+
+async def _drain(queued: list[tuple[int, asyncio.Task[list[Judgement]], int]],
+                 out: list[Judgement], limit: int) -> None:
+    """Collect the oldest results until at most ``limit`` decoded pixels wait."""
+    while queued and (limit <= 0 or sum(h for _, _, h in queued) > limit):
+        i, task, _ = queued.pop(0)
+        (out[i],) = await task
+
+
+def judge_decoded(guard: SafeCLIPGuard) -> Callable[[list[Decoded]], list[Judgement]]:
+    """The batcher's judge: ``guard.judge_decoded`` over a batch of :class:`Decoded`."""
+    def run(batch: list[Decoded]) -> list[Judgement]:
+        return guard.judge_decoded([d.image for d in batch],
+                                   forwards=[d.forward for d in batch])
+    return run
+
+
+def forwarded_urls(outcome: GuardedConversation, count: int) -> list[str | None]:
+    """Per image of a one-message ``/v1/guard`` request: the judged bytes as a data URL (the
+    canonical block the guard forwards), or None for an image that was not forwarded."""
+    content = outcome.messages[0].content if outcome.messages else []
+    blocks = list(content) if isinstance(content, list) else []
+    out: list[str | None] = []
+    for k in range(count):
+        block = blocks[k] if k < len(blocks) else None
+        out.append(next(_data_urls(block), None))
     return out
 
 
-def _verdict(part: ImagePart, judgement: Judgement | None, config: GuardConfig) -> ImageVerdict:
-    error: ImageInputError | EncoderOutputError | None = part.error
-    if error is None and judgement is not None:
-        if judgement.verdict is not None:
-            return judgement.verdict
-        error = judgement.error
-    if error is None:
-        error = EncoderOutputError("the image was not judged", source=part.image.source
-                                   if part.image is not None else None)
-    try:
-        return policy.error_verdict(error, config, source=error.source)
-    except (ImageInputError, EncoderOutputError) as exc:  # on_error="raise"
-        raise ServiceError(400, f"an image could not be judged: {exc}",
-                           code="unreadable_image") from None
+def _data_urls(value: Any) -> Iterator[str]:
+    """Data URLs in a forwarded block, whatever its dialect (a base64 field with its media
+    type counts as one)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str) and v[:5].lower() == "data:":
+            yield v
+        elif isinstance(v, Mapping):
+            b64, mime = v.get("base64", v.get("data")), v.get("mime_type", v.get("media_type"))
+            if isinstance(b64, str) and isinstance(mime, str):
+                yield f"data:{mime};base64,{b64}"
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(reversed(v))
+

@@ -12,11 +12,13 @@ lets another runtime (Ray Serve, several apps in one process) host it unchanged.
 
 from __future__ import annotations
 
-import json
+import base64
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import PurePath
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -24,15 +26,26 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from safeclip_guardrail import policy
+from safeclip_guardrail.conversation import GuardedConversation
 from safeclip_guardrail.extraction import MessageView, view_of_dict
 from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.result import GuardResult
+from safeclip_guardrail.serve._body import parse_json
 from safeclip_guardrail.serve._errors import ServiceError, error_body
-from safeclip_guardrail.serve._judging import Judged, Limits, judge_groups, judge_images
+from safeclip_guardrail.serve._judging import (
+    DeadlineFetcher,
+    Decoded,
+    Judging,
+    Limits,
+    forwarded_urls,
+    judge_decoded,
+)
 from safeclip_guardrail.serve.batcher import BatcherOverloaded, BatcherStopped, MicroBatcher
 from safeclip_guardrail.serve.categories import CategoryMap
+from safeclip_guardrail.serve.decode_pool import DecodePool
 from safeclip_guardrail.serve.metrics import CountingEncoder, ServiceMetrics
 from safeclip_guardrail.serve.middleware import GuardMiddleware
 from safeclip_guardrail.serve.schemas import (
@@ -44,9 +57,8 @@ from safeclip_guardrail.serve.schemas import (
     ModerationResponse,
     ModerationResult,
 )
-from safeclip_guardrail.sources import EncodedImage, from_bytes, to_data_url
 
-__all__ = ["API_KEYS_ENV", "create_app"]
+__all__ = ["API_KEYS_ENV", "create_app", "public_model_name"]
 
 API_KEYS_ENV = "SAFECLIP_API_KEYS"
 """Environment variable with API keys, separated by commas (read by ``safeclip serve``)."""
@@ -62,52 +74,67 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
                max_pixels: int | None = None, request_timeout_s: float = 30.0,
                body_timeout_s: float = 30.0, max_batch: int | None = None,
                max_wait_ms: float = 5.0, max_queue: int = 4096, workers: int = 1,
-               model_name: str | None = None) -> FastAPI:
+               model_name: str | None = None, decode_timeout_s: float = 10.0,
+               decode_workers: int | None = None, decode_pool: DecodePool | None = None,
+               slice_ms: float | None = 100.0) -> FastAPI:
     """An app serving ``guard``.
 
     ``api_keys``: when given (non-empty), every route but ``/healthz`` and ``/readyz`` needs
     one of them (``Authorization: Bearer`` or ``x-api-key``). ``category_map``: bank class
     -> moderation key (default :data:`~safeclip_guardrail.serve.categories.DEFAULT_CATEGORY_MAP`).
-    ``max_batch`` (default the guard's ``batch_size``) and ``max_wait_ms`` shape the
-    micro-batches; ``max_queue`` images may wait before requests get 503.
+    ``max_pixels``: per image (default the guard's ``ImageOptions.max_pixels``); each request
+    also has its own ``max_request_pixels`` and ``request_timeout_s``.
+
+    Decoding runs in ``decode_workers`` processes (default: a few per core) that are killed
+    when an image takes longer than ``decode_timeout_s`` (``decode_pool`` to pass your own;
+    ``decode_workers=0`` decodes in threads, without that guarantee). ``max_batch`` (default
+    the guard's ``batch_size``), ``max_wait_ms`` and ``slice_ms`` (encoder time per batch)
+    shape the micro-batches; ``max_queue`` images may wait before requests get 503.
     """
     keys = [k for k in (api_keys or ()) if k]
     metrics = ServiceMetrics()
-    served = SafeCLIPGuard(CountingEncoder(guard.encoder, metrics), config=guard.config,
-                           text_embeddings=guard.text_embeddings, fetcher=guard.fetcher)
+    config = guard.config
+    if max_pixels is not None:  # one pixel limit, checked once: by the decoder
+        config = config.replace(images=config.images.model_copy(update={"max_pixels": max_pixels}))
+    served = SafeCLIPGuard(CountingEncoder(guard.encoder, metrics), config=config,
+                           text_embeddings=guard.text_embeddings,
+                           fetcher=DeadlineFetcher(guard.fetcher))
     categories = CategoryMap(served.bank, category_map)
     if categories.ignored:
         log.warning("category map names classes the bank does not have: %s", categories.ignored)
-    limits = Limits(max_images=max_images,
-                    max_pixels=max_pixels or guard.config.images.max_pixels,
-                    request_timeout_s=request_timeout_s)
-    batcher = MicroBatcher(lambda imgs: served.judge_batch(imgs, forward=True),
-                           max_batch=max_batch or guard.config.batch_size,
-                           max_wait_ms=max_wait_ms, max_queue=max_queue, workers=workers,
-                           on_batch=metrics.batch_size.observe)
-    name = model_name or f"safeclip-{guard.model_name}"
+    pool = decode_pool or DecodePool(workers=decode_workers)
+    metrics.watch_pool(pool.stats)
+    batcher: MicroBatcher[Decoded] = MicroBatcher(
+        judge_decoded(served), max_batch=max_batch or guard.config.batch_size,
+        max_wait_ms=max_wait_ms, max_queue=max_queue, workers=workers,
+        on_batch=metrics.batch_size.observe, cost=lambda d: len(d.image.frames),
+        slice_ms=slice_ms)
+    judging = Judging(served, pool=pool, batcher=batcher, metrics=metrics,
+                      limits=Limits(max_images=max_images, request_timeout_s=request_timeout_s,
+                                    decode_timeout_s=decode_timeout_s))
+    name = model_name or public_model_name(guard.model_name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await batcher.start()
+        await judging.start()
         try:
             yield
         finally:
-            await batcher.stop()
+            await judging.stop()
 
     app = FastAPI(title="SafeCLIP guard", version=_version(), lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     app.state.guard = served
     app.state.metrics = metrics
     app.state.batcher = batcher
+    app.state.decode_pool = pool
+    app.state.public_model_name = name
     app.state.categories = categories
 
-    async def judge(request: Request, groups: list[list[MessageView]]) -> list[list[Judged]]:
-        if not batcher.running:  # hosts that do not run the app's lifespan
-            await batcher.start()
-        out = await judge_groups(groups, config=served.config, batcher=batcher, limits=limits,
-                                 metrics=metrics, fetcher=served.fetcher)
-        request.state.images = sum(len(g) for g in out)
+    async def judge(request: Request, groups: list[list[MessageView]],
+                    ) -> list[GuardedConversation]:
+        out = await judging.conversations(groups)
+        request.state.images = sum(len(o.result.verdicts) for o in out)
         return out
 
     @app.post("/v1/moderations", response_model=ModerationResponse,
@@ -116,10 +143,9 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
     @app.post("/moderations", include_in_schema=False)
     async def moderations(request: Request) -> ModerationResponse:
         body = _parse(await _json(request), ModerationRequest)
-        groups = _moderation_groups(body.input)
         results = []
-        for judged in await judge(request, groups):
-            s = categories.scores([j.verdict for j in judged])
+        for outcome in await judge(request, _moderation_groups(body.input)):
+            s = categories.scores(list(outcome.result.verdicts))
             results.append(ModerationResult(
                 flagged=s.flagged, categories=s.categories, category_scores=s.category_scores,
                 category_applied_input_types=s.category_applied_input_types))
@@ -132,8 +158,8 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
         views = [MessageView("user", [{"type": "image_url", "image_url": {"url": s}}
                                       for s in body.images or []])]
         views += [view_of_dict(m) for m in body.structured_messages or []]
-        (judged,) = await judge(request, [views])
-        result = GuardResult(verdicts=[j.verdict for j in judged])
+        (outcome,) = await judge(request, [views])
+        result = GuardResult(verdicts=list(outcome.result.verdicts))
         if not result.flagged:
             return GenericGuardrailResponse(action="NONE")
         reason = policy.refusal_text(served.config, result.categories)
@@ -142,28 +168,17 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
     @app.post("/v1/guard", response_model=GuardResponse)
     async def guard_route(request: Request) -> GuardResponse:
         ctype = request.headers.get("content-type", "")
-        forward = False
         if ctype.startswith("multipart/form-data"):
-            if not batcher.running:
-                await batcher.start()
-            images = await _uploads(request, max_images)
-            judged = await judge_images(images, config=served.config, batcher=batcher,
-                                        limits=limits, metrics=metrics)
-            request.state.images = len(judged)
+            blocks = await _uploads(request, max_images)
             forward = request.query_params.get("forward", "") in ("1", "true")
         else:
             body = _parse(await _json(request), GuardRequest)
             forward = body.forward
-            views = [MessageView("user", [{"type": "image_url", "image_url": {"url": s}}
-                                          for s in body.images])]
-            (judged,) = await judge(request, [views])
-        verdicts = [j.verdict for j in judged]
+            blocks = [{"type": "image_url", "image_url": {"url": s}} for s in body.images]
+        (outcome,) = await judge(request, [[MessageView("user", blocks)]])
+        verdicts = list(outcome.result.verdicts)
         action = policy.strongest_action([policy.action_for(v, served.config) for v in verdicts])
-        fwd = None
-        if forward:
-            fwd = [to_data_url(j.judgement.forward) if j.judgement is not None and
-                   j.judgement.forward is not None and j.verdict.error is None else None
-                   for j in judged]
+        fwd = forwarded_urls(outcome, len(blocks)) if forward else None
         return GuardResponse(result=GuardResult(verdicts=verdicts, action=action), forward=fwd)
 
     @app.get("/healthz")
@@ -172,8 +187,8 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        ready = batcher.running and served.text_embeddings.shape[0] > 0
-        body = {"ready": ready, "model": guard.model_name,
+        ready = batcher.running and pool.running and served.text_embeddings.shape[0] > 0
+        body = {"ready": ready, "model": name,
                 "classes": [c.name for c in served.bank.classes],
                 "descriptors": int(served.text_embeddings.shape[0])}
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -188,6 +203,16 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
     return app
 
 
+def public_model_name(model: str) -> str:
+    """The model's name as unauthenticated callers see it: an alias or hub id as is, a local
+    directory by its last component only (never a server path)."""
+    spec = model.removeprefix("open_clip:local-dir:")
+    local = (spec != model or spec.startswith(("/", "~", ".")) or "\\" in spec
+             or spec.count("/") > 1 or os.path.isdir(spec))
+    shown = (PurePath(spec.replace("\\", "/")).name or "local") if local else model
+    return f"safeclip-{shown}"
+
+
 # ---------------------------------------------------------------------- helpers
 _MODERATIONS_DESCRIPTION = (
     "Judges the images of `input` only. Text is never judged: a text part, or a string input, "
@@ -200,11 +225,7 @@ async def _json(request: Request) -> Any:
     if ctype != "application/json":
         raise ServiceError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}",
                            code="unsupported_media_type")
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ServiceError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    return parse_json(await request.body())
 
 
 def _parse(data: Any, model: type[M]) -> M:
@@ -230,7 +251,8 @@ def _moderation_groups(value: Any) -> list[list[MessageView]]:
     return [[MessageView("user", parts)]]
 
 
-async def _uploads(request: Request, max_images: int) -> list[EncodedImage]:
+async def _uploads(request: Request, max_images: int) -> list[dict[str, Any]]:
+    """The uploaded files as image blocks (the extraction layer reads them like any other)."""
     try:
         form = await request.form(max_files=max_images + 1, max_fields=max_images + 16)
     except Exception as exc:
@@ -241,10 +263,9 @@ async def _uploads(request: Request, max_images: int) -> list[EncodedImage]:
     out = []
     for i, f in enumerate(files):
         data = await f.read()
-        label = f"<upload {i}, {len(data)} bytes>"
         if not data:
             raise ServiceError(400, f"upload {i} ({f.filename!r}) is empty")
-        out.append(from_bytes(data, source=label))
+        out.append({"type": "image", "base64": base64.b64encode(data).decode("ascii")})
     return out
 
 
@@ -260,6 +281,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(str(exc), type="server_error", code="overloaded"),
                             status_code=503, headers={"retry-after": "1"})
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return JSONResponse(error_body(f"{request.method} {_route(request)}: {exc.detail}",
+                                       code=code), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         rid = getattr(request.state, "request_id", "?")
@@ -267,6 +295,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(f"internal error (request {rid}); see the server log",
                                        type="server_error", code="internal_error"),
                             status_code=500)
+
+
+def _route(request: Request) -> str:
+    path = request.url.path
+    return path if len(path) <= 80 and path.isprintable() else "this path"
 
 
 def _version() -> str:

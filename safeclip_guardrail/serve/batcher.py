@@ -1,35 +1,57 @@
-"""Micro-batching: images of concurrent requests share encoder forwards.
+"""Micro-batching: images of concurrent requests share encoder forwards, fairly.
 
-Each request submits its images and awaits one future per image. A worker takes the first
-waiting image, keeps collecting for at most ``max_wait_ms`` (or until ``max_batch``
-images), and judges them with ONE ``guard.judge_batch`` call in a worker thread, so the
-event loop keeps accepting requests while the encoder runs, and the next batch fills up
-during the current forward (under load, batches grow by themselves; when idle, a lone
-request waits only ``max_wait_ms``).
+Each request submits its (decoded) images into its own *lane* and awaits one future per
+image. A worker waits for the first image, keeps collecting for at most ``max_wait_ms``,
+then assembles a batch by **weighted fair sharing** over the lanes and judges it with ONE
+call in a worker thread, so the event loop keeps accepting requests while the encoder runs.
 
-Isolation: ``judge_batch`` returns an error per unreadable image instead of raising, so a
-bad image fails only its own future. Should the batch call itself raise (an encoder bug,
-out of memory), every image is retried alone, so the culprit fails alone. A request that
-gave up (timeout, client gone) has its futures cancelled and its images are skipped. The
-queue is bounded: when it is full, new requests are refused at once (503) instead of
-waiting without end.
+Why lanes, shares and slices: a batch cannot be interrupted once it runs, so what a request
+waits for is the batch in flight plus its own.
+
+- *Shares* (stride scheduling): each lane has a virtual time that grows by an image's
+  frames divided by the lane's weight; the batch takes, image by image, from the lane that
+  is furthest behind. A request's first ``bulk_after`` frames have weight 1; after that it
+  is a bulk request with weight ``bulk_weight`` (1/4): a request with 32 images gets a
+  quarter of a one-image request's share while both wait, and all of the encoder when
+  alone. Nobody starves: every lane's virtual time advances, so every lane comes first in
+  its turn. A lane that comes back after waiting starts at the current virtual time (no
+  credit for the time it was idle).
+- *Slices*: a batch takes images of interactive requests up to ``max_batch`` (batching is
+  what makes the encoder fast), but a bulk image only while the batch stays within
+  ``slice_ms`` of encoder time (measured: the median seconds per frame of the last
+  batches), or as the first image of a batch, where it keeps its turn. So whatever a large
+  request puts in flight, a neighbour waits about one slice (or one image) for the encoder.
+  With no interactive request seen for two seconds, bulk images fill whole batches again.
+  On a GPU a slice holds a full ``max_batch``; on a CPU, a few frames.
+
+Isolation: the judge returns an error per unreadable image instead of raising, so a bad
+image fails only its own future. Should the batch call itself raise (an encoder bug, out of
+memory), every image is retried alone, so the culprit fails alone. A request that gave up
+(timeout, client gone) takes its images out of its lane at once (its queue slots are free
+again). The queue is bounded: when it is full, new requests are refused at once (503).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from safeclip_guardrail.errors import ConfigurationError, GuardRuntimeError
 from safeclip_guardrail.guard import Judgement
-from safeclip_guardrail.sources import EncodedImage
 
 __all__ = ["BatcherOverloaded", "BatcherStopped", "MicroBatcher"]
 
-JudgeFn = Callable[[list[EncodedImage]], list[Judgement]]
+T = TypeVar("T")
+
+_RECENT_S = 2.0
+"""Interactive requests seen this recently keep bulk images within the time slice."""
 
 
 class BatcherOverloaded(GuardRuntimeError):
@@ -40,35 +62,70 @@ class BatcherStopped(GuardRuntimeError):
     """The batcher is not running (the app is starting or shutting down)."""
 
 
-@dataclass
-class _Item:
-    image: EncodedImage
+@dataclass(eq=False)
+class _Item(Generic[T]):
+    image: T
+    cost: int
     future: asyncio.Future[Judgement]
 
 
-class MicroBatcher:
-    """Coalesce images of concurrent callers into shared ``judge`` calls.
+@dataclass(eq=False)
+class _Lane(Generic[T]):
+    """One request's images waiting for the encoder, and its share so far."""
 
-    ``judge`` is ``guard.judge_batch`` (or any function with its contract: one Judgement per
-    image, in order). ``on_batch(n)`` is told the size of every batch run (metrics).
+    order: int
+    vtime: float
+    items: deque[_Item[T]]
+    served: int = 0
+    """Frames of this lane encoded so far."""
+    kept: bool = False
+    """Kept until :meth:`MicroBatcher.release` (an ``owner`` was given)."""
+
+
+class MicroBatcher(Generic[T]):
+    """Coalesce images of concurrent callers into shared, fair ``judge`` calls.
+
+    ``judge`` has ``judge_batch``'s contract (one Judgement per image, in order); in the
+    service it is ``guard.judge_decoded``. ``cost(image)`` is the frames an image sends
+    through the encoder (default 1). ``on_batch(n)`` is told the size of every batch run.
+    ``slice_ms``: the encoder time a batch may take with bulk images in it while
+    interactive requests are around (None: only ``max_batch`` bounds it).
     """
 
-    def __init__(self, judge: JudgeFn, *, max_batch: int = 32, max_wait_ms: float = 5.0,
-                 max_queue: int = 4096, workers: int = 1,
-                 on_batch: Callable[[int], None] | None = None) -> None:
-        if max_batch < 1 or workers < 1 or max_queue < 1 or max_wait_ms < 0:
+    def __init__(self, judge: Callable[[list[T]], list[Judgement]], *, max_batch: int = 32,
+                 max_wait_ms: float = 5.0, max_queue: int = 4096, workers: int = 1,
+                 on_batch: Callable[[int], None] | None = None,
+                 cost: Callable[[T], int] | None = None,
+                 slice_ms: float | None = 100.0, bulk_after: int = 4,
+                 bulk_weight: float = 0.25) -> None:
+        if (max_batch < 1 or workers < 1 or max_queue < 1 or max_wait_ms < 0
+                or (slice_ms is not None and slice_ms <= 0) or bulk_after < 0
+                or not 0 < bulk_weight <= 1):
             raise ConfigurationError(
-                f"MicroBatcher needs max_batch >= 1, workers >= 1, max_queue >= 1 and "
-                f"max_wait_ms >= 0; got {max_batch}, {workers}, {max_queue}, {max_wait_ms}")
+                f"MicroBatcher needs max_batch >= 1, workers >= 1, max_queue >= 1, "
+                f"max_wait_ms >= 0, slice_ms > 0 (or None), bulk_after >= 0 and 0 < "
+                f"bulk_weight <= 1; got {max_batch}, {workers}, {max_queue}, {max_wait_ms}, "
+                f"{slice_ms}, {bulk_after}, {bulk_weight}")
         self._judge = judge
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self.workers = workers
+        self.slice_s = slice_ms / 1000.0 if slice_ms is not None else None
+        self._cost = cost or (lambda _: 1)
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[_Item] | None = None
+        self.bulk_after = bulk_after
+        self.bulk_weight = bulk_weight
+        self._lanes: dict[Hashable, _Lane[T]] = {}
+        self._vtime = 0.0
+        self._order = 0
+        self._last_interactive = float("-inf")
+        self._pending = 0
+        self._pending_cost = 0
+        self._arrived: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._recent: deque[float] = deque(maxlen=8)
 
     @property
     def running(self) -> bool:
@@ -77,13 +134,30 @@ class MicroBatcher:
     @property
     def pending(self) -> int:
         """Images waiting for a batch (not counting the batch being judged)."""
-        return self._queue.qsize() if self._queue is not None else 0
+        return self._pending
+
+    @property
+    def seconds_per_frame(self) -> float | None:
+        """Encoder seconds per frame: the median of the last batches (one stalled batch does
+        not shrink the next ones); None until a batch ran."""
+        return statistics.median(self._recent) if self._recent else None
+
+    def bulk_room(self, frames: int) -> bool:
+        """Whether a batch of ``frames`` frames may take a bulk image (see the module doc):
+        always when no interactive request was seen for ``_RECENT_S``, else only while the
+        batch stays within the time slice."""
+        per = self.seconds_per_frame
+        if self.slice_s is None or per is None:
+            return True
+        if time.monotonic() - self._last_interactive > _RECENT_S:
+            return True
+        return frames * per <= self.slice_s
 
     async def start(self) -> None:
         """Start the workers on the running event loop (the app's lifespan)."""
         if self._tasks:
             return
-        self._queue = asyncio.Queue(maxsize=self.max_queue)
+        self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=self.workers,
                                             thread_name_prefix="safeclip-batch")
         self._tasks = [asyncio.create_task(self._worker(), name=f"safeclip-batcher-{i}")
@@ -97,80 +171,161 @@ class MicroBatcher:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-        queue, self._queue = self._queue, None
-        while queue is not None and not queue.empty():
-            item = queue.get_nowait()
-            if not item.future.done():
-                item.future.set_exception(BatcherStopped("the service is shutting down"))
+        lanes, self._lanes = self._lanes, {}
+        self._pending = self._pending_cost = 0
+        for lane in lanes.values():
+            for item in lane.items:
+                if not item.future.done():
+                    item.future.set_exception(BatcherStopped("the service is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    async def judge(self, images: Sequence[EncodedImage]) -> list[Judgement]:
-        """Judgements for ``images`` in order; cancelling the caller drops its images."""
-        queue = self._queue
-        if queue is None or not self._tasks:
+    async def judge(self, images: Sequence[T], *, owner: Hashable | None = None,
+                    ) -> list[Judgement]:
+        """Judgements for ``images`` in order; cancelling the caller drops its images.
+
+        ``owner``: the lane (one per request): calls with the same owner share one lane and
+        its share so far, so a request that submits image by image is still one request;
+        call :meth:`release` when the request is done. Without an owner the call has a lane
+        of its own.
+        """
+        self.admit(len(images))
+        if self._arrived is None:  # admit() checked that the workers run
             raise BatcherStopped("the guard is not running yet (or is shutting down)")
-        if queue.qsize() + len(images) > self.max_queue:
-            raise BatcherOverloaded(
-                f"{queue.qsize()} images are waiting for the encoder (limit {self.max_queue}); "
-                "retry later or add replicas")
         loop = asyncio.get_running_loop()
-        items = [_Item(img, loop.create_future()) for img in images]
-        for item in items:
-            queue.put_nowait(item)
+        key: Hashable = owner if owner is not None else object()
+        lane = self._lanes.get(key)
+        if lane is None:
+            self._order += 1
+            lane = self._lanes[key] = _Lane(self._order, self._vtime, deque(),
+                                            kept=owner is not None)
+        elif not lane.items:  # back after a pause: no credit for the idle time
+            lane.vtime = max(lane.vtime, self._vtime)
+        items = [_Item(img, max(1, self._cost(img)), loop.create_future()) for img in images]
+        if lane.served < self.bulk_after:
+            self._last_interactive = time.monotonic()
+        lane.items.extend(items)
+        self._pending += len(items)
+        self._pending_cost += sum(i.cost for i in items)
+        self._arrived.set()
         try:
             return list(await asyncio.gather(*(i.future for i in items)))
         finally:
-            for item in items:  # on cancellation: the worker skips what nobody waits for
-                if not item.future.done():
-                    item.future.cancel()
+            self._withdraw(key, items)
+
+    def release(self, owner: Hashable) -> None:
+        """Forget a request's lane (its images are judged or withdrawn)."""
+        lane = self._lanes.pop(owner, None)
+        if lane is not None:
+            for item in lane.items:
+                item.future.cancel()
+                self._pending -= 1
+                self._pending_cost -= item.cost
+
+    def admit(self, count: int) -> None:
+        """Raise :class:`BatcherOverloaded` now if ``count`` more images would not fit (a
+        request checks before it decodes anything), :class:`BatcherStopped` if not running."""
+        if not self._tasks:
+            raise BatcherStopped("the guard is not running yet (or is shutting down)")
+        if self._pending + count > self.max_queue:
+            raise BatcherOverloaded(
+                f"{self._pending} images are waiting for the encoder (limit {self.max_queue}); "
+                "retry later or add replicas")
 
     # ------------------------------------------------------------------ internals
-    async def _collect(self, queue: asyncio.Queue[_Item]) -> list[_Item]:
-        batch = [await queue.get()]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait_s
-        while len(batch) < self.max_batch:
-            if not queue.empty():
-                batch.append(queue.get_nowait())
-                continue
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(queue.get(), remaining))
-            except TimeoutError:
-                break
-        return [item for item in batch if not item.future.done()]
+    def _withdraw(self, key: Hashable, items: list[_Item[T]]) -> None:
+        """Take a caller's unjudged images out of its lane (it gave up): slots free now."""
+        lane = self._lanes.get(key)
+        for item in items:
+            item.future.cancel()  # no-op for the judged ones
+            if lane is not None and item in lane.items:
+                lane.items.remove(item)
+                self._pending -= 1
+                self._pending_cost -= item.cost
+        if lane is not None and not lane.kept and not lane.items:
+            del self._lanes[key]
 
-    async def _worker(self) -> None:
-        queue = self._queue
-        if queue is None:  # start() creates the queue before the worker task
-            raise RuntimeError("MicroBatcher worker started before its queue")
+    def _assemble(self) -> list[_Item[T]]:
+        """Image by image from the lane furthest behind (weighted), up to ``max_batch``
+        frames; a bulk image only while :meth:`bulk_room` allows (else it opens the next
+        batch: it keeps its turn)."""
+        batch: list[_Item[T]] = []
+        frames = 0
+        waiting = [lane for lane in self._lanes.values() if lane.items]
+        while waiting:
+            lane = min(waiting, key=lambda ln: (ln.vtime, ln.order))
+            item = lane.items[0]
+            bulk = lane.served >= self.bulk_after
+            if batch and (frames + item.cost > self.max_batch
+                          or (bulk and not self.bulk_room(frames + item.cost))):
+                break
+            lane.items.popleft()
+            self._pending -= 1
+            self._pending_cost -= item.cost
+            self._vtime = max(self._vtime, lane.vtime)
+            lane.vtime += item.cost / (self.bulk_weight if bulk else 1.0)
+            lane.served += item.cost
+            if not bulk:
+                self._last_interactive = time.monotonic()
+            if not lane.items:
+                waiting.remove(lane)
+            batch.append(item)
+            frames += item.cost
+        for key in [k for k, ln in self._lanes.items() if not ln.items and not ln.kept]:
+            del self._lanes[key]
+        return batch
+
+    async def _next_batch(self) -> list[_Item[T]]:
+        arrived = self._arrived
+        if arrived is None:  # start() creates it before the workers
+            raise RuntimeError("MicroBatcher worker started before start()")
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect(queue)
-            if not batch:
-                continue
+            while not self._pending:
+                arrived.clear()
+                await arrived.wait()
+            deadline = loop.time() + self.max_wait_s
+            while self._pending_cost < self.max_batch:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), remaining)
+                except TimeoutError:
+                    break
+            batch = self._assemble()
+            if batch:
+                return batch
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._next_batch()
             if self._on_batch is not None:
                 self._on_batch(len(batch))
             images = [item.image for item in batch]
+            start = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self._executor, self._judge, images)
                 if len(results) != len(batch):
                     raise GuardRuntimeError(f"judge returned {len(results)} results for "
-                                        f"{len(batch)} images")
+                                            f"{len(batch)} images")
             except asyncio.CancelledError:
                 raise
             except Exception:  # one culprit must not fail the others: judge each alone
                 await self._one_by_one(batch)
                 continue
+            self._observe(time.perf_counter() - start, sum(i.cost for i in batch))
             for item, result in zip(batch, results, strict=True):
                 if not item.future.done():
                     item.future.set_result(result)
 
-    async def _one_by_one(self, batch: list[_Item]) -> None:
+    def _observe(self, seconds: float, frames: int) -> None:
+        self._recent.append(seconds / max(frames, 1))
+
+    async def _one_by_one(self, batch: list[_Item[T]]) -> None:
         loop = asyncio.get_running_loop()
         for item in batch:
             if item.future.done():

@@ -7,14 +7,17 @@ one process (tests, Ray Serve replicas) never share or clash over counters.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from safeclip_guardrail.encoders.base import EncodesFrames, ImageEmbeddings, ImageTextEncoder
+
+if TYPE_CHECKING:
+    from safeclip_guardrail.serve.decode_pool import DecodePoolStats
 
 __all__ = ["CountingEncoder", "ServiceMetrics"]
 
@@ -46,6 +49,25 @@ class ServiceMetrics:
                                  buckets=_LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("safeclip_batch_size", "Images per micro-batch.",
                                     buckets=_BATCH_BUCKETS, registry=r)
+        self.decode_seconds = Histogram("safeclip_decode_seconds",
+                                        "Seconds per image in a decode process.",
+                                        buckets=_LATENCY_BUCKETS, registry=r)
+        self.decode_killed = Gauge("safeclip_decode_workers_killed",
+                                   "Decode processes killed, by reason (since start).",
+                                   ["reason"], registry=r)
+        self.decode_lowered = Gauge("safeclip_decode_workers_lowered",
+                                    "Decode processes moved to the lowest CPU priority.",
+                                    registry=r)
+
+    def watch_pool(self, stats: DecodePoolStats) -> None:
+        """Expose a decode pool's kill counts (read when ``/metrics`` is scraped)."""
+        def reader(attr: str) -> Callable[[], float]:
+            return lambda: float(getattr(stats, attr))
+
+        for reason, attr in (("timeout", "killed_timeout"), ("cancelled", "killed_cancelled"),
+                             ("crashed", "crashed")):
+            self.decode_killed.labels(reason).set_function(reader(attr))
+        self.decode_lowered.set_function(reader("reniced"))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
