@@ -81,12 +81,15 @@ class _ServiceRunner:
         r = httpx.post(f"{self.server.url}/beta/litellm_basic_guardrail_api", json=body,
                        timeout=60)
         assert r.status_code == 200, r.text[:300]
-        action = r.json()["action"]
-        assert action in ("BLOCKED", "NONE"), action
+        answer = r.json()
+        action = answer["action"]
+        assert action in ("BLOCKED", "NONE", "GUARDRAIL_INTERVENED"), action
         received = Received()
         if action == "NONE":  # LiteLLM sends the original request on
             scan(dicts, received)
-        return Outcome(action == "BLOCKED", received, action == "NONE")
+        elif action == "GUARDRAIL_INTERVENED":  # LiteLLM writes these messages into the request
+            scan(answer["structured_messages"], received)
+        return Outcome(action == "BLOCKED", received, action != "BLOCKED")
 
     def close(self) -> None:
         self.server.stop()

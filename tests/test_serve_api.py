@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 import time
 
@@ -10,6 +12,7 @@ import httpx
 import openai
 import pytest
 from openai.types import ModerationCreateResponse
+from PIL import Image
 
 from safeclip_guardrail import SafeCLIPGuard
 from safeclip_guardrail.serve import STANDARD_CATEGORIES, BackgroundServer, create_app
@@ -115,8 +118,7 @@ def test_generic_guardrail_api(served):
     hdr = {"x-api-key": KEY}
     clean = {"input_type": "request", "texts": ["hi"], "request_data": {},
              "images": [data_url(enc.plant_bytes("neutral"))]}
-    assert httpx.post(url, json=clean, headers=hdr).json() == {"action": "NONE",
-                                                               "blocked_reason": None}
+    assert httpx.post(url, json=clean, headers=hdr).json() == {"action": "NONE"}
     bad = {**clean, "images": [data_url(enc.plant_bytes("neutral")), data_url(enc.plant_bytes("blood"))]}
     out = httpx.post(url, json=bad, headers=hdr).json()
     assert out["action"] == "BLOCKED" and "blood" in out["blocked_reason"]
@@ -124,6 +126,36 @@ def test_generic_guardrail_api(served):
     msgs = {"input_type": "request", "structured_messages": [
         {"role": "user", "content": _parts(data_url(enc.plant_bytes("porn")))}]}
     assert httpx.post(url, json=msgs, headers=hdr).json()["action"] == "BLOCKED"
+
+
+def test_generic_guardrail_api_hands_back_only_judged_pictures(served):
+    """LiteLLM forwards the request as it was unless the guardrail returns rewritten
+    ``structured_messages``: a picture whose judged reconstruction differs from what was sent
+    (here a JPEG carrying an EXIF thumbnail) comes back rebuilt, or, in a flat image list
+    that cannot be written back, is refused."""
+    enc, _, srv = served
+    url = f"{srv.url}/beta/litellm_basic_guardrail_api"
+    hdr = {"x-api-key": KEY}
+    photo = Image.new("RGB", (32, 32), (200, 120, 40))
+    thumb = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(thumb, format="JPEG")
+    exif = Image.Exif()
+    exif[0x0201] = 0  # a thumbnail pointer is enough to carry extra bytes in APP1
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", exif=exif.tobytes() + thumb.getvalue())
+    original = buf.getvalue()
+    enc.register(Image.open(io.BytesIO(original)).convert("RGB"), enc.embedding_for("neutral"))
+    rows = [{"role": "user", "content": _parts(data_url(original, "image/jpeg"))}]
+    out = httpx.post(url, json={"input_type": "request", "structured_messages": rows},
+                     headers=hdr).json()
+    assert out["action"] == "GUARDRAIL_INTERVENED"
+    sent = out["structured_messages"][0]["content"]
+    [block] = [b for b in sent if b.get("type") == "image_url"]
+    rebuilt = base64.b64decode(block["image_url"]["url"].split(",", 1)[1])
+    assert rebuilt != original and thumb.getvalue() not in rebuilt
+    flat = httpx.post(url, json={"input_type": "request", "texts": ["hi"],
+                                 "images": [data_url(original, "image/jpeg")]}, headers=hdr).json()
+    assert flat["action"] == "BLOCKED" and "structured_messages" in flat["blocked_reason"]
 
 
 def test_guard_route_json_and_multipart(served):

@@ -524,15 +524,7 @@ def judges_documents(imgs: Images) -> bool:
     return imgs.guard.judge_batch([probe])[0].verdict is not None
 
 
-KNOWN_HOLES: dict[tuple[str, str], str] = {
-    ("service_litellm", "animation_flagged_later_frame"):
-        "the route answers NONE although only the first frame was judged; LiteLLM then "
-        "forwards the original animation (needs GUARDRAIL_INTERVENED with the judged images, "
-        "or BLOCKED): serve branch",
-    ("service_litellm", "alpha_hides_pixels"):
-        "the route answers NONE for a picture whose forward is a re-encoding; LiteLLM forwards "
-        "the original bytes with the hidden pixels: serve branch",
-}
+KNOWN_HOLES: dict[tuple[str, str], str] = {}
 """Holes this matrix finds that another branch fixes. Each must still fail (strict): when it
 passes, the test fails until its entry is removed."""
 

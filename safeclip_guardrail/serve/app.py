@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from safeclip_guardrail import policy
 from safeclip_guardrail.conversation import GuardedConversation
+from safeclip_guardrail.errors import GuardrailViolation
 from safeclip_guardrail.extraction import MessageView, view_of_dict
 from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.result import GuardResult
@@ -152,18 +153,31 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
         return ModerationResponse(id=f"modr-{uuid.uuid4().hex}", model=body.model or name,
                                   results=results)
 
-    @app.post("/beta/litellm_basic_guardrail_api", response_model=GenericGuardrailResponse)
+    @app.post("/beta/litellm_basic_guardrail_api", response_model=GenericGuardrailResponse,
+              response_model_exclude_none=True)
     async def litellm_generic(request: Request) -> GenericGuardrailResponse:
         body = _parse(await _json(request), GenericGuardrailRequest)
-        views = [MessageView("user", [{"type": "image_url", "image_url": {"url": s}}
-                                      for s in body.images or []])]
-        views += [view_of_dict(m) for m in body.structured_messages or []]
-        (outcome,) = await judge(request, [views])
-        result = GuardResult(verdicts=list(outcome.result.verdicts))
-        if not result.flagged:
-            return GenericGuardrailResponse(action="NONE")
-        reason = policy.refusal_text(served.config, result.categories)
-        return GenericGuardrailResponse(action="BLOCKED", blocked_reason=reason)
+        originals = [_image_block(s) for s in body.images or []]
+        rows = body.structured_messages or []
+        flat, structured = await judge(request, [[MessageView("user", originals)],
+                                                 [view_of_dict(m) for m in rows]])
+        result = GuardResult(verdicts=[*flat.result.verdicts, *structured.result.verdicts])
+        if result.flagged:
+            reason = policy.refusal_text(served.config, result.categories)
+            return GenericGuardrailResponse(action="BLOCKED", blocked_reason=reason)
+        # What LiteLLM sends on must be what was judged: the judged pictures are rebuilt from
+        # their pixels, so the request's messages come back rewritten (LiteLLM writes returned
+        # structured_messages into the request). A flat image list cannot be written back:
+        # an image whose judged bytes differ from what was sent is refused instead.
+        guarded = structured.as_dicts(rows)
+        if guarded != rows:
+            return GenericGuardrailResponse(action="GUARDRAIL_INTERVENED",
+                                            structured_messages=guarded)
+        if not rows and flat.messages and flat.messages[0].content != originals:
+            return GenericGuardrailResponse(action="BLOCKED", blocked_reason=(
+                "the guard forwards pictures rebuilt from the judged pixels, and a flat image "
+                "list cannot carry them back; send the images inside structured_messages"))
+        return GenericGuardrailResponse(action="NONE")
 
     @app.post("/v1/guard", response_model=GuardResponse)
     async def guard_route(request: Request) -> GuardResponse:
@@ -177,8 +191,15 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
             blocks = [{"type": "image_url", "image_url": {"url": s}} for s in body.images]
         (outcome,) = await judge(request, [[MessageView("user", blocks)]])
         verdicts = list(outcome.result.verdicts)
-        action = policy.strongest_action([policy.action_for(v, served.config) for v in verdicts])
-        fwd = forwarded_urls(outcome, len(blocks)) if forward else None
+        try:  # the served config decides what may be sent on, each image on its own
+            decision = policy.decide(verdicts, served.config, messages=range(len(verdicts)))
+            action, allowed = decision.action, [p.forward for p in decision.parts]
+        except GuardrailViolation:
+            action, allowed = "raise", [False] * len(verdicts)
+        fwd = None
+        if forward:
+            urls = forwarded_urls(outcome, len(blocks))
+            fwd = [u if ok else None for u, ok in zip(urls, allowed, strict=True)]
         return GuardResponse(result=GuardResult(verdicts=verdicts, action=action), forward=fwd)
 
     @app.get("/healthz")
@@ -306,3 +327,7 @@ def _version() -> str:
     from safeclip_guardrail import __version__
 
     return str(__version__)
+
+
+def _image_block(url: str) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": url}}

@@ -101,10 +101,13 @@ class GenericGuardrailRequest(BaseModel):
 
 
 class GenericGuardrailResponse(BaseModel):
-    """``action`` BLOCKED (with ``blocked_reason``) or NONE."""
+    """``action`` BLOCKED (with ``blocked_reason``), NONE, or GUARDRAIL_INTERVENED with the
+    request's ``structured_messages`` rewritten to hold the judged pictures (LiteLLM writes
+    them back into the request)."""
 
     action: Literal["BLOCKED", "NONE", "GUARDRAIL_INTERVENED"]
     blocked_reason: str | None = None
+    structured_messages: list[dict[str, Any]] | None = None
 
 
 class GuardRequest(BaseModel):
