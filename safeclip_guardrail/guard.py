@@ -11,7 +11,7 @@ conversation is encoded once. It is safe to call from many threads.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,10 +55,21 @@ from safeclip_guardrail.images import (
 from safeclip_guardrail.result import ImageVerdict
 from safeclip_guardrail.sources import DEFAULT_FETCHER, EncodedImage, ImageFetcher
 
-__all__ = ["CacheInfo", "Judgement", "SafeCLIPGuard", "ScoredViews"]
+__all__ = ["CacheInfo", "EncodeStats", "Judgement", "SafeCLIPGuard", "ScoredViews"]
 
 ImageError = ImageInputError | EncoderOutputError
 """Why one image got no verdict: it could not be read, or the encoder output was not finite."""
+
+
+@dataclass(frozen=True)
+class EncodeStats:
+    """What one encoder call cost: what :attr:`SafeCLIPGuard.on_encode` receives."""
+
+    views: int
+    """Views (pictures) sent through the vision encoder."""
+    forwards: int
+    """Vision forwards they took (one per chunk of ``batch_size``, or of the encoder's own
+    ``max_batch`` when it is smaller)."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +97,12 @@ class SafeCLIPGuard:
     def __init__(self, encoder: ImageTextEncoder, *, config: GuardConfig | None = None,
                  text_embeddings: np.ndarray | None = None,
                  cache_dir: str | Path | None = None,
-                 fetcher: ImageFetcher | None = None) -> None:
+                 fetcher: ImageFetcher | None = None,
+                 on_encode: Callable[[EncodeStats], None] | None = None) -> None:
         self.encoder = encoder
+        self.on_encode = on_encode
+        """Called after every encoder call with what it cost (views, forwards): how a service
+        counts its encoder work without wrapping the encoder."""
         if fetcher is not None and not isinstance(fetcher, ImageFetcher):
             raise ConfigurationError(f"fetcher must be an ImageFetcher (a .fetch(url, options) "
                                      f"method returning bytes), got {type(fetcher).__name__}")
@@ -152,8 +167,11 @@ class SafeCLIPGuard:
                                revision=revision)
         return cls(encoder, config=config, cache_dir=cache_dir, fetcher=fetcher)
 
-    def with_options(self, **changes: Any) -> SafeCLIPGuard:
-        """A guard with some options changed that shares this one's encoder.
+    def with_options(self, *, fetcher: ImageFetcher | None = None,
+                     on_encode: Callable[[EncodeStats], None] | None = None,
+                     **changes: Any) -> SafeCLIPGuard:
+        """A guard with some options changed that shares this one's encoder (its own verdict
+        cache). ``fetcher`` and ``on_encode`` replace this guard's when given.
 
         Descriptor embeddings are reused unless the concept bank changes.
         """
@@ -162,7 +180,8 @@ class SafeCLIPGuard:
         cfg = self.config.replace(**changes)
         same_bank = cfg.bank.fingerprint == self.bank.fingerprint
         return SafeCLIPGuard(self.encoder, config=cfg, cache_dir=self._cache_dir,
-                             fetcher=self.fetcher,
+                             fetcher=fetcher or self.fetcher,
+                             on_encode=on_encode or self.on_encode,
                              text_embeddings=self.text_embeddings if same_bank else None)
 
     # ------------------------------------------------------------------ properties
@@ -322,28 +341,9 @@ class SafeCLIPGuard:
 
     def _score_rows(self, embeddings: Any, *, sources: Sequence[str] | None = None
                     ) -> list[ImageVerdict | EncoderOutputError]:
-        emb = np.asarray(embeddings, np.float32)
-        if emb.ndim == 1:
-            emb = emb[None, :]
-        if emb.shape[0] == 0:
-            return []
-        with np.errstate(all="ignore"):
-            finite = np.isfinite(emb).all(axis=1) & (np.abs(emb).sum(axis=1) > 0)
-            safe = np.where(finite[:, None], emb, 1.0)
-        verdicts = scoring.score(l2_normalize(safe), self.text_embeddings,
-                                 logit_scale=self.encoder.logit_scale, bank=self.bank,
-                                 config=self.config)
-        out: list[ImageVerdict | EncoderOutputError] = []
-        for i, verdict in enumerate(verdicts):
-            if finite[i] and _finite_verdict(verdict):
-                out.append(verdict)
-                continue
-            where = sources[i] if sources is not None else f"row {i}"
-            out.append(EncoderOutputError(
-                f"the encoder produced a non-finite or zero embedding for image {where}; no "
-                "verdict is possible (check the model's weights and dtype: float16 on CPU or a "
-                "corrupt checkpoint can overflow)", source=where))
-        return out
+        return scoring.score_rows(embeddings, self.text_embeddings,
+                                  logit_scale=self.encoder.logit_scale, bank=self.bank,
+                                  config=self.config, sources=sources)
 
     def embed_cls(self, cls_features: Any) -> np.ndarray:
         """Project CLS features from the LVLM's own vision pass into CLIP's joint space.
@@ -407,9 +407,15 @@ class SafeCLIPGuard:
     def _encode(self, frames: Sequence[Any]) -> ImageEmbeddings:
         bs = self.config.batch_size
         if isinstance(self.encoder, EncodesFrames):  # pipelined chunks, OOM batch halving
-            return self.encoder.encode_frames(frames, batch_size=bs)
-        parts = [self.encoder.encode_images(frames[i:i + bs]) for i in range(0, len(frames), bs)]
-        return ImageEmbeddings.concat(parts, self.encoder.embed_dim)
+            out = self.encoder.encode_frames(frames, batch_size=bs)
+            chunk = max(1, min(bs, int(getattr(self.encoder, "max_batch", None) or bs)))
+        else:
+            parts = [self.encoder.encode_images(frames[i:i + bs])
+                     for i in range(0, len(frames), bs)]
+            out, chunk = ImageEmbeddings.concat(parts, self.encoder.embed_dim), bs
+        if self.on_encode is not None and frames:
+            self.on_encode(EncodeStats(views=len(frames), forwards=-(-len(frames) // chunk)))
+        return out
 
     def _score_decoded(self, items: Sequence[ViewedImage]
                        ) -> dict[str, ImageVerdict | EncoderOutputError]:
@@ -428,11 +434,6 @@ class SafeCLIPGuard:
         c = self.config
         return (f"SafeCLIPGuard(model={self.encoder.name!r}, classes={len(self.bank)}, "
                 f"threshold={c.threshold}, cls_source={c.cls_source!r})")
-
-
-def _finite_verdict(verdict: ImageVerdict) -> bool:
-    values = [*verdict.scores.values(), verdict.toxic_score]
-    return all(np.isfinite(v) for v in values)
 
 
 def _as_sources(images: Iterable[ImageSource]) -> list[ImageSource]:

@@ -15,14 +15,16 @@ Benign classes never flag.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.config import Decision, ScoringConfig
+from safeclip_guardrail.errors import EncoderOutputError
 from safeclip_guardrail.result import ImageVerdict
 
-__all__ = ["class_masses", "decide", "descriptor_probabilities", "score"]
+__all__ = ["class_masses", "decide", "descriptor_probabilities", "score", "score_rows"]
 
 
 def descriptor_probabilities(image_emb: np.ndarray, text_emb: np.ndarray,
@@ -87,4 +89,35 @@ def score(embeddings: np.ndarray, text_emb: np.ndarray, *, logit_scale: float,
             toxic_score=float(toxic_scores[i]),
             threshold=float(thresholds[d]),
         ))
+    return out
+
+
+def score_rows(embeddings: Any, text_emb: np.ndarray, *, logit_scale: float, bank: ConceptBank,
+               config: ScoringConfig, sources: Sequence[str] | None = None,
+               ) -> list[ImageVerdict | EncoderOutputError]:
+    """:func:`score` for raw encoder rows, each checked first: a row that is not finite or is
+    all zeros (or whose scores come out non-finite) gets an :class:`EncoderOutputError`
+    naming ``sources[i]``, never a verdict, so a broken encoder fails closed."""
+    emb = np.asarray(embeddings, np.float32)
+    if emb.ndim == 1:
+        emb = emb[None, :]
+    if emb.shape[0] == 0:
+        return []
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(emb).all(axis=1) & (np.abs(emb).sum(axis=1) > 0)
+        safe = np.where(finite[:, None], emb, 1.0)
+        norm = np.maximum(np.linalg.norm(safe, axis=1, keepdims=True), 1e-12)
+        unit = np.asarray(safe / norm, dtype=np.float32)  # as encoders.base.l2_normalize
+    verdicts = score(unit, text_emb, logit_scale=logit_scale, bank=bank, config=config)
+    out: list[ImageVerdict | EncoderOutputError] = []
+    for i, verdict in enumerate(verdicts):
+        if finite[i] and all(np.isfinite(v) for v in (*verdict.scores.values(),
+                                                      verdict.toxic_score)):
+            out.append(verdict)
+            continue
+        where = sources[i] if sources is not None else f"row {i}"
+        out.append(EncoderOutputError(
+            f"the encoder produced a non-finite or zero embedding for image {where}; no "
+            "verdict is possible (check the model's weights and dtype: float16 on CPU or a "
+            "corrupt checkpoint can overflow)", source=where))
     return out

@@ -260,3 +260,17 @@ def test_evaluation_reads_images_exactly_as_the_guard(tiny_clip_dir: Path, tmp_p
     np.testing.assert_allclose(data.embeddings.final, direct.final, atol=1e-6)
     np.testing.assert_allclose(data.embeddings.penultimate, direct.penultimate, atol=1e-6)
     assert list(data.sha256) == [guard.check(p).image_sha256 for p in paths]
+
+
+def test_on_encode_reports_each_encoder_call(planted: PlantedEncoder) -> None:
+    """A service counts encoder work through the guard's callback, not an encoder wrapper."""
+    from safeclip_guardrail.guard import EncodeStats
+
+    seen: list[EncodeStats] = []
+    guard = SafeCLIPGuard(planted).with_options(batch_size=2, on_encode=seen.append)
+    images = [planted.plant_bytes("neutral") for _ in range(5)]
+    guard.check_batch(images)
+    assert sum(s.views for s in seen) == 5  # square pictures: one view each
+    assert sum(s.forwards for s in seen) == planted.forward_counter.count == 3
+    guard.check_batch(images)  # all cached: no encoder call, no report
+    assert sum(s.views for s in seen) == 5

@@ -47,7 +47,7 @@ from safeclip_guardrail.serve._judging import (
 from safeclip_guardrail.serve.batcher import BatcherOverloaded, BatcherStopped, MicroBatcher
 from safeclip_guardrail.serve.categories import CategoryMap
 from safeclip_guardrail.serve.decode_pool import DecodePool
-from safeclip_guardrail.serve.metrics import CountingEncoder, ServiceMetrics
+from safeclip_guardrail.serve.metrics import ServiceMetrics
 from safeclip_guardrail.serve.middleware import GuardMiddleware
 from safeclip_guardrail.serve.schemas import (
     GenericGuardrailRequest,
@@ -97,9 +97,10 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
     config = guard.config
     if max_pixels is not None:  # one pixel limit, checked once: by the decoder
         config = config.replace(images=config.images.model_copy(update={"max_pixels": max_pixels}))
-    served = SafeCLIPGuard(CountingEncoder(guard.encoder, metrics), config=config,
-                           text_embeddings=guard.text_embeddings,
-                           fetcher=DeadlineFetcher(guard.fetcher))
+    # the served guard shares the caller's encoder and descriptor embeddings, with its own
+    # verdict cache, its request-deadline fetcher and the metrics' encoder counters
+    served = guard.with_options(images=config.images, fetcher=DeadlineFetcher(guard.fetcher),
+                                on_encode=metrics.count_encode)
     categories = CategoryMap(served.bank, category_map)
     if categories.ignored:
         log.warning("category map names classes the bank does not have: %s", categories.ignored)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one app, and the encoder wrapper that counts real forwards.
+"""Prometheus metrics of one app (encoder work is counted through the guard's ``on_encode``).
 
 Every app owns its own ``CollectorRegistry`` (no module-level state), so several apps in
 one process (tests, Ray Serve replicas) never share or clash over counters.
@@ -6,20 +6,16 @@ one process (tests, Ray Serve replicas) never share or clash over counters.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import Image
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from safeclip_guardrail.encoders.base import EncodesFrames, ImageEmbeddings, ImageTextEncoder
-
 if TYPE_CHECKING:
+    from safeclip_guardrail.guard import EncodeStats
     from safeclip_guardrail.serve.decode_pool import DecodePoolStats
 
-__all__ = ["CountingEncoder", "ServiceMetrics"]
+__all__ = ["ServiceMetrics"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -69,6 +65,11 @@ class ServiceMetrics:
             self.decode_killed.labels(reason).set_function(reader(attr))
         self.decode_lowered.set_function(reader("reniced"))
 
+    def count_encode(self, stats: EncodeStats) -> None:
+        """The served guard's ``on_encode``: its encoder forwards and the views they took."""
+        self.forwards.inc(stats.forwards)
+        self.encoded_frames.inc(stats.views)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -76,41 +77,3 @@ class ServiceMetrics:
         """A sample's current value (tests, benchmarks); 0 when absent."""
         v = self.registry.get_sample_value(name, labels or None)
         return float(v) if v is not None else 0.0
-
-
-class CountingEncoder:
-    """Wraps an :class:`ImageTextEncoder` and counts its vision forwards; delegates the rest.
-
-    ``encode_frames`` (the torch backends) is counted as one forward per chunk of
-    ``min(batch_size, max_batch)`` frames, which is how it runs them.
-    """
-
-    def __init__(self, inner: ImageTextEncoder, metrics: ServiceMetrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
-        self.name: str = inner.name
-        self.cache_key: str | None = inner.cache_key
-        self.logit_scale: float = inner.logit_scale
-        self.embed_dim: int = inner.embed_dim
-        if isinstance(inner, EncodesFrames):
-            self.encode_frames = self._encode_frames
-
-    def encode_images(self, images: Sequence[Image.Image]) -> ImageEmbeddings:
-        self._metrics.forwards.inc()
-        self._metrics.encoded_frames.inc(len(images))
-        return self._inner.encode_images(images)
-
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return self._inner.encode_texts(texts)
-
-    def _encode_frames(self, frames: Sequence[Image.Image], *, batch_size: int) -> ImageEmbeddings:
-        cap = getattr(self._inner, "max_batch", None) or batch_size
-        size = max(1, min(batch_size, int(cap)))
-        self._metrics.forwards.inc(math.ceil(len(frames) / size))
-        self._metrics.encoded_frames.inc(len(frames))
-        if not isinstance(self._inner, EncodesFrames):  # set only for such encoders
-            raise TypeError(f"{self._inner.name} does not encode frames itself")
-        return self._inner.encode_frames(frames, batch_size=batch_size)
-
-    def __getattr__(self, name: str) -> Any:  # preprocess, project_cls, device, ...
-        return getattr(self._inner, name)
