@@ -55,6 +55,9 @@ class Section:
     """Sections that must have succeeded first (e.g. the model build)."""
     skip: str | None = None
     """A reason to skip it up front (e.g. an option that was not given)."""
+    min_s: float = 0.0
+    """Seconds it needs to be worth starting: one that reports only at its end is skipped
+    rather than cut off when less of the suite's budget is left."""
 
 
 def log(message: str) -> None:
@@ -189,8 +192,9 @@ def _skip_reason(s: Section, data: dict[str, Any], *, cuda: bool, left: float,
     failed = [n for n in s.needs if data["section_status"].get(n) != "ok"]
     if failed:
         return f"needs {', '.join(failed)}, which did not succeed"
-    if left < min_left_s:
-        return f"the suite's budget was spent ({left:.0f} s left of {data['budget_s']:.0f} s)"
+    if left < max(min_left_s, s.min_s):
+        return (f"the suite's budget was spent ({left:.0f} s left of {data['budget_s']:.0f} s; "
+                f"it needs about {max(min_left_s, s.min_s):.0f} s)")
     return None
 
 
