@@ -1,23 +1,28 @@
-"""Every GPU figure of docs/performance.md from one run; prints one JSON object.
+"""Every GPU figure of docs/performance.md from one run; prints one JSON document.
 
-    python benchmarks/gpu_suite.py                 # ~3-5 min on one H100/H200
-    python benchmarks/gpu_suite.py --quick         # smaller counts, for a smoke run
-    python benchmarks/gpu_suite.py --compile       # also torch.compile (adds ~30 s)
+    bash benchmarks/device_run.sh                  # on a lent GPU machine (sets up, runs this)
+    python benchmarks/gpu_suite.py                 # ~5 min on one H100 (--budget-s 330)
+    python benchmarks/gpu_suite.py --quick         # fewer repetitions
+    python benchmarks/gpu_suite.py --compile --budget-s 420   # also torch.compile (~1 min)
+    python benchmarks/gpu_suite.py --smoke --device cpu   # tiny sizes on the CPU, seconds:
+                                                          # checks the script, not the speed
 
-What it measures, all on ViT-L/14-336 (LLaVA-1.5's tower) with random weights, real
-architecture, loaded through ``SafeCLIPGuard.from_pretrained(dir)``:
+Sections, in order (each under its own time limit and the suite's ``--budget-s``; one that
+fails or overruns records its ``error`` and keeps what it measured, and the rest still run):
 
-- ``throughput``: raw encoder images/s (``encode_pixels``: vision forward + projection) at
-  batch 32 / 64 / 128, in bf16 and fp16, SDPA attention (eager kernels);
-- ``batch1_latency``: p50 / p95 ms of one image, eager vs CUDA graph, bf16 and fp16;
-- ``whole_path``: ``check_batch`` on 640x480 JPEG bytes (decode + on-GPU preprocessing +
-  encode + score) vs the raw encoder, batch 1 and 32 (``whole_path_over_raw_encoder``);
-- ``equivalence``: cosine of fp16 / bf16 / CUDA-graph embeddings vs the fp32 GPU reference;
-- ``compile`` (with ``--compile``): ``torch.compile`` of the vision tower, batch 64 img/s.
+``environment`` (card, driver, CUDA, torch, transformers), ``build_model`` (ViT-L/14-336,
+random weights, real architecture), ``batch1_latency`` (eager vs CUDA graph),
+``throughput`` (bf16 / fp16 at batch 32 / 64 / 128), ``equivalence`` (vs fp32),
+``whole_path`` (``check_batch`` on JPEG bytes vs the raw encoder), ``views`` (square / 16:9 /
+3:1 vs the old centre crop), ``forwarding`` (rebuilt forwards on vs off), ``pdf_pages``,
+``llava_next_fused`` (one tower pass over every view vs a separate judge),
+``cuda_tests``, ``llava15_overhead`` (LLaVA-1.5-7B shape, 64-token answers), ``compile``.
 
-The JSON is printed at the end and also written to ``$OUT/gpu_suite.json`` when ``$OUT``
-is set. Partial results are printed to stderr as each section finishes, so a run cut off
-by a time limit still shows what it measured.
+Progress goes to stderr; the JSON goes to stdout at the end and to ``<out>/gpu_suite.json``
+(``--out``, default ``$OUT``) after every section, so a run cut short still leaves what it
+measured. ``section_status`` says per section ``ok`` / ``skipped`` / ``error`` / ``timeout``;
+on a CPU the sections that need CUDA say ``{"skipped": "no CUDA"}``. ``headline`` holds the
+figures docs/performance.md quotes; it is also printed last, to stderr.
 """
 
 from __future__ import annotations
@@ -27,219 +32,111 @@ import json
 import os
 import sys
 import tempfile
-import time
-import traceback
-from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _clip_fixtures import build_model, machine, photo_jpegs, summary
-from bench_guard import run_batch
-
-DEVICE = "cuda"
-"""``--smoke-cpu`` sets "cpu": the whole script runs on the tiny model to check its code."""
-
-
-def _sync() -> None:
-    import torch
-
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
+from gpu import _clip, _external, _llava_next, _pictures
+from gpu._ctx import Ctx
+from gpu._env import environment
+from gpu._headline import headline
+from gpu._runner import Report, Section, log, run_sections
 
 
-def _sync_timed(fn: Callable[[], Any]) -> float:
-    _sync()
-    t0 = time.perf_counter()
-    fn()
-    _sync()
-    return time.perf_counter() - t0
+def sections(ctx: Ctx, *, compile_: bool) -> list[Section]:
+    """The plan; limits are seconds on one H100 with room to spare (typical use in brackets)."""
+    def sec(name: str, fn: Any, limit: float, **kw: Any) -> Section:
+        return Section(name, partial(fn, ctx), limit, **kw)
+
+    model = ("build_model",)
+    cuda_tests_limit = 150.0
+    return [
+        Section("environment", partial(environment, device=ctx.device), 30),  # [2 s]
+        sec("build_model", _clip.build, 150),  # [15-30 s]
+        sec("batch1_latency", _clip.batch1_latency, 60, needs_cuda=True, needs=model),  # [10 s]
+        sec("throughput", _clip.throughput, 90, needs=model),  # [15 s]
+        sec("equivalence", _clip.equivalence, 60, needs=model),  # [10 s]
+        sec("whole_path", _clip.whole_path, 150, needs=model),  # [40 s]
+        sec("views", _pictures.views, 120, needs=model),  # [40 s]
+        sec("forwarding", _pictures.forwarding, 90, needs=model),  # [30 s]
+        sec("pdf_pages", _pictures.pdf_pages, 45, needs=model),  # [5 s]
+        sec("llava_next_fused", _llava_next.llava_next_fused, 120, min_s=45),  # [30 s]
+        Section("cuda_tests", partial(_external.cuda_tests, ctx,
+                                      timeout_s=cuda_tests_limit - 10),
+                cuda_tests_limit, needs_cuda=True),  # [30 s]
+        sec("llava15_overhead", _external.llava15_overhead, 180, min_s=120),  # [90 s]
+        sec("compile", _clip.compiled, 180, needs_cuda=True, needs=model, min_s=90,
+            skip=None if compile_ else "not asked (--compile)"),  # [60 s]
+    ]
 
 
-def _guard(model_dir: Path, dtype: str, batch: int = 32) -> Any:
-    from safeclip_guardrail import SafeCLIPGuard
-
-    return SafeCLIPGuard.from_pretrained(str(model_dir), device=DEVICE, dtype=dtype,
-                                         batch_size=batch, cache_size=0,
-                                         cache_dir=tempfile.mkdtemp(prefix="safeclip_gpu_"))
-
-
-def _pixels(enc: Any, n: int) -> Any:
-    import torch
-
-    size = enc.preprocess.crop
-    g = torch.Generator(device=DEVICE).manual_seed(0)
-    return torch.randn((n, 3, size, size), generator=g, device=DEVICE).to(enc.dtype)
-
-
-def _throughput_one(model_dir: Path, dtype: str, batches: list[int],
-                    iters: int) -> dict[str, Any]:
-    enc = _guard(model_dir, dtype).encoder
-    rows = {}
-    for b in batches:
-        x = _pixels(enc, b)
-        for _ in range(2):
-            enc.encode_pixels(x)
-        times = [_sync_timed(lambda x=x: enc.encode_pixels(x)) for _ in range(iters)]
-        rows[str(b)] = summary(times, b)
-    return rows
-
-
-def throughput(model_dir: Path, batches: list[int], iters: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for dtype in ("bfloat16", "float16"):
-        out[dtype] = _throughput_one(model_dir, dtype, batches, iters)
-        _free()
-    return out
-
-
-def _latency_one(model_dir: Path, dtype: str, iters: int) -> dict[str, Any]:
-    enc = _guard(model_dir, dtype, batch=1).encoder
-    x = _pixels(enc, 1)
-    res: dict[str, Any] = {}
-    for mode in ("eager", "cuda_graph"):
-        if mode == "cuda_graph":
-            enc.enable_cuda_graphs(buckets=(1, 2, 4, 8))
-        t0 = time.perf_counter()
-        enc.encode_pixels(x)  # with graphs on, the first call captures
-        first = time.perf_counter() - t0
-        for _ in range(5):
-            enc.encode_pixels(x)
-        times = [_sync_timed(lambda: enc.encode_pixels(x)) for _ in range(iters)]
-        res[mode] = {**summary(times, 1), "first_call_ms": round(first * 1000, 1)}
-    res["captured_buckets"] = enc.cuda_graphs.captured
-    res["graph_speedup_p50"] = round(res["eager"]["p50_ms"] / res["cuda_graph"]["p50_ms"], 3)
-    return res
-
-
-def batch1_latency(model_dir: Path, iters: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for dtype in ("bfloat16", "float16"):
-        out[dtype] = _latency_one(model_dir, dtype, iters)
-        _free()
-    return out
-
-
-def whole_path(model_dir: Path, iters: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    guard = _guard(model_dir, "float16")
-    for b in (1, 32):
-        jpegs = photo_jpegs(b * (iters + 1), seed=b)
-        out[str(b)] = run_batch(guard.with_options(batch_size=b), None, jpegs, b, iters, 0)
-    guard.encoder.enable_cuda_graphs()
-    jpegs = photo_jpegs(iters + 1, seed=7)
-    out["1_cuda_graph"] = run_batch(guard.with_options(batch_size=1), None, jpegs, 1, iters, 0)
-    del guard
-    _free()
-    return out
-
-
-def equivalence(model_dir: Path) -> dict[str, Any]:
-    jpegs = photo_jpegs(16, seed=3)
-    ref = _guard(model_dir, "float32")
-    e_ref = ref.embed_images_all(jpegs)
-    v_ref = ref.check_batch(jpegs)
-    del ref
-    _free()
-    out: dict[str, Any] = {}
-    for dtype in ("float16", "bfloat16"):
-        g = _guard(model_dir, dtype)
-        e = g.embed_images_all(jpegs)
-        v = g.check_batch(jpegs)
-        g.encoder.enable_cuda_graphs(buckets=(1, 16))
-        graphed = np.concatenate([g.embed_images([j]) for j in jpegs[:4]])
-        cos = lambda a, b: float(np.min(np.sum(a * b, 1)))  # noqa: E731 - normalised inputs
-        out[dtype] = {
-            "min_cosine_final": round(cos(e.final, e_ref.final), 6),
-            "min_cosine_penultimate": round(cos(e.penultimate, e_ref.penultimate), 6),
-            "min_cosine_cuda_graph_vs_fp32": round(cos(graphed, e_ref.final[:4]), 6),
-            "max_abs_score_diff": round(max(abs(a.scores[c] - b.scores[c])
-                                            for a, b in zip(v, v_ref) for c in b.scores), 6),
-            "verdicts_identical": all((a.flagged, a.top_category) == (b.flagged, b.top_category)
-                                      for a, b in zip(v, v_ref)),
-        }
-        del g
-        _free()
-    return out
-
-
-def compiled(model_dir: Path, iters: int) -> dict[str, Any]:
-    import torch
-
-    guard = _guard(model_dir, "bfloat16")
-    enc = guard.encoder
-    vision = enc.vision
-    t0 = time.perf_counter()
-    enc.vision = torch.compile(vision)
-    x = _pixels(enc, 64)
-    enc.encode_pixels(x)
-    compile_s = time.perf_counter() - t0
-    times = [_sync_timed(lambda: enc.encode_pixels(x)) for _ in range(iters)]
-    return {"batch": 64, "dtype": "bfloat16", "compile_s": round(compile_s, 1),
-            **summary(times, 64)}
-
-
-def _free() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if DEVICE == "cuda":
-        torch.cuda.empty_cache()
+def _only(plan: list[Section], wanted: set[str], p: argparse.ArgumentParser) -> list[Section]:
+    names = {s.name for s in plan}
+    if wanted - names:
+        p.error(f"unknown section(s) {sorted(wanted - names)}; choose from {sorted(names)}")
+    for s in plan:
+        if s.name in wanted:
+            wanted |= set(s.needs)
+    wanted.add("environment")
+    return [s if s.name in wanted else replace(s, skip="not asked (--only)") for s in plan]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", choices=["cuda", "cpu"], default=None,
+                   help="default: cuda when there is one")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny models and counts (seconds on a CPU): checks the script itself")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument("--compile", action="store_true", help="also torch.compile the tower")
+    p.add_argument("--only", nargs="+", default=None, metavar="SECTION",
+                   help="run these sections (and what they need); the others say skipped")
+    p.add_argument("--budget-s", type=float, default=330.0,
+                   help="seconds for all sections; what would start later is skipped")
+    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "safeclip_bench")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for gpu_suite.json (default: $OUT when set)")
+    args = p.parse_args(argv)
     import torch
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--compile", action="store_true")
-    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "safeclip_bench")
-    p.add_argument("--smoke-cpu", action="store_true",
-                   help="run every section on the tiny model on the CPU (checks the script)")
-    args = p.parse_args(argv)
-    global DEVICE
-    model_name = "vit-l-14-336"
-    if args.smoke_cpu:
-        DEVICE, model_name, args.quick = "cpu", "tiny", True
-    elif not torch.cuda.is_available():
-        raise SystemExit("gpu_suite.py needs a CUDA GPU; on CPU run benchmarks/bench_guard.py")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    iters = 5 if args.quick else 20
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    model_dir = build_model(model_name, args.workdir)
-    report: dict[str, Any] = {
-        "benchmark": "gpu_suite", "model": model_name, "device": DEVICE,
-        "weights": "random (real architecture)",
-        "machine": machine(), "build_model_s": round(time.perf_counter() - t0, 1),
-    }
-    sections: list[tuple[str, Callable[[], Any]]] = [
-        ("batch1_latency", lambda: batch1_latency(model_dir, iters * 5)),
-        ("throughput", lambda: throughput(model_dir, [32, 64, 128], iters)),
-        ("whole_path", lambda: whole_path(model_dir, max(3, iters // 2))),
-        ("equivalence", lambda: equivalence(model_dir)),
-    ]
-    if args.compile:
-        sections.append(("compile", lambda: compiled(model_dir, iters)))
-    for name, fn in sections:
-        t1 = time.perf_counter()
-        try:
-            report[name] = fn()
-        except Exception as exc:  # report the failure, keep the other figures
-            report[name] = {"error": f"{type(exc).__name__}: {exc}",
-                            "traceback": traceback.format_exc(limit=5)}
-        report.setdefault("section_s", {})[name] = round(time.perf_counter() - t1, 1)
-        print(json.dumps({name: report[name]}), file=sys.stderr, flush=True)
-    text = json.dumps(report, indent=2)
-    print(text, flush=True)
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "gpu_suite.json").write_text(text)
-    return report
+    has_cuda = torch.cuda.is_available()
+    no_gpu = None
+    if args.smoke:
+        device = args.device or ("cuda" if has_cuda else "cpu")
+        if device == "cuda" and not has_cuda:
+            p.error("--device cuda: torch sees no CUDA GPU here")
+    elif args.device == "cpu":
+        p.error("the full suite needs a GPU; on a CPU run it with --smoke (checks the script) "
+                "or use benchmarks/bench_guard.py / bench_views.py")
+    else:  # the GPU machine's run: a missing GPU is a finding, reported in the JSON
+        device = "cuda"
+        if not has_cuda:
+            no_gpu = "no CUDA: torch sees no GPU here (see environment.cuda_error)"
+    # TF32 stays off (torch's default): the float32 reference of `equivalence` is float32
+    out_dir = args.out or (Path(os.environ["OUT"]) if os.environ.get("OUT") else None)
+    ctx = Ctx(device=device, smoke=args.smoke, quick=args.quick, workdir=args.workdir,
+              model_name="tiny" if args.smoke else "vit-l-14-336")
+    report = Report({"benchmark": "gpu_suite", "device": device, "smoke": args.smoke,
+                     "quick": args.quick, "model": ctx.model_name,
+                     "weights": "random (real architecture)", "headline": None}, out_dir)
+    log(f"device {device}, model {ctx.model_name}, budget {args.budget_s:.0f} s, "
+        f"JSON to {out_dir or 'stdout only'}")
+    plan = sections(ctx, compile_=args.compile)
+    if no_gpu is not None:
+        plan = [s if s.name == "environment" else replace(s, skip=no_gpu) for s in plan]
+    if args.only:
+        plan = _only(plan, set(args.only), p)
+    run_sections(plan, report, cuda=device == "cuda" and has_cuda, budget_s=args.budget_s)
+    report.data["headline"] = headline(report.data)
+    report.write()
+    print(report.text(), flush=True)
+    log("headline " + json.dumps(report.data["headline"], default=str))
+    if no_gpu is not None:
+        raise SystemExit(2)
+    return report.data
 
 
 if __name__ == "__main__":
