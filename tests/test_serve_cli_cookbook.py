@@ -42,16 +42,22 @@ def test_serve_refuses_a_public_address_without_a_key(capsys, monkeypatch):
 
 @pytest.mark.enable_socket
 @pytest.mark.allow_hosts(LOOPBACK)
-def test_serve_on_a_busy_port_fails_in_one_line_before_the_model_loads(capsys, tmp_path):
+def test_serve_on_a_busy_port_fails_in_one_line_before_the_model_loads(capsys, monkeypatch,
+                                                                       tiny_clip_dir):
+    from safeclip_guardrail.guard import SafeCLIPGuard
+
+    def load(*_a, **_k):
+        raise AssertionError("the model was loaded before the port was checked")
+
+    monkeypatch.setattr(SafeCLIPGuard, "from_config", load)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        missing = tmp_path / "no-such-model"  # were it loaded first, this would be the error
-        assert cli_main(["serve", "--port", str(port), "--model", str(missing)]) == 2
+        assert cli_main(["serve", "--port", str(port), "--model", str(tiny_clip_dir)]) == 2
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and "already in use" in err and f":{port}" in err, err
-    assert "serving on" not in out + err and "Traceback" not in err and "model" not in err
+    assert "serving on" not in out + err and "Traceback" not in err
 
 
 def test_the_public_model_name_never_shows_a_local_path(tmp_path):

@@ -17,8 +17,9 @@ import socket
 import sys
 from typing import Any
 
-from safeclip_guardrail.cli._common import CliError, add_guard_options, guard_from_args
+from safeclip_guardrail.cli._common import CliError, add_guard_options, config_from_args
 from safeclip_guardrail.cli._serve_ray import add_ray_options, check_ray_options, serve_on_ray
+from safeclip_guardrail.encoders._quiet import silence_transformers
 
 __all__ = ["register"]
 
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             or args.decode_timeout <= 0):
         raise CliError("--max-images, --max-body-mb, --request-timeout and --decode-timeout "
                        "must be positive")
+    config = config_from_args(args)  # the files and the model dir, before the port and the model
     sock = bind(args.host, args.port)  # before the model loads: a busy port is a usage error
     if args.engine == "ray":  # the replicas load the model, and Ray binds the port itself
         sock.close()
@@ -92,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
             "max_images": args.max_images, "max_body_bytes": int(args.max_body_mb * 1024 * 1024),
             "max_wait_ms": args.max_wait_ms, "request_timeout_s": args.request_timeout})
     with sock:
-        guard = guard_from_args(args)
+        from safeclip_guardrail.guard import SafeCLIPGuard
+
+        silence_transformers()
+        guard = SafeCLIPGuard.from_config(config)
         if args.on_error:
             guard = guard.with_options(on_error=args.on_error)
         app = create_app(guard, api_keys=keys, max_images=args.max_images,
