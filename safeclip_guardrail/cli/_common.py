@@ -10,13 +10,12 @@ from typing import Any, NoReturn
 
 from safeclip_guardrail._discover import Discovery, discover_images
 from safeclip_guardrail.encoders._quiet import silence_transformers
-from safeclip_guardrail.errors import SafeCLIPError
+from safeclip_guardrail.errors import CliError, SafeCLIPError
 
 __all__ = [
     "EXIT_ERROR",
     "EXIT_FLAGGED",
     "EXIT_OK",
-    "CliError",
     "SafeclipArgumentParser",
     "add_guard_options",
     "check_model_and_device",
@@ -34,10 +33,6 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_FLAGGED, EXIT_ERROR = 0, 1, 2
-
-
-class CliError(SafeCLIPError):
-    """A usage or input problem reported as one line with exit code 2."""
 
 
 class SafeclipArgumentParser(argparse.ArgumentParser):

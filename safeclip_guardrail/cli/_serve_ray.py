@@ -10,7 +10,8 @@ import signal
 import sys
 from typing import Any
 
-from safeclip_guardrail.cli._common import EXIT_OK, CliError, config_from_args
+from safeclip_guardrail.cli._common import EXIT_OK, config_from_args
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["add_ray_options", "check_ray_options", "serve_on_ray"]
 

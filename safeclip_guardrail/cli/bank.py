@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from safeclip_guardrail.cli._common import EXIT_OK, CliError, printable, readable_text_file
+from safeclip_guardrail.cli._common import EXIT_OK, printable, readable_text_file
 from safeclip_guardrail.concepts import ConceptBank
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["register"]
 

@@ -15,13 +15,13 @@ from typing import Any
 
 from safeclip_guardrail.cli._common import (
     EXIT_OK,
-    CliError,
     add_guard_options,
     config_from_args,
     printable,
 )
 from safeclip_guardrail.cli.evaluate import warn_skipped
 from safeclip_guardrail.encoders._quiet import silence_transformers
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["register"]
 

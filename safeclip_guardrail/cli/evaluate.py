@@ -16,7 +16,6 @@ from typing import Any
 
 from safeclip_guardrail.cli._common import (
     EXIT_OK,
-    CliError,
     _positive_int,
     add_guard_options,
     check_output_folder,
@@ -24,6 +23,7 @@ from safeclip_guardrail.cli._common import (
     printable,
 )
 from safeclip_guardrail.encoders._quiet import silence_transformers
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["load_chat_model", "register"]
 

@@ -30,7 +30,6 @@ from safeclip_guardrail.cli._common import (
     EXIT_ERROR,
     EXIT_FLAGGED,
     EXIT_OK,
-    CliError,
     add_guard_options,
     discover,
     emit,
@@ -38,6 +37,7 @@ from safeclip_guardrail.cli._common import (
     printable,
     progress,
 )
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["ScanSummary", "register"]
 

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _usage(message: str) -> Exception:
-    from safeclip_guardrail.cli._common import CliError
+    from safeclip_guardrail.errors import CliError
 
     return CliError(message)
 

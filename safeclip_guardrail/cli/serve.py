@@ -17,8 +17,9 @@ import socket
 import sys
 from typing import Any
 
-from safeclip_guardrail.cli._common import CliError, add_guard_options, guard_from_args
+from safeclip_guardrail.cli._common import add_guard_options, guard_from_args
 from safeclip_guardrail.cli._serve_ray import add_ray_options, check_ray_options, serve_on_ray
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["register"]
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.config import Decision, GuardConfig
-from safeclip_guardrail.errors import ConfigurationError, GuardRuntimeError
+from safeclip_guardrail.errors import CalibrationError, ConfigurationError
 from safeclip_guardrail.eval.datasets import EvalDataset, UnreadableFile
 from safeclip_guardrail.eval.embed import EmbeddedDataset, embed_dataset, subset
 from safeclip_guardrail.eval.metrics import class_masses_for, flags_for
@@ -45,11 +45,6 @@ __all__ = [
 ]
 
 DEFAULT_MARGIN = 1e-4
-
-
-class CalibrationError(GuardRuntimeError, ValueError):
-    """The target false-positive rate cannot be met on this benign set (a run-time outcome
-    of the data, not a usage mistake)."""
 
 
 class CalibrationResult(BaseModel):

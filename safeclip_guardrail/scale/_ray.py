@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from safeclip_guardrail.errors import ConfigurationError, SafeCLIPError, require
+from safeclip_guardrail.errors import ConfigurationError, RayScanError, SafeCLIPError, require
 from safeclip_guardrail.scale.output import ScanOutput, output_schema, to_table
 from safeclip_guardrail.scale.sources import Corpus, Unit, read_unit
 
-__all__ = ["RayScanError", "ScorerActor", "actor_cpus", "connect", "new_local_cluster",
+__all__ = ["ScorerActor", "actor_cpus", "connect", "new_local_cluster",
            "quiet_ray_data", "run_ray"]
 
 
@@ -248,7 +248,3 @@ def _unwrap(exc: BaseException) -> BaseException:
     kind = type(cause).__name__ if cause is not None else type(exc).__name__
     return RayScanError(f"the Ray scan failed in a worker: {kind}: {detail} (Ray's own messages: "
                         "SAFECLIP_DEBUG=1)")
-
-
-class RayScanError(SafeCLIPError, RuntimeError):
-    """A Ray worker failed for a reason other than an unreadable image (those are rows)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from safeclip_guardrail.errors import ConfigurationError, SafeCLIPError, require
+from safeclip_guardrail.errors import ConfigurationError, ServeDeployError, require
 
 if TYPE_CHECKING:
     from safeclip_guardrail.config import GuardConfig
@@ -104,7 +104,3 @@ def serve_guard(config: GuardConfig, *, host: str = "127.0.0.1", port: int = 800
         if started:
             ray.shutdown()
         raise
-
-
-class ServeDeployError(SafeCLIPError, RuntimeError):
-    """The Ray Serve deployment did not come up (e.g. a replica could not load the model)."""

@@ -24,7 +24,7 @@ import math
 import re
 from typing import Any
 
-from safeclip_guardrail.serve._errors import ServiceError
+from safeclip_guardrail.errors import ServiceError
 
 __all__ = ["MAX_DEPTH", "MAX_VALUES", "parse_json"]
 

@@ -43,7 +43,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from safeclip_guardrail.errors import ConfigurationError, GuardRuntimeError
+from safeclip_guardrail.errors import (
+    BatcherOverloaded,
+    BatcherStopped,
+    ConfigurationError,
+    GuardRuntimeError,
+)
 from safeclip_guardrail.guard import Judgement
 
 __all__ = ["BatcherOverloaded", "BatcherStopped", "MicroBatcher"]
@@ -52,14 +57,6 @@ T = TypeVar("T")
 
 _RECENT_S = 2.0
 """Interactive requests seen this recently keep bulk images within the time slice."""
-
-
-class BatcherOverloaded(GuardRuntimeError):
-    """The queue of images waiting for the encoder is full; retry later (HTTP 503)."""
-
-
-class BatcherStopped(GuardRuntimeError):
-    """The batcher is not running (the app is starting or shutting down)."""
 
 
 @dataclass(eq=False)

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from safeclip_guardrail.config import GuardConfig
-from safeclip_guardrail.errors import GuardRuntimeError, ImageInputError
+from safeclip_guardrail.errors import GuardServiceError, ImageInputError
 from safeclip_guardrail.guard import Judgement
 from safeclip_guardrail.result import ImageVerdict
 from safeclip_guardrail.sources import (
@@ -27,10 +27,6 @@ from safeclip_guardrail.sources import (
 )
 
 __all__ = ["GuardServiceError", "RemoteGuard"]
-
-
-class GuardServiceError(GuardRuntimeError):
-    """The guard service could not be reached or answered an error; nothing passes."""
 
 
 class RemoteGuard:
