@@ -43,23 +43,23 @@ class ConceptClass(ValidatedModel):
     def _name_ok(cls, v: str) -> str:
         v = v.strip()
         if not v:
-            raise ValueError("class name must not be empty")
+            raise ConfigurationError("class name must not be empty")
         return v
 
     @field_validator("descriptors", mode="before")
     @classmethod
     def _descriptors_ok(cls, v: Any) -> Any:
         if isinstance(v, str):
-            raise ValueError("descriptors must be a list of strings, not one string")
+            raise ConfigurationError("descriptors must be a list of strings, not one string")
         return v
 
     @model_validator(mode="after")
     def _non_empty(self) -> ConceptClass:
         cleaned = tuple(d.strip() for d in self.descriptors)
         if not cleaned:
-            raise ValueError(f"class {self.name!r} has no descriptors; give it at least one text")
+            raise ConfigurationError(f"class {self.name!r} has no descriptors; give it at least one text")
         if any(not d for d in cleaned):
-            raise ValueError(f"class {self.name!r} has an empty descriptor")
+            raise ConfigurationError(f"class {self.name!r} has an empty descriptor")
         object.__setattr__(self, "descriptors", cleaned)
         return self
 
@@ -83,14 +83,14 @@ class ConceptBank(ValidatedModel):
         names = [c.name for c in self.classes]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"duplicate class names: {', '.join(dupes)}")
+            raise ConfigurationError(f"duplicate class names: {', '.join(dupes)}")
         if not any(c.kind == "benign" for c in self.classes):
-            raise ValueError(
+            raise ConfigurationError(
                 "the bank has no benign class; add one (e.g. the paper's 'neutral' with "
                 "descriptors like 'Safe for work image'), otherwise every image is toxic"
             )
         if not any(c.kind == "toxic" for c in self.classes):
-            raise ValueError("the bank has no toxic class, so nothing could ever be flagged")
+            raise ConfigurationError("the bank has no toxic class, so nothing could ever be flagged")
         return self
 
     # ----------------------------------------------------------------- construction

@@ -181,18 +181,18 @@ class ImageOptions(ValidatedModel):
         names = tuple(dict.fromkeys(f.strip().upper() for f in v))
         refused = sorted(set(names) & _NEVER_FORMATS)
         if refused:
-            raise ValueError(
+            raise ConfigurationError(
                 f"formats {refused} can never be opened: Pillow runs Ghostscript on them; "
                 "convert such files to PNG before checking them"
             )
         if not names:
-            raise ValueError("formats must name at least one image format, e.g. ('PNG', 'JPEG')")
+            raise ConfigurationError("formats must name at least one image format, e.g. ('PNG', 'JPEG')")
         return names
 
     @model_validator(mode="after")
     def _hosts_needed(self) -> ImageOptions:
         if self.allow_urls and not self.allowed_hosts:
-            raise ValueError(
+            raise ConfigurationError(
                 "allow_urls=True needs allowed_hosts (e.g. ('images.example.com',)); "
                 "fetching from any host is not supported"
             )
@@ -233,7 +233,7 @@ class ScoringConfig(ValidatedModel):
     def _thresholds_in_range(cls, v: dict[str, float]) -> dict[str, float]:
         for name, t in v.items():
             if not 0.0 < t < 1.0:
-                raise ValueError(f"threshold for {name!r} must be in (0, 1), got {t}")
+                raise ConfigurationError(f"threshold for {name!r} must be in (0, 1), got {t}")
         return v
 
     @field_validator("dtype")
@@ -244,7 +244,7 @@ class ScoringConfig(ValidatedModel):
         aliases = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
         v = aliases.get(v, v)
         if v not in {"float32", "float16", "bfloat16"}:
-            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {v!r}")
+            raise ConfigurationError(f"dtype must be float32, float16 or bfloat16, got {v!r}")
         return v
 
     @model_validator(mode="after")
@@ -382,7 +382,7 @@ _CONFIG_HINT = ("a guard config is a UTF-8 JSON or YAML mapping of options, as w
 def _check_names(field: str, keys: dict[str, Any], names: set[str]) -> None:
     unknown = sorted(set(keys) - names)
     if unknown:
-        raise ValueError(
+        raise ConfigurationError(
             f"{field} names classes that are not in the concept bank: "
             f"{', '.join(unknown)} (known: {', '.join(sorted(names))})"
         )

@@ -35,6 +35,7 @@ MAX_VALUES = 100_000
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_NOT_JSON = "the body is not valid JSON: "
 
 
 def parse_json(raw: bytes) -> Any:
@@ -53,8 +54,8 @@ def parse_json(raw: bytes) -> Any:
     except RecursionError:
         raise _bad(f"the body is nested too deeply; at most {MAX_DEPTH} levels of arrays "
                    "and objects are accepted") from None
-    except ValueError as exc:
-        raise _bad(f"the body is not valid JSON: {_first_line(exc)}") from None
+    except ValueError as exc:  # the parser's own refusals (the hooks below raise ours)
+        raise _bad(f"{_NOT_JSON}{_first_line(exc)}") from None
     brackets = raw.count(b"[") + raw.count(b"{")
     if brackets > MAX_DEPTH or _SURROGATE_ESCAPE.search(raw) is not None:
         _walk(value)
@@ -106,19 +107,22 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise ValueError(f"the key {key[:40]!r} appears twice in one object")
+                msg = f"{_NOT_JSON}the key {key[:40]!r} appears twice in one object"
+                raise _bad(msg)
             seen.add(key)
     return out
 
 
 def _constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number; send finite numbers")
+    msg = f"{_NOT_JSON}{name} is not a JSON number; send finite numbers"
+    raise _bad(msg)
 
 
 def _float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is too large for a float")
+        msg = f"{_NOT_JSON}the number {text[:40]} is too large for a float"
+        raise _bad(msg)
     return value
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import uvicorn
 
+from safeclip_guardrail.errors import GuardRuntimeError
+
 __all__ = ["BackgroundServer"]
 
 
@@ -46,8 +48,15 @@ class BackgroundServer:
         self._thread.start()
         deadline = time.monotonic() + self.startup_timeout_s
         while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the server on {self.url} did not start")
+            if not self._thread.is_alive():
+                msg = (f"the server on {self.url} stopped while starting: the app's startup "
+                       "failed (e.g. its model could not load); the log above says why")
+                raise GuardRuntimeError(msg)
+            if time.monotonic() > deadline:
+                self.stop()
+                msg = (f"the server on {self.url} did not start within {self.startup_timeout_s} s; "
+                       "raise startup_timeout_s if the app loads a large model")
+                raise GuardRuntimeError(msg)
             time.sleep(0.01)
         return self
 

@@ -276,7 +276,8 @@ class MicroBatcher(Generic[T]):
     async def _next_batch(self) -> list[_Item[T]]:
         arrived = self._arrived
         if arrived is None:  # start() creates it before the workers
-            raise RuntimeError("MicroBatcher worker started before start()")
+            msg = "the MicroBatcher is not running: await its start() first"
+            raise BatcherStopped(msg)
         loop = asyncio.get_running_loop()
         while True:
             while not self._pending:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from PIL import Image
@@ -108,9 +108,8 @@ class CountingEncoder:
         size = max(1, min(batch_size, int(cap)))
         self._metrics.forwards.inc(math.ceil(len(frames) / size))
         self._metrics.encoded_frames.inc(len(frames))
-        if not isinstance(self._inner, EncodesFrames):  # set only for such encoders
-            raise TypeError(f"{self._inner.name} does not encode frames itself")
-        return self._inner.encode_frames(frames, batch_size=batch_size)
+        inner = cast(EncodesFrames, self._inner)  # bound in __init__ only for such encoders
+        return inner.encode_frames(frames, batch_size=batch_size)
 
     def __getattr__(self, name: str) -> Any:  # preprocess, project_cls, device, ...
         return getattr(self._inner, name)
