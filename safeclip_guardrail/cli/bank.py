@@ -53,7 +53,8 @@ def _show(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() not in {".json", ".yaml", ".yml"}:
-        raise CliError(f"OUT must end in .json, .yaml or .yml, got {printable(args.out)}")
+        msg = f"OUT must end in .json, .yaml or .yml, got {printable(args.out)}"
+        raise CliError(msg)
     path = _load(args).to_file(args.out)
     print(f"wrote {path}")
     return EXIT_OK

@@ -264,13 +264,12 @@ class SafeCLIPDocumentGuard(RunnableSerializable[list[Document], list[Document]]
         if isinstance(value, str):
             return from_untrusted_string(value, options=opts, fetcher=self.guard.fetcher)
         if isinstance(value, os.PathLike):
-            raise ImageInputError(
-                f"a path under metadata key {key!r}, which is not one of path_keys "
-                f"{self.path_keys}; add the key to path_keys if your ingestion pipeline sets it",
-                source=f"<metadata {key}>")
-        raise ImageInputError(
-            f"metadata image of type {type(value).__name__} cannot be read; store base64, a "
-            "data URL, bytes or (under a path key) a file path", source=f"<metadata {key}>")
+            msg = (f"a path under metadata key {key!r}, which is not one of path_keys "
+                   f"{self.path_keys}; add the key to path_keys if your ingestion pipeline sets it")
+            raise ImageInputError(msg, source=f"<metadata {key}>")
+        msg = (f"metadata image of type {type(value).__name__} cannot be read; store base64, a "
+               "data URL, bytes or (under a path key) a file path")
+        raise ImageInputError(msg, source=f"<metadata {key}>")
 
     def _images_of_list(self, docs: Sequence[Document],
                         ) -> list[list[DocumentImage]] | ConfigurationError:

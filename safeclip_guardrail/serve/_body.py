@@ -41,21 +41,25 @@ _NOT_JSON = "the body is not valid JSON: "
 def parse_json(raw: bytes) -> Any:
     """The body's JSON value, or a :class:`ServiceError` (400) saying what is wrong with it."""
     if _values_at_most(raw) > MAX_VALUES:
-        raise _bad(f"the body holds more than {MAX_VALUES} JSON values; send fewer texts or "
-                   "messages per request")
+        msg = (f"the body holds more than {MAX_VALUES} JSON values; send fewer texts or "
+               "messages per request")
+        raise _bad(msg)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _bad(f"the body is not UTF-8 (byte {exc.start} is not); send JSON encoded as "
-                   "UTF-8") from None
+        msg = (f"the body is not UTF-8 (byte {exc.start} is not); send JSON encoded as "
+               "UTF-8")
+        raise _bad(msg) from None
     try:
         value = json.loads(text, object_pairs_hook=_object, parse_constant=_constant,
                            parse_float=_float)
     except RecursionError:
-        raise _bad(f"the body is nested too deeply; at most {MAX_DEPTH} levels of arrays "
-                   "and objects are accepted") from None
+        msg = (f"the body is nested too deeply; at most {MAX_DEPTH} levels of arrays "
+               "and objects are accepted")
+        raise _bad(msg) from None
     except ValueError as exc:  # the parser's own refusals (the hooks below raise ours)
-        raise _bad(f"{_NOT_JSON}{_first_line(exc)}") from None
+        msg = f"{_NOT_JSON}{_first_line(exc)}"
+        raise _bad(msg) from None
     brackets = raw.count(b"[") + raw.count(b"{")
     if brackets > MAX_DEPTH or _SURROGATE_ESCAPE.search(raw) is not None:
         _walk(value)
@@ -81,8 +85,9 @@ def _walk(value: Any) -> None:
             _check_string(v)
         elif isinstance(v, (dict, list)):
             if depth >= MAX_DEPTH:
-                raise _bad(f"the body is nested too deeply; at most {MAX_DEPTH} levels of "
-                           "arrays and objects are accepted")
+                msg = (f"the body is nested too deeply; at most {MAX_DEPTH} levels of "
+                       "arrays and objects are accepted")
+                raise _bad(msg)
             if isinstance(v, dict):
                 for k, item in v.items():
                     _check_string(k)
@@ -97,8 +102,9 @@ def _check_string(s: str) -> None:
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
-        raise _bad("the body holds a string with an unpaired surrogate escape (e.g. "
-                   "\\ud800); send valid Unicode text") from None
+        msg = ("the body holds a string with an unpaired surrogate escape (e.g. "
+               "\\ud800); send valid Unicode text")
+        raise _bad(msg) from None
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -94,8 +94,9 @@ class DeadlineFetcher:
             return self.inner.fetch(url, options)
         left = budget.deadline - time.monotonic()
         if budget.cancelled.is_set() or left <= 0:
-            raise ImageInputError("the request's time budget ran out before this image URL "
-                                  "was fetched", source="<url>")
+            msg = ("the request's time budget ran out before this image URL "
+                   "was fetched")
+            raise ImageInputError(msg, source="<url>")
         return self.inner.fetch(url, options.model_copy(
             update={"url_timeout": min(options.url_timeout, left)}))
 
