@@ -43,7 +43,7 @@ class BackgroundServer:
                                 lifespan="on", timeout_graceful_shutdown=2)
         server = uvicorn.Server(config)
         self._server = server
-        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+        self._thread = threading.Thread(target=_run, args=(server, sock),
                                         name=f"uvicorn-{self.port}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self.startup_timeout_s
@@ -73,3 +73,10 @@ class BackgroundServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _run(server: uvicorn.Server, sock: socket.socket) -> None:
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn exits when the app's startup fails: start() reports it
+        sock.close()
