@@ -89,8 +89,7 @@ class SafeCLIPGuard:
                  fetcher: ImageFetcher | None = None) -> None:
         self.encoder = encoder
         if fetcher is not None and not isinstance(fetcher, ImageFetcher):
-            msg = (f"fetcher must be an ImageFetcher (a .fetch(url, options) "
-                   f"method returning bytes), got {type(fetcher).__name__}")
+            msg = f"fetcher needs .fetch(url, opts) -> bytes (an ImageFetcher), got {type(fetcher).__name__}"
             raise ConfigurationError(msg)
         self.fetcher: ImageFetcher = DEFAULT_FETCHER if fetcher is None else fetcher
         """Gets remote images (string URLs) once the URL policy of ``config.images`` allows
@@ -399,10 +398,9 @@ class SafeCLIPGuard:
         size = self.encoder.input_size if isinstance(self.encoder, ResizesTo) else None
         item = viewed(img, self.config.images, input_size=size)
         if budget is not None and item.pixels > budget:
-            msg = (f"image {img.source}: its {item.views} views take {item.view_pixels} pixels "
-                   f"beyond its {img.pixels} decoded ones, over what is left of this request's "
-                   f"budget ({budget} of ImageOptions.max_request_pixels); send fewer or smaller "
-                   "images per request, or raise the limit")
+            msg = (f"image {img.source}: its {item.views} views take {item.view_pixels} pixels beyond its "
+                   f"{img.pixels} decoded ones, over what is left of this request's budget ({budget} of "
+                   "ImageOptions.max_request_pixels); send fewer or smaller images, or raise the limit")
             raise ImageInputError(msg, source=img.source)
         return item
 
