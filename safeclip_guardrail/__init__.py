@@ -61,7 +61,8 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module 'safeclip_guardrail' has no attribute {name!r}")
+    msg = f"module 'safeclip_guardrail' has no attribute {name!r}"
+    raise AttributeError(msg)
 
 
 __all__ = [

@@ -44,7 +44,8 @@ def jpeg_records(data: bytes, start: int = 0) -> Iterator[Record]:
     pos, n = start + 2, len(data)
     while pos + 2 <= n:
         if data[pos] != 0xFF:
-            raise Broken("its marker structure is broken")
+            msg = "its marker structure is broken"
+            raise Broken(msg)
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -60,12 +61,14 @@ def jpeg_records(data: bytes, start: int = 0) -> Iterator[Record]:
         (length,) = struct.unpack_from(">H", data, pos + 2)
         end = pos + 2 + length
         if length < 2 or end > n:
-            raise Broken("a segment runs past the end of the data")
+            msg = "a segment runs past the end of the data"
+            raise Broken(msg)
         if marker == 0xDA:  # entropy-coded data runs to the next real marker
             end = _next_marker(data, end)
         yield Record(f"ff{marker:02x}", pos + 4, end)
         pos = end
-    raise Broken("it has no end-of-image marker")
+    msg = "it has no end-of-image marker"
+    raise Broken(msg)
 
 
 def _next_marker(data: bytes, pos: int) -> int:
@@ -93,7 +96,8 @@ def png_records(data: bytes, start: int = 0) -> Iterator[Record]:
         if kind == b"IEND":
             return
         pos = end + 4
-    raise Broken("it has no IEND chunk")
+    msg = "it has no IEND chunk"
+    raise Broken(msg)
 
 
 @dataclass(frozen=True)

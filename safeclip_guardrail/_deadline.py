@@ -46,7 +46,8 @@ class Deadline:
         """Seconds remaining; TimeoutError once the deadline has passed."""
         remaining = self.end - time.monotonic()
         if remaining <= 0 or self._fired:
-            raise TimeoutError(f"deadline of {self.seconds}s passed")
+            msg = f"deadline of {self.seconds}s passed"
+            raise TimeoutError(msg)
         return remaining
 
     @property
@@ -144,7 +145,8 @@ class DeadlineSSLSocket(ssl.SSLSocket):
 
     def _bound(self) -> None:
         if self.deadline is None:
-            raise TimeoutError("TLS socket used before its deadline was bound")
+            msg = "TLS socket used before its deadline was bound"
+            raise TimeoutError(msg)
         self.settimeout(self.deadline.left())
 
     def do_handshake(self, block: bool = False) -> None:

@@ -91,10 +91,10 @@ def decode_bytes(data: bytes, opts: ImageOptions, desc: str, *,
             return Decoded(frames=doc.frames, format="PDF", faithful=False, pixels=doc.pixels,
                            labels=doc.labels)
         if kind is not None:
-            raise ImageInputError(
-                f"{desc} is {describe_document(kind)}, which the guard cannot judge (only "
-                "pictures and PDF documents are); send its pictures as images or convert it "
-                "to PDF", source=desc)
+            msg = (f"{desc} is {describe_document(kind)}, which the guard cannot judge (only "
+                   "pictures and PDF documents are); send its pictures as images or convert it "
+                   "to PDF")
+            raise ImageInputError(msg, source=desc)
     allowed = _allowed(opts)
     check_container(data, opts, desc)
     opened: list[str] = []
@@ -136,17 +136,15 @@ def _guarded(label: Callable[[], str], desc: str, work: Callable[[], Decoded]) -
     except ImageInputError:
         raise
     except Image.DecompressionBombError:
-        raise ImageInputError(f"{label()} image {desc} declares too many pixels",
-                              source=desc) from None
+        msg = f"{label()} image {desc} declares too many pixels"
+        raise ImageInputError(msg, source=desc) from None
     except Exception as exc:  # the decode is total: any parser failure is this image's error
         detail = f"{type(exc).__name__}: {exc}"
         if len(detail) > _DETAIL:
             detail = detail[:_DETAIL - 3] + "..."
-        raise ImageInputError(
-            f"{label()} image {desc} is truncated or corrupt ({detail}); re-encode it or send "
-            "another copy",
-            source=desc,
-        ) from None
+        msg = (f"{label()} image {desc} is truncated or corrupt ({detail}); re-encode it or send "
+               "another copy")
+        raise ImageInputError(msg, source=desc) from None
 
 
 def _open_and_decode(data: bytes, allowed: tuple[str, ...], opts: ImageOptions, desc: str,
@@ -156,19 +154,17 @@ def _open_and_decode(data: bytes, allowed: tuple[str, ...], opts: ImageOptions, 
     except UnidentifiedImageError:
         sniffed = sniff_format(data[:32])
         if sniffed is not None and sniffed not in allowed:
-            raise ImageInputError(
-                f"image {desc} is {sniffed}, which is not an allowed image format (allowed: "
-                f"{', '.join(opts.formats)}); convert it to PNG or JPEG, or add {sniffed!r} to "
-                "ImageOptions.formats if you trust Pillow's parser for it",
-                source=desc,
-            ) from None
-        raise ImageInputError(
-            f"image {desc} is not in a format Pillow can decode (or it is corrupt)", source=desc
-        ) from None
+            msg = (f"image {desc} is {sniffed}, which is not an allowed image format (allowed: "
+                   f"{', '.join(opts.formats)}); convert it to PNG or JPEG, or add {sniffed!r} to "
+                   "ImageOptions.formats if you trust Pillow's parser for it")
+            raise ImageInputError(msg, source=desc) from None
+        msg = f"image {desc} is not in a format Pillow can decode (or it is corrupt)"
+        raise ImageInputError(msg, source=desc) from None
     fmt = img.format or "?"
     opened.append(fmt)
     if not _format_allowed(fmt, opts):  # an opener that hands over to another format
-        raise ImageInputError(f"image {desc} opened as {fmt}, which is not allowed", source=desc)
+        msg = f"image {desc} opened as {fmt}, which is not allowed"
+        raise ImageInputError(msg, source=desc)
     tables = jpeg_tables(img) if fmt in {"JPEG", "MPO"} else None
     if draft_size and draft_size > 0 and fmt in {"JPEG", "MPO"} and opts.frames == 1:
         check_pixels(img.size, opts, desc, frame=0)  # the declared size, before draft shrinks it
@@ -184,14 +180,13 @@ def check_pixels(size: tuple[int, int], opts: ImageOptions, desc: str, *, frame:
     w, h = size
     where = f" (frame {frame + 1})" if frame else ""
     if w <= 0 or h <= 0:
-        raise ImageInputError(f"image {desc}{where} has no pixels ({w}x{h})", source=desc)
+        msg = f"image {desc}{where} has no pixels ({w}x{h})"
+        raise ImageInputError(msg, source=desc)
     if w * h > opts.max_pixels:
-        raise ImageInputError(
-            f"image {desc}{where} is {w}x{h} = {w * h} pixels, over the limit of "
-            f"{opts.max_pixels} (possible decompression bomb); raise ImageOptions.max_pixels "
-            "if it is genuine",
-            source=desc,
-        )
+        msg = (f"image {desc}{where} is {w}x{h} = {w * h} pixels, over the limit of "
+               f"{opts.max_pixels} (possible decompression bomb); raise ImageOptions.max_pixels "
+               "if it is genuine")
+        raise ImageInputError(msg, source=desc)
     return w * h
 
 
@@ -216,19 +211,15 @@ def _frames(img: Image.Image, opts: ImageOptions, desc: str, fmt: str | None,
                 break
         n = check_pixels(img.size, opts, desc, frame=i)
         if total + n > opts.max_total_pixels:
-            raise ImageInputError(
-                f"image {desc} has {total + n} pixels in its first {i + 1} frames, over the "
-                f"limit of {opts.max_total_pixels} across frames; lower ImageOptions.frames or "
-                "raise max_total_pixels",
-                source=desc,
-            )
+            msg = (f"image {desc} has {total + n} pixels in its first {i + 1} frames, over the "
+                   f"limit of {opts.max_total_pixels} across frames; lower ImageOptions.frames or "
+                   "raise max_total_pixels")
+            raise ImageInputError(msg, source=desc)
         if budget is not None and total + n > budget:
-            raise ImageInputError(
-                f"image {desc} was not decoded: this request has {max(budget, 0)} of its "
-                f"max_request_pixels={opts.max_request_pixels} decoded pixels left and the image "
-                f"needs {total + n}; send it in another request or raise max_request_pixels",
-                source=desc,
-            )
+            msg = (f"image {desc} was not decoded: this request has {max(budget, 0)} of its "
+                   f"max_request_pixels={opts.max_request_pixels} decoded pixels left and the image "
+                   f"needs {total + n}; send it in another request or raise max_request_pixels")
+            raise ImageInputError(msg, source=desc)
         total += n
         frame_views, frame_faithful = _views(img, desc)
         views.extend(frame_views)
@@ -305,10 +296,10 @@ def _keyed(img: Image.Image, key: object, wide_samples: bool, desc: str) -> Imag
     import numpy as np
 
     if img.mode == "RGB" and wide_samples:
-        raise ImageInputError(
-            f"image {desc} is 16-bit RGB with a transparency key (tRNS): decoders that honour "
-            "the key hide pixels that cannot be told apart at 8 bits; re-encode it without "
-            "the key", source=desc)
+        msg = (f"image {desc} is 16-bit RGB with a transparency key (tRNS): decoders that honour "
+               "the key hide pixels that cannot be told apart at 8 bits; re-encode it without "
+               "the key")
+        raise ImageInputError(msg, source=desc)
     arr = np.asarray(img)
     try:
         if img.mode == "RGB":

@@ -121,7 +121,8 @@ def discover_images(paths: Iterable[Path], *, root: str | Path | None = None,
         if p.is_dir():
             top = os.path.realpath(p)
             if fixed is not None and not inside(top, fixed):
-                raise ConfigurationError(f"folder {p} is outside the scan root {fixed}")
+                msg = f"folder {p} is outside the scan root {fixed}"
+                raise ConfigurationError(msg)
             entries = _walk(p, fixed or top, outside_hint)
         elif named_files_are_images:
             entries = [Found(p)]

@@ -70,20 +70,20 @@ def decode_pdf(data: bytes, opts: ImageOptions, desc: str, *, budget: int | None
     extractor could cut out of it is judged too); None skips carving."""
     dopts = opts.documents
     if not dopts.enabled:
-        raise ImageInputError(
-            f"{desc} is a PDF document, and documents are refused here "
-            "(ImageOptions.documents.enabled=False); send its pages as images", source=desc)
+        msg = (f"{desc} is a PDF document, and documents are refused here "
+               "(ImageOptions.documents.enabled=False); send its pages as images")
+        raise ImageInputError(msg, source=desc)
     try:
         import pypdfium2
         import pypdfium2.raw
     except ImportError:
-        raise ImageInputError(
-            f"{desc} is a PDF document, which cannot be judged without the PDF renderer; "
-            f"install it with {INSTALL_HINT}, or send the pages as images", source=desc) from None
+        msg = (f"{desc} is a PDF document, which cannot be judged without the PDF renderer; "
+               f"install it with {INSTALL_HINT}, or send the pages as images")
+        raise ImageInputError(msg, source=desc) from None
     if not _LOCK.acquire(timeout=dopts.timeout):
-        raise ImageInputError(
-            f"PDF document {desc} was not judged: the PDF renderer stayed busy for "
-            f"{dopts.timeout:g} s (DocumentOptions.timeout); send it again", source=desc)
+        msg = (f"PDF document {desc} was not judged: the PDF renderer stayed busy for "
+               f"{dopts.timeout:g} s (DocumentOptions.timeout); send it again")
+        raise ImageInputError(msg, source=desc)
     try:
         return _Renderer(pypdfium2, pypdfium2.raw, opts, desc, budget).run(data, decode_picture)
     except ImageInputError:
@@ -91,9 +91,9 @@ def decode_pdf(data: bytes, opts: ImageOptions, desc: str, *, budget: int | None
     except Exception as exc:  # PDFium errors, broken objects: this document's error only
         detail = f"{type(exc).__name__}: {exc}"
         detail = detail if len(detail) <= _DETAIL else detail[:_DETAIL - 3] + "..."
-        raise ImageInputError(
-            f"PDF document {desc} cannot be read ({detail}); it may be encrypted with a "
-            "password or corrupt", source=desc) from None
+        msg = (f"PDF document {desc} cannot be read ({detail}); it may be encrypted with a "
+               "password or corrupt")
+        raise ImageInputError(msg, source=desc) from None
     finally:
         _LOCK.release()
 
@@ -122,17 +122,17 @@ class _Renderer:
         try:
             count = len(pdf)
             if count < 1:
-                raise self.fail("has no pages", "send a PDF with at least one page")
+                msg = "has no pages"
+                raise self.fail(msg, "send a PDF with at least one page")
             if count > self.dopts.max_pages:
-                raise self.fail(
-                    f"has {count} pages, over the limit of {self.dopts.max_pages}",
-                    "split it, or raise DocumentOptions.max_pages")
+                msg = f"has {count} pages, over the limit of {self.dopts.max_pages}"
+                raise self.fail(msg, "split it, or raise DocumentOptions.max_pages")
             attached = self.raw.FPDFDoc_GetAttachmentCount(pdf)
             if attached > 0 and not self.dopts.allow_attachments:
-                raise self.fail(
-                    f"carries {attached} attached file(s), which are not judged but would be "
-                    "forwarded with it", "remove the attachments, or set "
-                    "DocumentOptions.allow_attachments=True if they may reach the model unjudged")
+                msg = (f"carries {attached} attached file(s), which are not judged but would be "
+                       "forwarded with it")
+                raise self.fail(msg, "remove the attachments, or set DocumentOptions."
+                                "allow_attachments=True if they may reach the model unjudged")
             for index in range(count):
                 self.check_time(f"page {index + 1}")
                 self.page(pdf, index)
@@ -149,38 +149,39 @@ class _Renderer:
             where = f"bytes {item.offset}-{item.end}"
             self.pictures += 1
             if self.pictures > self.dopts.max_pictures:
-                raise self.fail(f"embeds over {self.dopts.max_pictures} pictures",
-                                "raise DocumentOptions.max_pictures if it is genuine")
+                msg = f"embeds over {self.dopts.max_pictures} pictures"
+                raise self.fail(msg, "raise DocumentOptions.max_pictures if it is genuine")
             self.check_time(where)
             self.spend(item.width, item.height, f"a {item.kind} in {where}")
             try:
                 readings = decode_picture(data[item.offset:item.end], f"{self.desc} ({where})")
             except ImageInputError as exc:
-                raise self.fail(f"carries a {item.kind} in {where} that cannot be judged ({exc})",
-                                "re-export the PDF") from None
+                msg = f"carries a {item.kind} in {where} that cannot be judged ({exc})"
+                raise self.fail(msg, "re-export the PDF") from None
             for reading in readings:
                 self.add(reading, where)
 
     # ---------------------------------------------------------------- budgets
     def check_time(self, where: str) -> None:
         if time.monotonic() > self.deadline:
-            raise self.fail(f"took over {self.dopts.timeout:g} s to judge (stopped at {where})",
-                            "raise DocumentOptions.timeout if it is genuine")
+            msg = f"took over {self.dopts.timeout:g} s to judge (stopped at {where})"
+            raise self.fail(msg, "raise DocumentOptions.timeout if it is genuine")
 
     def spend(self, width: int, height: int, where: str) -> None:
         n = width * height
         if n > self.opts.max_pixels:
-            raise self.fail(f"has {where} of {width}x{height} pixels, over the limit of "
-                            f"{self.opts.max_pixels}", "raise ImageOptions.max_pixels")
+            msg = (f"has {where} of {width}x{height} pixels, over the limit of "
+                   f"{self.opts.max_pixels}")
+            raise self.fail(msg, "raise ImageOptions.max_pixels")
         if self.pixels + n > self.dopts.max_total_pixels:
-            raise self.fail(f"needs over {self.dopts.max_total_pixels} decoded pixels (at "
-                            f"{where})", "raise DocumentOptions.max_total_pixels, or lower "
-                            "render_long_side")
+            msg = (f"needs over {self.dopts.max_total_pixels} decoded pixels (at "
+                   f"{where})")
+            raise self.fail(msg, "raise DocumentOptions.max_total_pixels, or lower render_long_side")
         if self.budget is not None and self.pixels + n > self.budget:
-            raise self.fail(
-                f"was not judged: this request has {max(self.budget, 0)} of its "
-                f"max_request_pixels={self.opts.max_request_pixels} decoded pixels left and "
-                f"the document needs more (at {where})", "send it in another request")
+            msg = (f"was not judged: this request has {max(self.budget, 0)} of its "
+                   f"max_request_pixels={self.opts.max_request_pixels} decoded pixels left and "
+                   f"the document needs more (at {where})")
+            raise self.fail(msg, "send it in another request")
         self.pixels += n
 
     def add(self, image: Image.Image, label: str) -> None:
@@ -201,11 +202,12 @@ class _Renderer:
             width, height = page.get_size()
             longest = max(width, height)
             if not (math.isfinite(longest) and min(width, height) > 0):
-                raise self.fail(f"has a {where} without a valid size", "repair the PDF")
+                msg = f"has a {where} without a valid size"
+                raise self.fail(msg, "repair the PDF")
             if longest > self.dopts.max_page_points:
-                raise self.fail(
-                    f"has a {where} of {width:.0f}x{height:.0f} points, over the limit of "
-                    f"{self.dopts.max_page_points:g}", "raise DocumentOptions.max_page_points")
+                msg = (f"has a {where} of {width:.0f}x{height:.0f} points, over the limit of "
+                       f"{self.dopts.max_page_points:g}")
+                raise self.fail(msg, "raise DocumentOptions.max_page_points")
             pictures = self.objects(page, None, where)
             scale = self.dopts.render_long_side / longest
             w, h = max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
@@ -226,8 +228,8 @@ class _Renderer:
         while stack:
             form, depth = stack.pop()
             if depth > _MAX_FORM_DEPTH:
-                raise self.fail(f"nests forms deeper than {_MAX_FORM_DEPTH} on {where}",
-                                "flatten the PDF")
+                msg = f"nests forms deeper than {_MAX_FORM_DEPTH} on {where}"
+                raise self.fail(msg, "flatten the PDF")
             if form is not None:
                 n, get = raw.FPDFFormObj_CountObjects(form), raw.FPDFFormObj_GetObject
                 parent = form
@@ -238,9 +240,8 @@ class _Renderer:
             for i in range(max(n, 0)):
                 self.objects_seen += 1
                 if self.objects_seen > self.dopts.max_page_objects:
-                    raise self.fail(
-                        f"has over {self.dopts.max_page_objects} content objects on {where}",
-                        "raise DocumentOptions.max_page_objects if it is genuine")
+                    msg = f"has over {self.dopts.max_page_objects} content objects on {where}"
+                    raise self.fail(msg, "raise DocumentOptions.max_page_objects if it is genuine")
                 if self.objects_seen % 1000 == 0:
                     self.check_time(where)
                 obj = get(parent, i)
@@ -283,7 +284,8 @@ class _Renderer:
             if status == raw.FPDF_RENDER_TOBECONTINUED:
                 self.check_time(f"rendering {where}")
             if status != raw.FPDF_RENDER_DONE:
-                raise self.fail(f"could not render {where}", "repair or re-export the PDF")
+                msg = f"could not render {where}"
+                raise self.fail(msg, "repair or re-export the PDF")
             rendered: Image.Image = bitmap.to_pil().convert("RGB")  # a copy: freed below
             return rendered
         finally:
@@ -295,17 +297,18 @@ class _Renderer:
         self.check_time(page_where)
         where = f"{page_where}, picture {self.pictures}"
         if self.pictures > self.dopts.max_pictures:
-            raise self.fail(f"embeds over {self.dopts.max_pictures} pictures",
-                            "raise DocumentOptions.max_pictures if it is genuine")
+            msg = f"embeds over {self.dopts.max_pictures} pictures"
+            raise self.fail(msg, "raise DocumentOptions.max_pictures if it is genuine")
         w, h = ctypes.c_uint(0), ctypes.c_uint(0)
         if not raw.FPDFImageObj_GetImagePixelSize(obj, ctypes.byref(w), ctypes.byref(h)) \
                 or not w.value or not h.value:
-            raise self.fail(f"has a picture without a size ({where})", "repair the PDF")
+            msg = f"has a picture without a size ({where})"
+            raise self.fail(msg, "repair the PDF")
         self.spend(w.value, h.value, where)
         handle = raw.FPDFImageObj_GetBitmap(obj)
         if not handle:
-            raise self.fail(f"has a picture that cannot be decoded ({where})",
-                            "repair or re-export the PDF")
+            msg = f"has a picture that cannot be decoded ({where})"
+            raise self.fail(msg, "repair or re-export the PDF")
         bitmap = self.pdfium.PdfBitmap.from_raw(handle)
         bitmap.warn_on_close = False  # add() copies the pixels before the buffer is freed
         try:

@@ -85,11 +85,9 @@ def check_url_policy(url: str, opts: ImageOptions) -> ParsedURL:
     a fetcher is never asked for a URL the options forbid. ImageInputError otherwise."""
     short = _short(url)
     if not opts.allow_urls:
-        raise ImageInputError(
-            f"remote image URL {short} not fetched: URL fetching is off. Pass the image as "
-            "bytes/base64, or set ImageOptions(allow_urls=True, allowed_hosts=(...))",
-            source=short,
-        )
+        msg = (f"remote image URL {short} not fetched: URL fetching is off. Pass the image as "
+               "bytes/base64, or set ImageOptions(allow_urls=True, allowed_hosts=(...))")
+        raise ImageInputError(msg, source=short)
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -100,22 +98,21 @@ def check_url_policy(url: str, opts: ImageOptions) -> ParsedURL:
             path += "?" + quote(parts.query, safe=_PATH_SAFE, encoding="utf-8")
         ascii_host = host.encode("idna").decode("ascii") if host else ""
     except (ValueError, UnicodeError) as exc:
-        raise ImageInputError(
-            f"malformed image URL {short}: {exc}; send a valid http(s) URL or the image bytes",
-            source=short,
-        ) from None
+        msg = f"malformed image URL {short}: {exc}; send a valid http(s) URL or the image bytes"
+        raise ImageInputError(msg, source=short) from None
     if scheme not in {"http", "https"}:
-        raise ImageInputError(f"only http(s) URLs can be fetched, not {scheme!r}", source=short)
+        msg = f"only http(s) URLs can be fetched, not {scheme!r}"
+        raise ImageInputError(msg, source=short)
     if not host:
-        raise ImageInputError(f"URL {short} has no host", source=short)
+        msg = f"URL {short} has no host"
+        raise ImageInputError(msg, source=short)
     if parts.username is not None or parts.password is not None:
-        raise ImageInputError(f"URL {short} carries credentials; they are never sent",
-                              source=short)
+        msg = f"URL {short} carries credentials; they are never sent"
+        raise ImageInputError(msg, source=short)
     if not host_allowed(host, opts.allowed_hosts) and not host_allowed(ascii_host,
                                                                        opts.allowed_hosts):
-        raise ImageInputError(
-            f"host {host!r} is not in allowed_hosts {list(opts.allowed_hosts)}", source=short
-        )
+        msg = f"host {host!r} is not in allowed_hosts {list(opts.allowed_hosts)}"
+        raise ImageInputError(msg, source=short)
     return ParsedURL(scheme, host, ascii_host, port or (443 if scheme == "https" else 80), path)
 
 
@@ -133,19 +130,18 @@ def _check_url(url: str, opts: ImageOptions, deadline: Deadline) -> Target:
     except TimeoutError:
         raise _timed_out(short, opts) from None
     except (OSError, UnicodeError) as exc:
-        raise ImageInputError(f"cannot resolve host {parsed.host!r}: {exc}",
-                              source=short) from None
+        msg = f"cannot resolve host {parsed.host!r}: {exc}"
+        raise ImageInputError(msg, source=short) from None
     addrs = sorted({str(info[4][0]) for info in infos})  # type: ignore[index]
     if not addrs:
-        raise ImageInputError(f"host {parsed.host!r} resolved to no address", source=short)
+        msg = f"host {parsed.host!r} resolved to no address"
+        raise ImageInputError(msg, source=short)
     for addr in addrs:
         verdict = address_verdict(addr)
         if not verdict.reachable:
-            raise ImageInputError(
-                f"host {parsed.host!r} resolves to a non-public address {addr} "
-                f"({verdict.reason}); only globally reachable addresses are fetched",
-                source=short,
-            )
+            msg = (f"host {parsed.host!r} resolves to a non-public address {addr} "
+                   f"({verdict.reason}); only globally reachable addresses are fetched")
+            raise ImageInputError(msg, source=short)
     return Target(parsed.scheme, parsed.ascii_host, parsed.port, addrs[0], parsed.path)
 
 
@@ -173,7 +169,8 @@ def _resolve_within(host: str, port: int, deadline: Deadline) -> list[tuple[obje
     if failure:
         raise failure[0]
     if not answer:
-        raise TimeoutError("DNS lookup did not finish")
+        msg = "DNS lookup did not finish"
+        raise TimeoutError(msg)
     return answer[0]
 
 
@@ -189,14 +186,15 @@ def fetch_url(url: str, opts: ImageOptions) -> bytes:
             conn = _Pinned(target, deadline)
             data = _download(conn, target, opts, short)
             if deadline.fired:  # a cut socket reads as an early end of the body
-                raise TimeoutError("deadline passed")
+                msg = "deadline passed"
+                raise TimeoutError(msg)
         except ImageInputError:
             raise
         except Exception as exc:  # OSError, HTTPException, ValueError from a hostile peer
             if isinstance(exc, TimeoutError) or deadline.expired:
                 raise _timed_out(short, opts) from None
-            raise ImageInputError(f"fetching {short} failed: {type(exc).__name__}: {exc}",
-                                  source=short) from None
+            msg = f"fetching {short} failed: {type(exc).__name__}: {exc}"
+            raise ImageInputError(msg, source=short) from None
         finally:
             deadline.stop()
             if conn is not None:
@@ -209,10 +207,8 @@ def _download(conn: _Pinned, target: Target, opts: ImageOptions, short: str) -> 
                  headers={"Host": target.host, "User-Agent": "safeclip-guardrail"})
     resp = conn.getresponse()
     if resp.status != 200:
-        raise ImageInputError(
-            f"fetching {short} gave HTTP {resp.status} (redirects are not followed)",
-            source=short,
-        )
+        msg = f"fetching {short} gave HTTP {resp.status} (redirects are not followed)"
+        raise ImageInputError(msg, source=short)
     chunks: list[bytes] = []
     size = 0
     while size <= opts.max_bytes:
@@ -222,11 +218,10 @@ def _download(conn: _Pinned, target: Target, opts: ImageOptions, short: str) -> 
         chunks.append(block)
         size += len(block)
     if size > opts.max_bytes:
-        raise ImageInputError(
-            f"remote image {short} is over the limit of {opts.max_bytes} bytes", source=short
-        )
-    if resp.length:  # Content-Length promised more than arrived
-        raise http.client.IncompleteRead(b"", resp.length)
+        msg = f"remote image {short} is over the limit of {opts.max_bytes} bytes"
+        raise ImageInputError(msg, source=short)
+    if resp.length:  # Content-Length promised more than arrived (fetch_url words it)
+        raise http.client.IncompleteRead(b"".join(chunks), resp.length)
     return b"".join(chunks)
 
 

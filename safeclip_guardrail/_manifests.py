@@ -54,13 +54,15 @@ def manifest_rows(path: Path, path_column: str, id_column: str | None, *,
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigurationError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+        msg = f"cannot read manifest {path}: {exc.strerror or exc}"
+        raise ConfigurationError(msg) from None
     needed = (path_column, *columns)
     records = (_csv(path, raw, needed, hint) if path.suffix.lower() == ".csv"
                else _jsonl(raw))
     rows = [_listed(path, n, rec, path_column, id_column) for n, rec in records]
     if not rows:
-        raise ConfigurationError(f"manifest {path} has no rows")
+        msg = f"manifest {path} has no rows"
+        raise ConfigurationError(msg)
     return rows
 
 
@@ -72,13 +74,13 @@ def _csv(path: Path, raw: bytes, needed: Sequence[str],
     try:
         header = reader.fieldnames
     except csv.Error as exc:
-        raise ConfigurationError(f"manifest {path}: unreadable header row ({exc})") from None
+        msg = f"manifest {path}: unreadable header row ({exc})"
+        raise ConfigurationError(msg) from None
     if header is None or not set(needed) <= set(header):
         names = " and ".join(repr(c) for c in needed)
-        raise ConfigurationError(
-            f"manifest {path} needs a header row with {names} column{'s' if len(needed) > 1 else ''} "
-            f"(got {header}); {hint}"
-        )
+        msg = (f"manifest {path} needs a header row with {names} column{'s' if len(needed) > 1 else ''} "
+               f"(got {header}); {hint}")
+        raise ConfigurationError(msg)
     n = 0
     while True:
         n += 1

@@ -37,8 +37,9 @@ def real_root(root: str | Path) -> str:
     """The real path of a scan root, which must be an existing folder."""
     real = os.path.realpath(root)
     if not os.path.isdir(real):
-        raise ConfigurationError(f"scan root {root} is not a folder; pass an existing folder "
-                                 "as --root (root=)")
+        msg = (f"scan root {root} is not a folder; pass an existing folder "
+               "as --root (root=)")
+        raise ConfigurationError(msg)
     return real
 
 

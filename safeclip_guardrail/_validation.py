@@ -34,8 +34,8 @@ class ValidatedModel(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigurationError(
-                f"invalid {type(self).__name__}: {first_error(exc)}") from None
+            msg = f"invalid {type(self).__name__}: {first_error(exc)}"
+            raise ConfigurationError(msg) from None
 
 
 def read_text_file(path: str | Path, *, what: str, hint: str, max_bytes: int = 16 * 1024 * 1024,
@@ -50,22 +50,23 @@ def read_text_file(path: str | Path, *, what: str, hint: str, max_bytes: int = 1
                                      else f"{what} {p} is not a regular file")
         size = p.stat().st_size
         if size > max_bytes:
-            raise ConfigurationError(
-                f"{what} {p} is {size:,} bytes, too large (limit {max_bytes:,}); {hint}")
+            msg = f"{what} {p} is {size:,} bytes, too large (limit {max_bytes:,}); {hint}"
+            raise ConfigurationError(msg)
         data = p.read_bytes()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise ConfigurationError(
-            f"cannot read {what} {p}: {reason}; check the path and its permissions") from None
+        msg = f"cannot read {what} {p}: {reason}; check the path and its permissions"
+        raise ConfigurationError(msg) from None
     kind = describe_binary(data[:32])
     if kind is not None or b"\x00" in data[:4096]:
-        raise ConfigurationError(f"{what} {p} is {kind or 'a binary file'}, not a text file; {hint}")
+        msg = f"{what} {p} is {kind or 'a binary file'}, not a text file; {hint}"
+        raise ConfigurationError(msg)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigurationError(
-            f"{what} {p} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start}); save it as UTF-8. {hint[0].upper()}{hint[1:]}") from None
+        msg = (f"{what} {p} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+               f"{exc.start}); save it as UTF-8. {hint[0].upper()}{hint[1:]}")
+        raise ConfigurationError(msg) from None
 
 
 def read_data_file(path: str | Path, *, what: str, hint: str,
@@ -84,4 +85,5 @@ def read_data_file(path: str | Path, *, what: str, hint: str,
         return json.loads(text)
     except Exception as exc:  # yaml and json raise several kinds; all mean "not parseable"
         detail = " ".join(str(exc).split())
-        raise ConfigurationError(f"cannot parse {what} {p}: {detail[:300]}") from None
+        msg = f"cannot parse {what} {p}: {detail[:300]}"
+        raise ConfigurationError(msg) from None

@@ -92,9 +92,11 @@ class BatchScorer:
 
             guard = SafeCLIPGuard.from_pretrained(model, **guard_options)
         elif model is not None or guard_options:
-            raise ConfigurationError("pass either a guard or model/guard options, not both")
+            msg = "pass either a guard or model/guard options, not both"
+            raise ConfigurationError(msg)
         if decode_threads < 1:
-            raise ConfigurationError(f"decode_threads must be >= 1, got {decode_threads}")
+            msg = f"decode_threads must be >= 1, got {decode_threads}"
+            raise ConfigurationError(msg)
         self.guard = guard
         # a non-finite embedding is an error row here too, never an exception out of a batch
         self._scoring = (guard.with_options(on_error="block")
@@ -161,11 +163,10 @@ class BatchScorer:
         path_col = batch.get(self.path_column)
         image_col = batch.get(self.image_column)
         if path_col is None and image_col is None:
-            raise ConfigurationError(
-                f"batch has neither a {self.path_column!r} nor an {self.image_column!r} column "
-                f"(columns: {', '.join(sorted(batch)) or 'none'}); name the image column with "
-                "image_column= or path_column="
-            )
+            msg = (f"batch has neither a {self.path_column!r} nor an {self.image_column!r} column "
+                   f"(columns: {', '.join(sorted(batch)) or 'none'}); name the image column with "
+                   "image_column= or path_column=")
+            raise ConfigurationError(msg)
         id_col = batch.get(self.id_column)
         error_col = batch.get("error")
         sources: list[Any] = []
@@ -267,7 +268,8 @@ class BatchScorer:
 def _batch_length(batch: dict[str, np.ndarray]) -> int:
     lengths = {len(col) for col in batch.values()}
     if len(lengths) > 1:
-        raise ConfigurationError(f"batch columns have different lengths: {sorted(lengths)}")
+        msg = f"batch columns have different lengths: {sorted(lengths)}"
+        raise ConfigurationError(msg)
     return lengths.pop() if lengths else 0
 
 

@@ -43,23 +43,27 @@ class ConceptClass(ValidatedModel):
     def _name_ok(cls, v: str) -> str:
         v = v.strip()
         if not v:
-            raise ValueError("class name must not be empty")
+            msg = "class name must not be empty"
+            raise ConfigurationError(msg)
         return v
 
     @field_validator("descriptors", mode="before")
     @classmethod
     def _descriptors_ok(cls, v: Any) -> Any:
         if isinstance(v, str):
-            raise ValueError("descriptors must be a list of strings, not one string")
+            msg = "descriptors must be a list of strings, not one string"
+            raise ConfigurationError(msg)
         return v
 
     @model_validator(mode="after")
     def _non_empty(self) -> ConceptClass:
         cleaned = tuple(d.strip() for d in self.descriptors)
         if not cleaned:
-            raise ValueError(f"class {self.name!r} has no descriptors; give it at least one text")
+            msg = f"class {self.name!r} has no descriptors; give it at least one text"
+            raise ConfigurationError(msg)
         if any(not d for d in cleaned):
-            raise ValueError(f"class {self.name!r} has an empty descriptor")
+            msg = f"class {self.name!r} has an empty descriptor"
+            raise ConfigurationError(msg)
         object.__setattr__(self, "descriptors", cleaned)
         return self
 
@@ -83,14 +87,15 @@ class ConceptBank(ValidatedModel):
         names = [c.name for c in self.classes]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"duplicate class names: {', '.join(dupes)}")
+            msg = f"duplicate class names: {', '.join(dupes)}"
+            raise ConfigurationError(msg)
         if not any(c.kind == "benign" for c in self.classes):
-            raise ValueError(
-                "the bank has no benign class; add one (e.g. the paper's 'neutral' with "
-                "descriptors like 'Safe for work image'), otherwise every image is toxic"
-            )
+            msg = ("the bank has no benign class; add one (e.g. the paper's 'neutral' with "
+                   "descriptors like 'Safe for work image'), otherwise every image is toxic")
+            raise ConfigurationError(msg)
         if not any(c.kind == "toxic" for c in self.classes):
-            raise ValueError("the bank has no toxic class, so nothing could ever be flagged")
+            msg = "the bank has no toxic class, so nothing could ever be flagged"
+            raise ConfigurationError(msg)
         return self
 
     # ----------------------------------------------------------------- construction
@@ -104,14 +109,14 @@ class ConceptBank(ValidatedModel):
     def from_dict(cls, data: Mapping[str, Any]) -> ConceptBank:
         """Build from the JSON/YAML structure; raises ConfigurationError naming the problem."""
         if not isinstance(data, Mapping) or "classes" not in data:
-            raise ConfigurationError(
-                "a concept bank must be a mapping with a 'classes' list, e.g. "
-                '{"classes": [{"name": "neutral", "kind": "benign", "descriptors": ["..."]}]}'
-            )
+            msg = ("a concept bank must be a mapping with a 'classes' list, e.g. "
+                   '{"classes": [{"name": "neutral", "kind": "benign", "descriptors": ["..."]}]}')
+            raise ConfigurationError(msg)
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise ConfigurationError(f"invalid concept bank: {first_error(exc)}") from None
+            msg = f"invalid concept bank: {first_error(exc)}"
+            raise ConfigurationError(msg) from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> ConceptBank:
@@ -157,14 +162,16 @@ class ConceptBank(ValidatedModel):
         """A new bank without the named classes."""
         unknown = set(names) - set(self.class_names)
         if unknown:
-            raise ConfigurationError(f"unknown classes: {', '.join(sorted(unknown))}")
+            msg = f"unknown classes: {', '.join(sorted(unknown))}"
+            raise ConfigurationError(msg)
         kept = [_as_dict(c) for c in self.classes if c.name not in names]
         return ConceptBank.from_dict({"classes": kept})
 
     def truncated(self, k: int) -> ConceptBank:
         """A new bank keeping the first ``k`` descriptors of every class (ablations)."""
         if k < 1:
-            raise ConfigurationError(f"k must be >= 1, got {k}")
+            msg = f"k must be >= 1, got {k}"
+            raise ConfigurationError(msg)
         classes = [{**_as_dict(c), "descriptors": list(c.descriptors[:k])} for c in self.classes]
         return ConceptBank.from_dict({"classes": classes, "source": self.source})
 

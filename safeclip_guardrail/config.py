@@ -181,21 +181,20 @@ class ImageOptions(ValidatedModel):
         names = tuple(dict.fromkeys(f.strip().upper() for f in v))
         refused = sorted(set(names) & _NEVER_FORMATS)
         if refused:
-            raise ValueError(
-                f"formats {refused} can never be opened: Pillow runs Ghostscript on them; "
-                "convert such files to PNG before checking them"
-            )
+            msg = (f"formats {refused} can never be opened: Pillow runs Ghostscript on them; "
+                   "convert such files to PNG before checking them")
+            raise ConfigurationError(msg)
         if not names:
-            raise ValueError("formats must name at least one image format, e.g. ('PNG', 'JPEG')")
+            msg = "formats must name at least one image format, e.g. ('PNG', 'JPEG')"
+            raise ConfigurationError(msg)
         return names
 
     @model_validator(mode="after")
     def _hosts_needed(self) -> ImageOptions:
         if self.allow_urls and not self.allowed_hosts:
-            raise ValueError(
-                "allow_urls=True needs allowed_hosts (e.g. ('images.example.com',)); "
-                "fetching from any host is not supported"
-            )
+            msg = ("allow_urls=True needs allowed_hosts (e.g. ('images.example.com',)); "
+                   "fetching from any host is not supported")
+            raise ConfigurationError(msg)
         return self
 
 
@@ -233,7 +232,8 @@ class ScoringConfig(ValidatedModel):
     def _thresholds_in_range(cls, v: dict[str, float]) -> dict[str, float]:
         for name, t in v.items():
             if not 0.0 < t < 1.0:
-                raise ValueError(f"threshold for {name!r} must be in (0, 1), got {t}")
+                msg = f"threshold for {name!r} must be in (0, 1), got {t}"
+                raise ConfigurationError(msg)
         return v
 
     @field_validator("dtype")
@@ -244,7 +244,8 @@ class ScoringConfig(ValidatedModel):
         aliases = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
         v = aliases.get(v, v)
         if v not in {"float32", "float16", "bfloat16"}:
-            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {v!r}")
+            msg = f"dtype must be float32, float16 or bfloat16, got {v!r}"
+            raise ConfigurationError(msg)
         return v
 
     @model_validator(mode="after")
@@ -336,7 +337,8 @@ class GuardConfig(InterventionConfig, ScoringConfig):
         p = Path(path)
         data = read_data_file(p, what="guard config", hint=_CONFIG_HINT)
         if not isinstance(data, dict):
-            raise ConfigurationError(f"config {p} must contain a mapping of options")
+            msg = f"config {p} must contain a mapping of options"
+            raise ConfigurationError(msg)
         return build_config(data)
 
     def to_file(self, path: str | Path) -> Path:
@@ -372,7 +374,8 @@ def build_config(base: GuardConfig | dict[str, Any] | None = None, **changes: An
     try:
         return GuardConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigurationError(f"invalid guard configuration: {first_error(exc)}") from None
+        msg = f"invalid guard configuration: {first_error(exc)}"
+        raise ConfigurationError(msg) from None
 
 
 _CONFIG_HINT = ("a guard config is a UTF-8 JSON or YAML mapping of options, as written by "
@@ -382,10 +385,9 @@ _CONFIG_HINT = ("a guard config is a UTF-8 JSON or YAML mapping of options, as w
 def _check_names(field: str, keys: dict[str, Any], names: set[str]) -> None:
     unknown = sorted(set(keys) - names)
     if unknown:
-        raise ValueError(
-            f"{field} names classes that are not in the concept bank: "
-            f"{', '.join(unknown)} (known: {', '.join(sorted(names))})"
-        )
+        msg = (f"{field} names classes that are not in the concept bank: "
+               f"{', '.join(unknown)} (known: {', '.join(sorted(names))})")
+        raise ConfigurationError(msg)
 
 
 def _fields_of(model: BaseModel, cls: type[BaseModel]) -> dict[str, Any]:

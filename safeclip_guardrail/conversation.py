@@ -132,8 +132,9 @@ def _outcomes(conversations: Sequence[Sequence[MessageView]], found: list[list[I
               ) -> list[GuardedConversation | SafeCLIPError]:
     readable = sum(p.image is not None for parts in found for p in parts)
     if len(judged) != readable:
-        raise ConfigurationError(f"the judging step returned {len(judged)} judgements for "
-                                 f"{readable} images; it must return one per image, in order")
+        msg = (f"the judging step returned {len(judged)} judgements for "
+               f"{readable} images; it must return one per image, in order")
+        raise ConfigurationError(msg)
     judgements = iter(judged)
     outcomes: list[GuardedConversation | SafeCLIPError] = []
     for conv, parts in zip(conversations, found, strict=True):

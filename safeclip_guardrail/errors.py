@@ -7,13 +7,26 @@ failed run::
     SafeCLIPError
     ├── UsageError                  fix your code: the call or the configuration is wrong
     │   ├── ConfigurationError      bad option, bad concept bank, bad config file, wrong argument type
-    │   └── MissingDependencyError  an optional extra is not installed (names the pip command)
+    │   ├── MissingDependencyError  an optional extra is not installed (names the pip command)
+    │   └── CliError                (safeclip CLI) a bad command line: one line on stderr, exit code 2
     ├── GuardRuntimeError           this request or this environment failed; the code is fine
     │   ├── ImageInputError         an image could not be read, or breaks a limit
     │   ├── EncoderOutputError      the encoder gave a non-finite embedding: no verdict is possible
     │   ├── ModelLoadError          a model could not be found or loaded (says where it looked)
-    │   └── CalibrationError        (safeclip_guardrail.eval) a target rate cannot be met on this data
+    │   ├── CalibrationError        (eval) a target rate cannot be met on this data
+    │   ├── ServiceError            (serve) a request the service answers with an error status
+    │   ├── BatcherOverloaded       (serve) the queue of images for the encoder is full: retry (503)
+    │   ├── BatcherStopped          (serve) the micro-batcher is not running (starting or stopping)
+    │   ├── GuardServiceError       (LiteLLM RemoteGuard) the guard service is unreachable or failed
+    │   ├── RayScanError            (scale, Ray Data) a worker failed for a reason other than an image
+    │   └── ServeDeployError        (scale, Ray Serve) the deployment did not come up
     └── GuardrailViolation          the policy outcome: the input was blocked (carries the result)
+
+Every exception the package raises is defined here, once, and drawn above under its kind
+(``tests/test_errors.py`` checks both); the layers re-export theirs where users import them
+(``safeclip_guardrail.eval.CalibrationError``, ``safeclip_guardrail.serve.BatcherOverloaded``,
+``safeclip_guardrail_litellm.GuardServiceError``, ...). The builtin bases some classes keep
+(``ValueError``, ``OSError``, ...) let older ``except ValueError`` code go on working.
 
 A toxic verdict is data (``ImageVerdict.flagged``), never an exception, unless the caller
 asked for ``mode="raise"`` (or ``block`` in an unwrapped chain).
@@ -27,14 +40,22 @@ if TYPE_CHECKING:
     from safeclip_guardrail.result import GuardResult
 
 __all__ = [
+    "BatcherOverloaded",
+    "BatcherStopped",
+    "CalibrationError",
+    "CliError",
     "ConfigurationError",
     "EncoderOutputError",
     "GuardRuntimeError",
+    "GuardServiceError",
     "GuardrailViolation",
     "ImageInputError",
     "MissingDependencyError",
     "ModelLoadError",
+    "RayScanError",
     "SafeCLIPError",
+    "ServeDeployError",
+    "ServiceError",
     "UsageError",
     "extra_requirements",
 ]
@@ -101,6 +122,50 @@ class MissingDependencyError(UsageError, ImportError):
         self.extra = extra
         self.command = command
         """The pip command that installs what is missing."""
+
+
+class CliError(UsageError):
+    """A bad ``safeclip`` command line (an option, a path, a port): the CLI prints it as one
+    line and exits with code 2."""
+
+
+class CalibrationError(GuardRuntimeError, ValueError):
+    """The target false-positive rate cannot be met on this benign set (a run-time outcome
+    of the data, not a usage mistake)."""
+
+
+class ServiceError(GuardRuntimeError):
+    """A request the service answers with an error status (400, 401, 408, 413, 415, 503, 504),
+    in OpenAI's error shape: ``type``, ``code`` and ``param`` go into the JSON body."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+
+
+class BatcherOverloaded(GuardRuntimeError):
+    """The queue of images waiting for the encoder is full; retry later (HTTP 503)."""
+
+
+class BatcherStopped(GuardRuntimeError):
+    """The batcher is not running (the app is starting or shutting down)."""
+
+
+class GuardServiceError(GuardRuntimeError):
+    """The guard service could not be reached or answered an error; nothing passes."""
+
+
+class RayScanError(GuardRuntimeError, RuntimeError):
+    """A Ray worker failed for a reason other than an unreadable image (those are rows)."""
+
+
+class ServeDeployError(GuardRuntimeError, RuntimeError):
+    """The Ray Serve deployment did not come up (e.g. a replica could not load the model)."""
 
 
 def extra_requirements(extra: str) -> list[str]:

@@ -98,8 +98,9 @@ def find_image_parts(messages: Sequence[MessageView], *, options: ImageOptions,
     default HTTP fetcher). URLs ``options`` forbid never reach it.
     """
     if isinstance(skip_roles, str):
-        raise ConfigurationError(f"skip_roles must be a collection of role names, got the string "
-                                 f"{skip_roles!r}; write skip_roles=({skip_roles!r},)")
+        msg = (f"skip_roles must be a collection of role names, got the string "
+               f"{skip_roles!r}; write skip_roles=({skip_roles!r},)")
+        raise ConfigurationError(msg)
     skip = {r.lower() for r in skip_roles}
     parts: list[ImagePart] = []
     for m, view in enumerate(messages):

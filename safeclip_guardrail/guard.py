@@ -104,8 +104,8 @@ class SafeCLIPGuard:
         """Called after every encoder call with what it cost (views, forwards): how a service
         counts its encoder work without wrapping the encoder."""
         if fetcher is not None and not isinstance(fetcher, ImageFetcher):
-            raise ConfigurationError(f"fetcher must be an ImageFetcher (a .fetch(url, options) "
-                                     f"method returning bytes), got {type(fetcher).__name__}")
+            msg = f"fetcher needs .fetch(url, opts) -> bytes (an ImageFetcher), got {type(fetcher).__name__}"
+            raise ConfigurationError(msg)
         self.fetcher: ImageFetcher = DEFAULT_FETCHER if fetcher is None else fetcher
         """Gets remote images (string URLs) once the URL policy of ``config.images`` allows
         them; every surface built on this guard fetches through it."""
@@ -115,9 +115,8 @@ class SafeCLIPGuard:
             text_embeddings = _load_text_embeddings(encoder, self.config.bank, cache_dir)
         expected = (len(self.bank.descriptors), encoder.embed_dim)
         if text_embeddings.shape != expected:
-            raise ConfigurationError(
-                f"text embeddings have shape {text_embeddings.shape}, expected {expected}"
-            )
+            msg = f"text embeddings have shape {text_embeddings.shape}, expected {expected}"
+            raise ConfigurationError(msg)
         self.text_embeddings = l2_normalize(text_embeddings)
         """(m, d) normalised descriptor embeddings, rows in ``bank.descriptors`` order."""
         self._cache = VerdictCache(self.config.cache_size)
@@ -176,7 +175,8 @@ class SafeCLIPGuard:
         Descriptor embeddings are reused unless the concept bank changes.
         """
         if "model" in changes or "device" in changes or "dtype" in changes:
-            raise ConfigurationError("with_options cannot change model/device/dtype; load anew")
+            msg = "with_options cannot change model/device/dtype; load anew"
+            raise ConfigurationError(msg)
         cfg = self.config.replace(**changes)
         same_bank = cfg.bank.fingerprint == self.bank.fingerprint
         return SafeCLIPGuard(self.encoder, config=cfg, cache_dir=self._cache_dir,
@@ -241,7 +241,8 @@ class SafeCLIPGuard:
         bounded per frame (``max_tiles`` views of the encoder's input size)."""
         fwd = list(forwards) if forwards is not None else [None] * len(images)
         if len(fwd) != len(images):
-            raise ConfigurationError(f"{len(fwd)} forwards for {len(images)} images")
+            msg = f"{len(fwd)} forwards for {len(images)} images"
+            raise ConfigurationError(msg)
 
         def planned() -> Iterator[tuple[int, ViewedImage | ImageInputError, EncodedImage | None]]:
             for i, img in enumerate(images):
@@ -352,9 +353,9 @@ class SafeCLIPGuard:
         ``"penultimate"``. Needs an encoder with a visual projection (the torch backends).
         """
         if not isinstance(self.encoder, ProjectsCLS):
-            raise ConfigurationError(
-                f"encoder {self.encoder.name} cannot project CLS features (it does not "
-                "implement ProjectsCLS); use a transformers or open_clip CLIP checkpoint")
+            msg = (f"encoder {self.encoder.name} cannot project CLS features (it does not "
+                   "implement ProjectsCLS); use a transformers or open_clip CLIP checkpoint")
+            raise ConfigurationError(msg)
         return np.asarray(self.encoder.project_cls(cls_features), np.float32)
 
     # ------------------------------------------------------------------ cache
@@ -397,11 +398,10 @@ class SafeCLIPGuard:
         size = self.encoder.input_size if isinstance(self.encoder, ResizesTo) else None
         item = viewed(img, self.config.images, input_size=size)
         if budget is not None and item.pixels > budget:
-            raise ImageInputError(
-                f"image {img.source}: its {item.views} views take {item.view_pixels} pixels "
-                f"beyond its {img.pixels} decoded ones, over what is left of this request's "
-                f"budget ({budget} of ImageOptions.max_request_pixels); send fewer or smaller "
-                "images per request, or raise the limit", source=img.source)
+            msg = (f"image {img.source}: its {item.views} views take {item.view_pixels} pixels beyond its "
+                   f"{img.pixels} decoded ones, over what is left of this request's budget ({budget} of "
+                   "ImageOptions.max_request_pixels); send fewer or smaller images, or raise the limit")
+            raise ImageInputError(msg, source=img.source)
         return item
 
     def _encode(self, frames: Sequence[Any]) -> ImageEmbeddings:
@@ -439,9 +439,9 @@ class SafeCLIPGuard:
 def _as_sources(images: Iterable[ImageSource]) -> list[ImageSource]:
     """The inputs of a batch; a lone str/bytes is a usage error, not a sequence of images."""
     if isinstance(images, (str, bytes, bytearray, memoryview, Path, EncodedImage)):
-        raise ConfigurationError(
-            f"check_batch/judge_batch take an iterable of images, got a single "
-            f"{type(images).__name__}; use check(image) or wrap it in a list: check_batch([image])")
+        msg = (f"check_batch/judge_batch take an iterable of images, got a single "
+               f"{type(images).__name__}; use check(image) or wrap it in a list: check_batch([image])")
+        raise ConfigurationError(msg)
     return list(images)
 
 

@@ -172,9 +172,9 @@ def read_image_bytes(source: ImageSource, options: ImageOptions | None = None, *
         return from_path(source, options=opts).data
     if isinstance(source, str):
         return from_application_string(source, options=opts, fetcher=fetcher).data
-    raise ImageInputError(
-        f"unsupported image input of type {type(source).__name__}; pass a PIL image, a path, "
-        "bytes, a base64 string or a data URL", source=describe_source(source))
+    msg = (f"unsupported image input of type {type(source).__name__}; pass a PIL image, a path, "
+           "bytes, a base64 string or a data URL")
+    raise ImageInputError(msg, source=describe_source(source))
 
 
 def _from_bytes(data: bytes, opts: ImageOptions, desc: str, *,

@@ -232,8 +232,9 @@ def decide(verdicts: Sequence[ImageVerdict], config: InterventionConfig, *,
     """
     keys = [0] * len(verdicts) if messages is None else list(messages)
     if len(keys) != len(verdicts):
-        raise ConfigurationError(f"decide() got {len(verdicts)} verdicts but {len(keys)} "
-                                 "message indexes; give one message index per verdict")
+        msg = (f"decide() got {len(verdicts)} verdicts but {len(keys)} "
+               "message indexes; give one message index per verdict")
+        raise ConfigurationError(msg)
     per_message: dict[int, list[Action]] = {}
     for key, verdict in zip(keys, verdicts):
         per_message.setdefault(key, []).append(action_for(verdict, config))

@@ -67,9 +67,8 @@ def score(embeddings: np.ndarray, text_emb: np.ndarray, *, logit_scale: float,
     if embeddings.ndim != 2 or embeddings.shape[1] != text_emb.shape[1]:
         from safeclip_guardrail.errors import ConfigurationError
 
-        raise ConfigurationError(
-            f"image embeddings have shape {embeddings.shape}, expected (n, {text_emb.shape[1]})"
-        )
+        msg = f"image embeddings have shape {embeddings.shape}, expected (n, {text_emb.shape[1]})"
+        raise ConfigurationError(msg)
     probs = descriptor_probabilities(embeddings, text_emb, logit_scale)
     masses = class_masses(probs, bank.descriptor_class_index, len(names))
     toxic = np.array([bank.is_toxic(n) for n in names])

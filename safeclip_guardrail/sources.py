@@ -111,37 +111,39 @@ def from_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes], *,
         name = os.fsdecode(raw)
     except (TypeError, ValueError, UnicodeError) as exc:
         shown = _short(repr(path))
-        raise ImageInputError(f"invalid image path {shown}: {exc}", source=shown) from None
+        msg = f"invalid image path {shown}: {exc}"
+        raise ImageInputError(msg, source=shown) from None
     shown = _short(name if name.isprintable() else repr(name)[1:-1])  # no control characters
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(raw, flags)
     except FileNotFoundError:
-        raise ImageInputError(f"image file not found: {shown}", source=shown) from None
+        msg = f"image file not found: {shown}"
+        raise ImageInputError(msg, source=shown) from None
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise ImageInputError(
-            f"cannot open image file {shown}: {reason}; check the path and its permissions",
-            source=shown) from None
+        msg = f"cannot open image file {shown}: {reason}; check the path and its permissions"
+        raise ImageInputError(msg, source=shown) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ImageInputError(f"not a regular file: {shown}", source=shown)
+            msg = f"not a regular file: {shown}"
+            raise ImageInputError(msg, source=shown)
         if st.st_size > opts.max_bytes:
-            raise ImageInputError(
-                f"image file {shown} is {st.st_size} bytes, over the limit of {opts.max_bytes}; "
-                "raise ImageOptions.max_bytes if this is expected", source=shown)
+            msg = (f"image file {shown} is {st.st_size} bytes, over the limit of {opts.max_bytes}; "
+                   "raise ImageOptions.max_bytes if this is expected")
+            raise ImageInputError(msg, source=shown)
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(opts.max_bytes + 1)
     except OSError as exc:
-        raise ImageInputError(f"cannot read image file {shown}: {exc.strerror or exc}",
-                              source=shown) from None
+        msg = f"cannot read image file {shown}: {exc.strerror or exc}"
+        raise ImageInputError(msg, source=shown) from None
     finally:
         os.close(fd)
     if len(data) > opts.max_bytes:
-        raise ImageInputError(
-            f"image file {shown} grew over the limit of {opts.max_bytes} bytes while it was "
-            "read", source=shown)
+        msg = (f"image file {shown} grew over the limit of {opts.max_bytes} bytes while it was "
+               "read")
+        raise ImageInputError(msg, source=shown)
     return EncodedImage(_checked_size(data, shown, opts), shown)
 
 
@@ -154,14 +156,17 @@ def from_data_url(url: str, *, options: ImageOptions | None = None) -> EncodedIm
     refused, as its sender says it is something else."""
     desc = f"<data URL, {len(url)} chars>"
     header, sep, payload = url.strip().partition(",")
-    if not sep or not header[:5].lower() == "data:":
-        raise ImageInputError("malformed data URL: no ',' separating header and data (expected "
-                              "'data:<mime>;base64,<data>')", source=desc)
+    if not sep or header[:5].lower() != "data:":
+        msg = ("malformed data URL: no ',' separating header and data (expected "
+               "'data:<mime>;base64,<data>')")
+        raise ImageInputError(msg, source=desc)
     mime = header[5:].split(";", 1)[0].strip().lower()
     if mime and not mime.startswith("image/") and mime not in _GENERIC_MIMES:
-        raise ImageInputError(f"data URL has media type {mime!r}, not an image", source=desc)
+        msg = f"data URL has media type {mime!r}, not an image"
+        raise ImageInputError(msg, source=desc)
     if ";base64" not in header.lower():
-        raise ImageInputError("data URL is not base64-encoded (';base64' missing)", source=desc)
+        msg = "data URL is not base64-encoded (';base64' missing)"
+        raise ImageInputError(msg, source=desc)
     data = _b64decode(payload, desc, what="data URL payload")
     return EncodedImage(_checked_size(data, desc, options or _DEFAULT_OPTIONS), desc)
 
@@ -182,10 +187,9 @@ def fetch_remote(url: str, *, options: ImageOptions | None = None,
     check_url_policy(url, opts)
     data = (DEFAULT_FETCHER if fetcher is None else fetcher).fetch(url, opts)
     if not isinstance(data, bytes):
-        raise ImageInputError(
-            f"the image fetcher {type(fetcher).__name__} returned {type(data).__name__} for "
-            f"{_url_desc(url)}, not bytes; an ImageFetcher.fetch must return bytes",
-            source=_url_desc(url))
+        msg = (f"the image fetcher {type(fetcher).__name__} returned {type(data).__name__} for "
+               f"{_url_desc(url)}, not bytes; an ImageFetcher.fetch must return bytes")
+        raise ImageInputError(msg, source=_url_desc(url))
     return _checked_size(data, _url_desc(url), opts)
 
 
@@ -205,22 +209,22 @@ def from_untrusted_string(value: str, *, options: ImageOptions | None = None,
     An http(s) URL goes through :func:`fetch_remote` with ``fetcher``.
     """
     if not isinstance(value, str):
-        raise ImageInputError(
-            f"expected an image string (data URL, base64 or http(s) URL), got {type(value).__name__}",
-            source=f"<{type(value).__name__}>")
+        msg = f"expected an image string (data URL, base64 or http(s) URL), got {type(value).__name__}"
+        raise ImageInputError(msg, source=f"<{type(value).__name__}>")
     s = value.strip()
     if not s:
-        raise ImageInputError("image string is empty", source="<empty string>")
+        msg = "image string is empty"
+        raise ImageInputError(msg, source="<empty string>")
     head = s[:16].lower()
     if head.startswith("data:"):
         return from_data_url(s, options=options)
     if head.startswith(("http://", "https://")):
         return from_url(s, options=options, fetcher=fetcher)
     if "://" in s[:32] or s.startswith(("/", "\\", "~", ".")) or ":\\" in s[:4]:
-        raise ImageInputError(
-            "an image in message content must be a data URL, base64 data or an http(s) URL; "
-            "file paths and other URL schemes are never read from messages (load the file in "
-            "your application and send its bytes)", source="<untrusted string>")
+        msg = ("an image in message content must be a data URL, base64 data or an http(s) URL; "
+               "file paths and other URL schemes are never read from messages (load the file in "
+               "your application and send its bytes)")
+        raise ImageInputError(msg, source="<untrusted string>")
     return from_base64(s, options=options)
 
 
@@ -235,31 +239,32 @@ def from_application_string(value: str, *, options: ImageOptions | None = None,
     """
     s = value.strip()
     if not s:
-        raise ImageInputError("image string is empty", source="<empty string>")
+        msg = "image string is empty"
+        raise ImageInputError(msg, source="<empty string>")
     head = s[:16].lower()
     if head.startswith(("data:", "http://", "https://")):
         return from_untrusted_string(s, options=options, fetcher=fetcher)
     if "://" in s[:32]:
         scheme = s.split("://", 1)[0][:16]
-        raise ImageInputError(
-            f"unsupported URL scheme {scheme!r}; only http(s) URLs (when allowed), data URLs, "
-            "paths, bytes and base64 are accepted", source=_short(s))
+        msg = (f"unsupported URL scheme {scheme!r}; only http(s) URLs (when allowed), data URLs, "
+               "paths, bytes and base64 are accepted")
+        raise ImageInputError(msg, source=_short(s))
     data = _maybe_base64(s)
     if data is not None and (len(s) > _LONGEST_PATH or sniff_format(data[:32]) is not None
                              or sniff_document(data[:1024]) is not None):
         return EncodedImage(_checked_size(data, f"<base64, {len(s)} chars>",
                                           options or _DEFAULT_OPTIONS), f"<base64, {len(s)} chars>")
     if len(s) > _LONGEST_PATH:
-        raise ImageInputError(f"string of {len(s)} chars is neither base64 image data nor a path",
-                              source=f"<string, {len(s)} chars>")
+        msg = f"string of {len(s)} chars is neither base64 image data nor a path"
+        raise ImageInputError(msg, source=f"<string, {len(s)} chars>")
     try:
         return from_path(s, options=options)
     except ImageInputError as exc:
         if "not found" not in str(exc):
             raise
-        raise ImageInputError(
-            f"image file not found: {exc.source} (the string is not an existing file, a data "
-            "URL, an http(s) URL or base64 image data)", source=exc.source) from None
+        msg = (f"image file not found: {exc.source} (the string is not an existing file, a data "
+               "URL, an http(s) URL or base64 image data)")
+        raise ImageInputError(msg, source=exc.source) from None
 
 
 def to_base64(image: EncodedImage) -> str:
@@ -308,16 +313,18 @@ def _b64decode(text: str, desc: str, *, what: str) -> bytes:
         try:  # URL-safe alphabet, as some clients send
             return base64.b64decode(compact, altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
-            raise ImageInputError(f"{what} is not valid base64", source=desc) from None
+            msg = f"{what} is not valid base64"
+            raise ImageInputError(msg, source=desc) from None
 
 
 def _checked_size(data: bytes, desc: str, opts: ImageOptions) -> bytes:
     if not data:
-        raise ImageInputError(f"image {desc} is empty (0 bytes)", source=desc)
+        msg = f"image {desc} is empty (0 bytes)"
+        raise ImageInputError(msg, source=desc)
     if len(data) > opts.max_bytes:
-        raise ImageInputError(
-            f"image {desc} is {len(data)} bytes, over the limit of {opts.max_bytes}; raise "
-            "ImageOptions.max_bytes if this is expected", source=desc)
+        msg = (f"image {desc} is {len(data)} bytes, over the limit of {opts.max_bytes}; raise "
+               "ImageOptions.max_bytes if this is expected")
+        raise ImageInputError(msg, source=desc)
     return data
 
 

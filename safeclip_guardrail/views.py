@@ -131,9 +131,9 @@ class ViewPlan:
 
     def _check(self, frame: Image.Image) -> None:
         if frame.size != (self.width, self.height):
-            raise ImageInputError(
-                f"a frame of {frame.size[0]}x{frame.size[1]} does not match the view plan "
-                f"made for {self.width}x{self.height}; plan each frame's views from its size")
+            msg = (f"a frame of {frame.size[0]}x{frame.size[1]} does not match the view plan "
+                   f"made for {self.width}x{self.height}; plan each frame's views from its size")
+            raise ImageInputError(msg)
 
     def _make(self, rgb: Image.Image, view: View, fill: tuple[int, int, int]) -> Image.Image:
         out = self._out_side(view)
@@ -161,7 +161,8 @@ def plan_views(width: int, height: int, options: ImageOptions | None = None, *,
     that does not say, e.g. a planted test encoder) keeps the picture's own scale.
     """
     if width < 1 or height < 1:
-        raise ImageInputError(f"a picture of {width}x{height} pixels has nothing to judge")
+        msg = f"a picture of {width}x{height} pixels has nothing to judge"
+        raise ImageInputError(msg)
     opts = options or _DEFAULT_OPTIONS
     side = input_size if input_size is not None and input_size > 0 else None
     tiles = _tiles(width, height, opts, side)

@@ -12,9 +12,9 @@ from PIL import Image
 
 from safeclip_guardrail import ConceptBank, ConfigurationError, ImageVerdict
 from safeclip_guardrail.cli import main
-from safeclip_guardrail.cli._common import CliError
 from safeclip_guardrail.cli.calibrate import _high_threshold_warnings, threshold_text
 from safeclip_guardrail.cli.evaluate import _with_token_limit
+from safeclip_guardrail.errors import CliError
 from safeclip_guardrail.eval.datasets import label_hint, load_dataset
 
 BANK = ConceptBank.default()

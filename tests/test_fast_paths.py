@@ -23,7 +23,13 @@ import pytest
 import torch
 from PIL import Image
 
-from safeclip_guardrail import ImageInputError, ImageOptions, ImageVerdict, SafeCLIPGuard
+from safeclip_guardrail import (
+    ConfigurationError,
+    ImageInputError,
+    ImageOptions,
+    ImageVerdict,
+    SafeCLIPGuard,
+)
 from safeclip_guardrail.encoders import _cpu
 from safeclip_guardrail.encoders._cuda_graphs import CudaGraphRunner, bucket_for
 from safeclip_guardrail.encoders._torch import resolve_dtype
@@ -227,9 +233,9 @@ def test_device_preprocessing_agrees_with_pil(model_dir: Path) -> None:
 def test_bucket_choice() -> None:
     assert [bucket_for(n, (1, 2, 4, 8)) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, None]
     assert bucket_for(3, (8, 4)) == 4
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="at least one image"):
         bucket_for(0, (1,))
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError, match="positive batch sizes"):
         CudaGraphRunner(lambda x: (x, None), buckets=())
 
 

@@ -263,7 +263,7 @@ async def test_async_twin(planted: PlantedEncoder, planted_guard: SafeCLIPGuard)
 
 
 def test_non_messages_are_a_clear_error(planted_guard: SafeCLIPGuard) -> None:
-    with pytest.raises(TypeError, match="convert_to_messages"):
+    with pytest.raises(ConfigurationError, match="convert_to_messages"):
         guard_messages(planted_guard, [{"role": "user", "content": "hi"}])  # type: ignore[list-item]
 
 

@@ -17,7 +17,12 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_core.vectorstores import InMemoryVectorStore
 
-from safeclip_guardrail import ImageInputError, SafeCLIPDocumentGuard, SafeCLIPGuard
+from safeclip_guardrail import (
+    ConfigurationError,
+    ImageInputError,
+    SafeCLIPDocumentGuard,
+    SafeCLIPGuard,
+)
 from safeclip_guardrail.policy import UNREADABLE_PLACEHOLDER
 from safeclip_guardrail.testing import PlantedEncoder
 
@@ -114,7 +119,7 @@ def test_is_a_document_compressor(planted_guard: SafeCLIPGuard, docs: list[Docum
 
 def test_bad_inputs(planted: PlantedEncoder, planted_guard: SafeCLIPGuard) -> None:
     guard = SafeCLIPDocumentGuard(guard=planted_guard)
-    with pytest.raises(TypeError, match="expects Documents"):
+    with pytest.raises(ConfigurationError, match="expects Documents"):
         guard.invoke(["not a document"])  # type: ignore[list-item]
     broken = Document("x", metadata={"image_base64": "bm90IGFuIGltYWdl"})
     assert guard.invoke([broken]) == []  # unreadable fails closed

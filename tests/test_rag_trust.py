@@ -24,6 +24,7 @@ from PIL import Image
 
 from safeclip_guardrail import (
     ConceptBank,
+    ConfigurationError,
     GuardConfig,
     GuardrailViolation,
     ImageInputError,
@@ -149,7 +150,7 @@ def test_a_non_document_fails_its_own_input_only() -> None:
     guard = SafeCLIPDocumentGuard(guard=_guard())
     good = Document("good", metadata={"image_base64": _b64(OK)})
     out = guard.batch([["not a document"], [good]], return_exceptions=True)  # type: ignore[list-item]
-    assert isinstance(out[0], TypeError) and out[1] == [good]
+    assert isinstance(out[0], ConfigurationError) and out[1] == [good]
 
 
 _MODE = {"drop": "block", "redact": "redact", "annotate": "annotate"}

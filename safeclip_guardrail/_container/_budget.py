@@ -23,46 +23,38 @@ class Budget:
         """Count ``n`` container records of a ``kind`` file (chunks, markers, entries...)."""
         self.records += n
         if self.records > self.record_limit:
-            raise ImageInputError(
-                f"image {self.desc} is a {kind} with over {self.record_limit} records (limit: "
-                f"max_chunks={self.opts.max_chunks} plus one per 256 bytes); files made of many "
-                "tiny records are refused because parsing them costs seconds. Re-encode the "
-                "image, or raise ImageOptions.max_chunks if it is genuine",
-                source=self.desc,
-            )
+            msg = (f"image {self.desc} is a {kind} with over {self.record_limit} records (limit: "
+                   f"max_chunks={self.opts.max_chunks} plus one per 256 bytes); files made of many "
+                   "tiny records are refused because parsing them costs seconds. Re-encode the "
+                   "image, or raise ImageOptions.max_chunks if it is genuine")
+            raise ImageInputError(msg, source=self.desc)
 
     def metadata_used(self, kind: str, what: str, n: int) -> None:
         """Count ``n`` bytes of metadata as the decoder will hold (or copy) them."""
         self.metadata += n
         if self.metadata > self.opts.max_metadata_bytes:
-            raise ImageInputError(
-                f"{kind} image {self.desc} carries over {self.opts.max_metadata_bytes} bytes of "
-                f"metadata ({what}; limit: max_metadata_bytes); strip its metadata (EXIF, XMP, "
-                "ICC, text) or raise ImageOptions.max_metadata_bytes if it is genuine",
-                source=self.desc,
-            )
+            msg = (f"{kind} image {self.desc} carries over {self.opts.max_metadata_bytes} bytes of "
+                   f"metadata ({what}; limit: max_metadata_bytes); strip its metadata (EXIF, XMP, "
+                   "ICC, text) or raise ImageOptions.max_metadata_bytes if it is genuine")
+            raise ImageInputError(msg, source=self.desc)
 
     def scans(self, kind: str, count: int, where: str = "") -> None:
         """Refuse a JPEG picture (or TIFF strip) of more than ``max_jpeg_scans`` scans."""
         limit = self.opts.max_jpeg_scans
         if count > limit:
-            raise ImageInputError(
-                f"{kind} image {self.desc}{where} has over {limit} scans (limit: max_jpeg_scans="
-                f"{limit}); every scan is one more pass over all the picture's coefficients, so "
-                "a repeated-scan JPEG costs minutes to decode. Encoders write at most about 12: "
-                "re-encode the image, or raise ImageOptions.max_jpeg_scans if it is genuine",
-                source=self.desc,
-            )
+            msg = (f"{kind} image {self.desc}{where} has over {limit} scans (limit: max_jpeg_scans="
+                   f"{limit}); every scan is one more pass over all the picture's coefficients, so "
+                   "a repeated-scan JPEG costs minutes to decode. Encoders write at most about 12: "
+                   "re-encode the image, or raise ImageOptions.max_jpeg_scans if it is genuine")
+            raise ImageInputError(msg, source=self.desc)
 
     def pixels(self, kind: str, w: int, h: int, what: str) -> None:
         """Refuse a declared picture over ``max_pixels`` before a decoder allocates it."""
         if w * h > self.opts.max_pixels:
-            raise ImageInputError(
-                f"{kind} image {self.desc} declares a {w}x{h} {what}, over the limit of "
-                f"{self.opts.max_pixels} pixels (possible decompression bomb); raise "
-                "ImageOptions.max_pixels if it is genuine",
-                source=self.desc,
-            )
+            msg = (f"{kind} image {self.desc} declares a {w}x{h} {what}, over the limit of "
+                   f"{self.opts.max_pixels} pixels (possible decompression bomb); raise "
+                   "ImageOptions.max_pixels if it is genuine")
+            raise ImageInputError(msg, source=self.desc)
 
     def refuse(self, kind: str, message: str) -> ImageInputError:
         """An error for a structure that would multiply the decoder's work."""

@@ -63,9 +63,9 @@ def walk_ico(budget: Budget) -> None:
 
 def _icon_picture(budget: Budget, w: int, h: int) -> None:
     if w * h > budget.opts.max_pixels:
-        raise budget.refuse("ICO", (
-            f"embeds a {w}x{h} picture, over the limit of {budget.opts.max_pixels} pixels (its "
-            "directory may say otherwise); raise ImageOptions.max_pixels if it is genuine"))
+        msg = (f"embeds a {w}x{h} picture, over the limit of {budget.opts.max_pixels} pixels (its "
+               "directory may say otherwise); raise ImageOptions.max_pixels if it is genuine")
+        raise budget.refuse(kind="ICO", message=msg)
 
 
 _CONTAINERS = {b"meta": 4, b"iprp": 0, b"ipco": 0, b"dinf": 0, b"moov": 0, b"trak": 0,

@@ -158,9 +158,9 @@ def _page(budget: Budget, ifd: Ifd) -> None:
     budget.records_used("TIFF", entry.count)
     what = "tiles" if tiled else "strips"
     if entry.count > max(need, 1):
-        raise budget.refuse("TIFF", (
-            f"lists {entry.count} {what} where its {w}x{h} picture needs {need}; readers "
-            f"decode the picture again for each surplus set of {what}. Re-encode the image"))
+        msg = (f"lists {entry.count} {what} where its {w}x{h} picture needs {need}; readers "
+               f"decode the picture again for each surplus set of {what}. Re-encode the image")
+        raise budget.refuse(kind="TIFF", message=msg)
     if ifd.first(data, _COMPRESSION, 1) == 7:  # JPEG: each strip/tile is a JPEG stream
         for k, (offset, size) in enumerate(zip(ifd.ints(data, offsets_tag),
                                                ifd.ints(data, counts_tag), strict=False)):

@@ -13,7 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from safeclip_guardrail.cli._common import EXIT_ERROR, CliError, SafeclipArgumentParser, fail
+from safeclip_guardrail.cli._common import EXIT_ERROR, SafeclipArgumentParser, fail
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["CliError", "main"]
 

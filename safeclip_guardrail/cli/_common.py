@@ -10,13 +10,12 @@ from typing import Any, NoReturn
 
 from safeclip_guardrail._discover import Discovery, discover_images
 from safeclip_guardrail.encoders._quiet import silence_transformers
-from safeclip_guardrail.errors import SafeCLIPError
+from safeclip_guardrail.errors import CliError, SafeCLIPError
 
 __all__ = [
     "EXIT_ERROR",
     "EXIT_FLAGGED",
     "EXIT_OK",
-    "CliError",
     "SafeclipArgumentParser",
     "add_guard_options",
     "check_model_and_device",
@@ -34,10 +33,6 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_FLAGGED, EXIT_ERROR = 0, 1, 2
-
-
-class CliError(SafeCLIPError):
-    """A usage or input problem reported as one line with exit code 2."""
 
 
 class SafeclipArgumentParser(argparse.ArgumentParser):
@@ -100,7 +95,8 @@ def readable_text_file(path: str, *, what: str, option: str) -> None:
     try:
         read_text_file(path, what=what, hint="see --help")
     except ConfigurationError as exc:
-        raise CliError(f"{option}: {printable(str(exc))}") from None
+        msg = f"{option}: {printable(str(exc))}"
+        raise CliError(msg) from None
 
 
 def add_guard_options(parser: argparse.ArgumentParser) -> None:
@@ -156,9 +152,10 @@ def check_model_and_device(model: str, device: str | None) -> None:
     resolved = resolve_model_id(model)
     if not resolved.startswith("open_clip:") and not is_hub_id(resolved) \
             and not Path(resolved).is_dir():
-        raise CliError(f"--model: no directory {printable(resolved)}; pass a directory holding "
-                       "a CLIP checkpoint, a hub id such as openai/clip-vit-large-patch14-336, "
-                       "or an alias such as llava-1.5")
+        msg = (f"--model: no directory {printable(resolved)}; pass a directory holding "
+               "a CLIP checkpoint, a hub id such as openai/clip-vit-large-patch14-336, "
+               "or an alias such as llava-1.5")
+        raise CliError(msg)
     if device is not None:
         import torch
 
@@ -167,10 +164,12 @@ def check_model_and_device(model: str, device: str | None) -> None:
         try:
             torch.empty(0, device=resolve_device(device))  # an ordinal or a backend not here
         except ConfigurationError as exc:
-            raise CliError(f"--device: {exc}") from None
+            msg = f"--device: {exc}"
+            raise CliError(msg) from None
         except RuntimeError:  # a device type this torch was built without (mps, xpu)
-            raise CliError(f"--device: {device!r} is not available on this machine or in this "
-                           "PyTorch build; use cpu, or cuda where a GPU is") from None
+            msg = (f"--device: {device!r} is not available on this machine or in this "
+                   "PyTorch build; use cpu, or cuda where a GPU is")
+            raise CliError(msg) from None
 
 
 def _model_runs_here(args: argparse.Namespace) -> bool:
@@ -188,8 +187,9 @@ def check_output_folder(path: str, *, option: str) -> None:
     loads. A folder that does not exist yet is created by the command."""
     p = Path(path)
     if p.exists() and not p.is_dir():
-        raise CliError(f"{option}: {printable(path)} is a file; pass a folder (it is created "
-                       "when missing)")
+        msg = (f"{option}: {printable(path)} is a file; pass a folder (it is created "
+               "when missing)")
+        raise CliError(msg)
 
 
 def guard_from_args(args: argparse.Namespace) -> Any:
@@ -209,7 +209,8 @@ def discover(paths: Iterable[str], *, named_files_are_images: bool = True) -> Di
     for raw in paths:
         p = Path(raw)
         if not (p.is_dir() or p.is_file()):
-            raise CliError(f"no such file or directory: {printable(raw)}")
+            msg = f"no such file or directory: {printable(raw)}"
+            raise CliError(msg)
         checked.append(p)
     return discover_images(checked, named_files_are_images=named_files_are_images)
 
@@ -246,9 +247,11 @@ def _probability(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        msg = f"not a number: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
     if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
+        msg = f"must be between 0 and 1 (exclusive), got {value}"
+        raise argparse.ArgumentTypeError(msg)
     return value
 
 
@@ -256,7 +259,9 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        msg = f"not an integer: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        msg = f"must be >= 1, got {value}"
+        raise argparse.ArgumentTypeError(msg)
     return value

@@ -10,7 +10,8 @@ import signal
 import sys
 from typing import Any
 
-from safeclip_guardrail.cli._common import EXIT_OK, CliError, config_from_args
+from safeclip_guardrail.cli._common import EXIT_OK, config_from_args
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["add_ray_options", "check_ray_options", "serve_on_ray"]
 
@@ -31,11 +32,14 @@ def check_ray_options(args: argparse.Namespace) -> None:
     ray_only = [f for f, v in (("--replicas", args.replicas), ("--num-gpus", args.num_gpus),
                                ("--address", args.address)) if v is not None]
     if args.engine != "ray" and ray_only:
-        raise CliError(f"{', '.join(ray_only)} need --engine ray")
+        msg = f"{', '.join(ray_only)} need --engine ray"
+        raise CliError(msg)
     if args.replicas is not None and args.replicas < 1:
-        raise CliError(f"--replicas must be >= 1, got {args.replicas}")
+        msg = f"--replicas must be >= 1, got {args.replicas}"
+        raise CliError(msg)
     if args.num_gpus is not None and not args.num_gpus >= 0:
-        raise CliError(f"--num-gpus must be >= 0, got {args.num_gpus}")
+        msg = f"--num-gpus must be >= 0, got {args.num_gpus}"
+        raise CliError(msg)
 
 
 def serve_on_ray(args: argparse.Namespace, *, api_keys: list[str],

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from safeclip_guardrail.cli._common import EXIT_OK, CliError, printable, readable_text_file
+from safeclip_guardrail.cli._common import EXIT_OK, printable, readable_text_file
 from safeclip_guardrail.concepts import ConceptBank
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["register"]
 
@@ -52,7 +53,8 @@ def _show(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() not in {".json", ".yaml", ".yml"}:
-        raise CliError(f"OUT must end in .json, .yaml or .yml, got {printable(args.out)}")
+        msg = f"OUT must end in .json, .yaml or .yml, got {printable(args.out)}"
+        raise CliError(msg)
     path = _load(args).to_file(args.out)
     print(f"wrote {path}")
     return EXIT_OK

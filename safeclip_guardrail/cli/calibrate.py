@@ -15,13 +15,13 @@ from typing import Any
 
 from safeclip_guardrail.cli._common import (
     EXIT_OK,
-    CliError,
     add_guard_options,
     config_from_args,
     printable,
 )
 from safeclip_guardrail.cli.evaluate import warn_skipped
 from safeclip_guardrail.encoders._quiet import silence_transformers
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["register"]
 
@@ -63,15 +63,18 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.suffix.lower() not in {".json", ".yaml", ".yml"}:
-        raise CliError(f"--out must end in .json, .yaml or .yml, got {out}")
+        msg = f"--out must end in .json, .yaml or .yml, got {out}"
+        raise CliError(msg)
     if not out.parent.is_dir():
-        raise CliError(f"folder of --out does not exist: {out.parent}")
+        msg = f"folder of --out does not exist: {out.parent}"
+        raise CliError(msg)
     config = config_from_args(args)
     bank = config.bank
     label = args.benign_class or bank.benign_classes[0]
     if label not in bank.benign_classes:
-        raise CliError(f"--benign-class {label!r} is not a benign class of the concept bank "
-                       f"({', '.join(bank.benign_classes)})")
+        msg = (f"--benign-class {label!r} is not a benign class of the concept bank "
+               f"({', '.join(bank.benign_classes)})")
+        raise CliError(msg)
     data = Path(args.data)
     dataset = ds.load_dataset(data, bank=bank, all_label=label if data.is_dir() else None)
     if args.from_embeddings:
@@ -136,7 +139,9 @@ def _rate(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        msg = f"not a number: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
     if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+        msg = f"must be in [0, 1), got {value}"
+        raise argparse.ArgumentTypeError(msg)
     return value

@@ -16,7 +16,6 @@ from typing import Any
 
 from safeclip_guardrail.cli._common import (
     EXIT_OK,
-    CliError,
     _positive_int,
     add_guard_options,
     check_output_folder,
@@ -24,6 +23,7 @@ from safeclip_guardrail.cli._common import (
     printable,
 )
 from safeclip_guardrail.encoders._quiet import silence_transformers
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["load_chat_model", "register"]
 
@@ -88,12 +88,15 @@ def run(args: argparse.Namespace) -> int:
     queries = _read_queries(args.queries) if args.queries else DEFAULT_QUERIES
     patterns = args.refusal_pattern or DEFAULT_REFUSAL_PATTERNS
     if args.e2e and not (args.chat_model or args.chat_model_factory):
-        raise CliError("--e2e needs a chat model: --chat-model llava:<dir> or provider:model, "
-                       "or --chat-model-factory module:attr")
+        msg = ("--e2e needs a chat model: --chat-model llava:<dir> or provider:model, "
+               "or --chat-model-factory module:attr")
+        raise CliError(msg)
     if args.e2e and args.from_embeddings:
-        raise CliError("--e2e sends the images to a chat model; it cannot use --from-embeddings")
+        msg = "--e2e sends the images to a chat model; it cannot use --from-embeddings"
+        raise CliError(msg)
     if (args.chat_model or args.chat_model_factory or args.max_new_tokens) and not args.e2e:
-        raise CliError("--chat-model and --max-new-tokens are only used with --e2e; add --e2e")
+        msg = "--chat-model and --max-new-tokens are only used with --e2e; add --e2e"
+        raise CliError(msg)
     if args.out:
         check_output_folder(args.out, option="--out")
     if args.out and not args.no_plots:
@@ -157,14 +160,17 @@ def load_chat_model(spec: str | None, factory: str | None, *,
     if factory:
         module_name, _, attr = factory.partition(":")
         if not module_name or not attr:
-            raise CliError(f"--chat-model-factory must be MODULE:ATTR, got {factory!r}")
+            msg = f"--chat-model-factory must be MODULE:ATTR, got {factory!r}"
+            raise CliError(msg)
         try:
             obj = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise CliError(f"cannot import {factory}: {exc}") from None
+            msg = f"cannot import {factory}: {exc}"
+            raise CliError(msg) from None
         return _with_token_limit(_instantiate(obj, factory), max_new_tokens, factory)
     if spec is None:
-        raise CliError("--e2e needs --chat-model or --chat-model-factory")
+        msg = "--e2e needs --chat-model or --chat-model-factory"
+        raise CliError(msg)
     if spec.startswith("llava:"):
         from safeclip_guardrail.langchain import ChatLlava
 
@@ -172,9 +178,10 @@ def load_chat_model(spec: str | None, factory: str | None, *,
     try:
         from langchain.chat_models import init_chat_model
     except ImportError:
-        raise CliError(f"--chat-model {spec} needs the 'langchain' package: "
-                       "pip install langchain, plus the provider's package "
-                       "(e.g. langchain-openai)") from None
+        msg = (f"--chat-model {spec} needs the 'langchain' package: "
+               "pip install langchain, plus the provider's package "
+               "(e.g. langchain-openai)")
+        raise CliError(msg) from None
     options: dict[str, Any] = {} if max_new_tokens is None else {"max_tokens": max_new_tokens}
     return init_chat_model(spec, **options)
 
@@ -188,8 +195,9 @@ def _with_token_limit(model: Any, limit: int | None, name: str) -> Any:
     for field_name in ("max_new_tokens", "max_tokens"):
         if field_name in fields:
             return model.model_copy(update={field_name: limit})
-    raise CliError(f"--max-new-tokens: {name} has no max_new_tokens or max_tokens field; "
-                   "set the answer length in your factory instead")
+    msg = (f"--max-new-tokens: {name} has no max_new_tokens or max_tokens field; "
+           "set the answer length in your factory instead")
+    raise CliError(msg)
 
 
 def _instantiate(obj: Any, name: str) -> Any:
@@ -201,21 +209,25 @@ def _instantiate(obj: Any, name: str) -> Any:
         try:
             made = obj()
         except TypeError as exc:  # e.g. a function that needs arguments
-            raise CliError(f"{name} is not a LangChain chat model, and calling it without "
-                           f"arguments failed: {exc}") from None
+            msg = (f"{name} is not a LangChain chat model, and calling it without "
+                   f"arguments failed: {exc}")
+            raise CliError(msg) from None
         if isinstance(made, BaseChatModel):
             return made
-    raise CliError(f"{name} is not a LangChain chat model or a factory returning one")
+    msg = f"{name} is not a LangChain chat model or a factory returning one"
+    raise CliError(msg)
 
 
 def _read_queries(path: str) -> list[str]:
     p = Path(path)
     if not p.is_file():
-        raise CliError(f"queries file not found: {p}")
+        msg = f"queries file not found: {p}"
+        raise CliError(msg)
     lines = [x.strip() for x in p.read_text(encoding="utf-8").splitlines()]
     queries = [x for x in lines if x and not x.startswith("#")]
     if not queries:
-        raise CliError(f"queries file {p} has no queries (one per line)")
+        msg = f"queries file {p} has no queries (one per line)"
+        raise CliError(msg)
     return queries
 
 

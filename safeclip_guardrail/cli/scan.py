@@ -30,7 +30,6 @@ from safeclip_guardrail.cli._common import (
     EXIT_ERROR,
     EXIT_FLAGGED,
     EXIT_OK,
-    CliError,
     add_guard_options,
     discover,
     emit,
@@ -38,6 +37,7 @@ from safeclip_guardrail.cli._common import (
     printable,
     progress,
 )
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["ScanSummary", "register"]
 
@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if "-" in args.paths:
         files.insert(min(args.paths.index("-"), len(files)), "-")
     if not files and not found.skipped:
-        raise CliError("no files found in the given paths")
+        msg = "no files found in the given paths"
+        raise CliError(msg)
     summary = ScanSummary(skipped=[printable(str(s.path)) for s in found.skipped])
     for skipped in found.skipped:
         if args.json:

@@ -78,10 +78,12 @@ def run(args: argparse.Namespace) -> int:
     silence_transformers()
     if args.engine == "local" and (args.address or args.actors != 1 or args.num_gpus
                                    or args.cpus_per_actor is not None):
-        raise _usage("--address, --actors, --num-gpus and --cpus-per-actor need --engine ray")
+        msg = "--address, --actors, --num-gpus and --cpus-per-actor need --engine ray"
+        raise _usage(msg)
     if args.engine == "ray" and (args.part_rows != 8192 or args.part_seconds != 5.0):
-        raise _usage("--part-rows and --part-seconds apply to the local engine (Ray writes "
-                     "one part file per block)")
+        msg = ("--part-rows and --part-seconds apply to the local engine (Ray writes "
+               "one part file per block)")
+        raise _usage(msg)
     summary = scan_corpus(
         args.sources, args.out, engine=args.engine, actors=args.actors, num_gpus=args.num_gpus,
         cpus_per_actor=args.cpus_per_actor, embeddings=args.embeddings, resume=args.resume,
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _usage(message: str) -> Exception:
-    from safeclip_guardrail.cli._common import CliError
+    from safeclip_guardrail.errors import CliError
 
     return CliError(message)
 
@@ -104,7 +106,8 @@ def _usage(message: str) -> Exception:
 def _positive_float(text: str) -> float:
     value = _non_negative(text)
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        msg = f"must be > 0, got {value}"
+        raise argparse.ArgumentTypeError(msg)
     return value
 
 
@@ -112,7 +115,9 @@ def _non_negative(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        msg = f"not a number: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
     if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+        msg = f"must be >= 0, got {value}"
+        raise argparse.ArgumentTypeError(msg)
     return value

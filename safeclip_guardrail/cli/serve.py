@@ -17,9 +17,10 @@ import socket
 import sys
 from typing import Any
 
-from safeclip_guardrail.cli._common import CliError, add_guard_options, config_from_args
+from safeclip_guardrail.cli._common import add_guard_options, config_from_args
 from safeclip_guardrail.cli._serve_ray import add_ray_options, check_ray_options, serve_on_ray
 from safeclip_guardrail.encoders._quiet import silence_transformers
+from safeclip_guardrail.errors import CliError
 
 __all__ = ["register"]
 
@@ -74,18 +75,22 @@ def run(args: argparse.Namespace) -> int:
 
         from safeclip_guardrail.serve import create_app
     except ImportError as exc:
-        raise CliError(f"safeclip serve needs the serve extra ({exc}); install it with: "
-                       "pip install 'safeclip-guardrail[serve]'") from None
+        msg = (f"safeclip serve needs the serve extra ({exc}); install it with: "
+               "pip install 'safeclip-guardrail[serve]'")
+        raise CliError(msg) from None
     keys = api_keys(args)
     if not keys and args.host not in _LOOPBACK and not args.allow_no_auth:
-        raise CliError(f"refusing to serve {args.host} without an API key: pass --api-key KEY "
-                       "(or set SAFECLIP_API_KEYS), or --allow-no-auth if that is intended")
+        msg = (f"refusing to serve {args.host} without an API key: pass --api-key KEY "
+               "(or set SAFECLIP_API_KEYS), or --allow-no-auth if that is intended")
+        raise CliError(msg)
     if not 0 < args.port < 65536:
-        raise CliError(f"--port must be between 1 and 65535, got {args.port}")
+        msg = f"--port must be between 1 and 65535, got {args.port}"
+        raise CliError(msg)
     if (args.max_images < 1 or args.max_body_mb <= 0 or args.request_timeout <= 0
             or args.decode_timeout <= 0):
-        raise CliError("--max-images, --max-body-mb, --request-timeout and --decode-timeout "
-                       "must be positive")
+        msg = ("--max-images, --max-body-mb, --request-timeout and --decode-timeout "
+               "must be positive")
+        raise CliError(msg)
     config = config_from_args(args)  # the files and the model dir, before the port and the model
     sock = bind(args.host, args.port)  # before the model loads: a busy port is a usage error
     if args.engine == "ray":  # the replicas load the model, and Ray binds the port itself
@@ -120,8 +125,9 @@ def bind(host: str, port: int) -> socket.socket:
         family, kind, proto, _, addr = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     except (socket.gaierror, UnicodeError) as exc:
-        raise CliError(f"cannot serve on {host!r}: the address does not resolve ({exc}); pass "
-                       "--host with an address of this machine") from None
+        msg = (f"cannot serve on {host!r}: the address does not resolve ({exc}); pass "
+               "--host with an address of this machine")
+        raise CliError(msg) from None
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -130,13 +136,16 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         where = f"{_shown(host)}:{port}"
         if exc.errno == errno.EADDRINUSE:
-            raise CliError(f"cannot serve on {where}: the port is already in use; stop what "
-                           "listens there or pass another --port") from None
+            msg = (f"cannot serve on {where}: the port is already in use; stop what "
+                   "listens there or pass another --port")
+            raise CliError(msg) from None
         if exc.errno == errno.EACCES:
-            raise CliError(f"cannot serve on {where}: permission denied (ports below 1024 "
-                           "need privileges); pass another --port") from None
-        raise CliError(f"cannot serve on {where}: {exc.strerror or exc}; pass --host with an "
-                       "address of this machine") from None
+            msg = (f"cannot serve on {where}: permission denied (ports below 1024 "
+                   "need privileges); pass another --port")
+            raise CliError(msg) from None
+        msg = (f"cannot serve on {where}: {exc.strerror or exc}; pass --host with an "
+               "address of this machine")
+        raise CliError(msg) from None
     return sock
 
 

@@ -111,25 +111,22 @@ def refuse_non_clip(model_id: str, config: Any) -> None:
             which = (f"its tower ({shape}) is not LLaVA-1.5's ViT-L/14-336, so pass the local "
                      "directory of the CLIP it was built from (for LLaVA-1.5 / NeXT that is "
                      f"{LLAVA_CLIP_ALIAS!r} = openai/clip-vit-large-patch14-336)")
-        raise ModelLoadError(
-            f"{model_id!r} is a LLaVA checkpoint (model_type {model_type!r}), not a CLIP "
-            "image-text model: the guard needs the CLIP its vision tower came from, with CLIP's "
-            f"text tower and projections, which LLaVA does not contain; {which}. With ChatLlava "
-            "use guard='auto' (add guard_model=<CLIP dir> when offline) to reuse LLaVA's own "
-            "vision pass."
-        )
+        msg = (f"{model_id!r} is a LLaVA checkpoint (model_type {model_type!r}), not a CLIP "
+               "image-text model: the guard needs the CLIP its vision tower came from, with CLIP's "
+               f"text tower and projections, which LLaVA does not contain; {which}. With ChatLlava "
+               "use guard='auto' (add guard_model=<CLIP dir> when offline) to reuse LLaVA's own "
+               "vision pass.")
+        raise ModelLoadError(msg)
     if model_type == "clip_vision_model":
-        raise ModelLoadError(
-            f"{model_id!r} is a CLIP vision tower only (model_type 'clip_vision_model'), but the "
-            "guard also needs CLIP's text tower and projections; pass the full CLIPModel "
-            "checkpoint it came from (e.g. 'openai/clip-vit-large-patch14-336') or its directory"
-        )
-    raise ModelLoadError(
-        f"{model_id!r} is not a CLIP image-text model: its config says model_type "
-        f"{model_type!r} ({archs}), the transformers backend needs model_type 'clip' "
-        "(a CLIPModel checkpoint such as 'openai/clip-vit-large-patch14-336'); for other "
-        "CLIP-style models use 'open_clip:<model>/<pretrained>'"
-    )
+        msg = (f"{model_id!r} is a CLIP vision tower only (model_type 'clip_vision_model'), but the "
+               "guard also needs CLIP's text tower and projections; pass the full CLIPModel "
+               "checkpoint it came from (e.g. 'openai/clip-vit-large-patch14-336') or its directory")
+        raise ModelLoadError(msg)
+    msg = (f"{model_id!r} is not a CLIP image-text model: its config says model_type "
+           f"{model_type!r} ({archs}), the transformers backend needs model_type 'clip' "
+           "(a CLIPModel checkpoint such as 'openai/clip-vit-large-patch14-336'); for other "
+           "CLIP-style models use 'open_clip:<model>/<pretrained>'")
+    raise ModelLoadError(msg)
 
 
 def summarize_keys(keys: Iterable[str], *, limit: int = 8) -> str:
@@ -170,8 +167,7 @@ def check_load_report(model_id: str, info: Mapping[str, Any], *, load_vision: bo
                         f"{summarize_keys(mismatched)}")
     if errors:
         problems.append(errors[0].splitlines()[0])
-    raise ModelLoadError(
-        f"refusing CLIP checkpoint {model_id!r}: {'; '.join(problems)}. A guard on partly "
-        "random weights gives meaningless verdicts; pass a complete CLIPModel checkpoint "
-        "(re-download it, or save it with CLIPModel.save_pretrained)"
-    )
+    msg = (f"refusing CLIP checkpoint {model_id!r}: {'; '.join(problems)}. A guard on partly "
+           "random weights gives meaningless verdicts; pass a complete CLIPModel checkpoint "
+           "(re-download it, or save it with CLIPModel.save_pretrained)")
+    raise ModelLoadError(msg)

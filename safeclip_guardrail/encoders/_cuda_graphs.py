@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from safeclip_guardrail.errors import ConfigurationError
+
 __all__ = ["DEFAULT_BUCKETS", "CudaGraphRunner", "bucket_for"]
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,8 @@ Outputs = tuple[torch.Tensor, torch.Tensor | None]
 def bucket_for(n: int, buckets: Sequence[int]) -> int | None:
     """The smallest bucket holding ``n`` images, or None when ``n`` exceeds them all."""
     if n < 1:
-        raise ValueError(f"batch size must be >= 1, got {n}")
+        msg = f"a CUDA graph bucket needs a batch of at least one image, got {n}"
+        raise ConfigurationError(msg)
     fitting = [b for b in buckets if b >= n]
     return min(fitting) if fitting else None
 
@@ -49,7 +52,9 @@ class CudaGraphRunner:
     def __init__(self, forward: Callable[[torch.Tensor], Outputs], *,
                  buckets: Sequence[int] = DEFAULT_BUCKETS, warmup: int = 3) -> None:
         if not buckets or any(int(b) < 1 for b in buckets):
-            raise ValueError(f"buckets must be positive batch sizes, got {tuple(buckets)!r}")
+            msg = (f"buckets must be positive batch sizes, got {tuple(buckets)!r}; pass e.g. "
+                   f"{DEFAULT_BUCKETS!r}")
+            raise ConfigurationError(msg)
         self.forward = forward
         self.buckets = tuple(sorted({int(b) for b in buckets}))
         self.warmup = warmup

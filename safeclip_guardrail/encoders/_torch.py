@@ -44,9 +44,11 @@ def resolve_device(device: str | None) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
-        raise ConfigurationError(f"unknown device {device!r}: {exc}") from None
+        msg = f"unknown device {device!r}: {exc}"
+        raise ConfigurationError(msg) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigurationError(f"device {device!r} requested but CUDA is not available here")
+        msg = f"device {device!r} requested but CUDA is not available here"
+        raise ConfigurationError(msg)
     return dev
 
 

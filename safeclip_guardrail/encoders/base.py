@@ -43,9 +43,8 @@ class ImageEmbeddings:
         if self.penultimate is None:
             from safeclip_guardrail.errors import ConfigurationError
 
-            raise ConfigurationError(
-                "this encoder does not provide penultimate-layer embeddings; use cls_source='final'"
-            )
+            msg = "this encoder does not provide penultimate-layer embeddings; use cls_source='final'"
+            raise ConfigurationError(msg)
         return self.penultimate
 
     def __len__(self) -> int:

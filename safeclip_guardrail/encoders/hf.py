@@ -84,10 +84,9 @@ class TransformersCLIPEncoder(TorchClipEncoder):
     # ------------------------------------------------------------------ forward
     def _final_cls(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.vision is None:
-            raise ModelLoadError(
-                f"{self.name} was loaded without its vision tower (load_vision=False); it "
-                "can only project CLS features computed elsewhere"
-            )
+            msg = (f"{self.name} was loaded without its vision tower (load_vision=False); it "
+                   "can only project CLS features computed elsewhere")
+            raise ModelLoadError(msg)
         pooled: torch.Tensor = self.vision(pixel_values=pixels).pooler_output
         return pooled
 
@@ -177,10 +176,9 @@ def _load_recorded(llava_id: str, target: RecordedClip, *, torch_dtype: torch.dt
         return _load_checked(target.clip_id, revision=None, torch_dtype=torch_dtype,
                              load_vision=load_vision, redirected_from=llava_id)
     except ModelLoadError as exc:
-        raise ModelLoadError(
-            f"{llava_id!r} is a LLaVA checkpoint whose config records its CLIP as "
-            f"{target.value!r} ({target.key}), and that CLIP could not be loaded: {exc}"
-        ) from None
+        msg = (f"{llava_id!r} is a LLaVA checkpoint whose config records its CLIP as "
+               f"{target.value!r} ({target.key}), and that CLIP could not be loaded: {exc}")
+        raise ModelLoadError(msg) from None
 
 
 def _tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -228,12 +226,11 @@ def _preprocess_from(model_id: str, revision: str | None, config: Any, *,
             mean = tuple(float(x) for x in cfg.get("image_mean", mean))  # type: ignore[assignment]
             std = tuple(float(x) for x in cfg.get("image_std", std))  # type: ignore[assignment]
         except (OSError, ValueError, TypeError, AttributeError) as exc:
-            raise ModelLoadError(
-                f"could not load CLIP model {model_id!r}: its preprocessor_config.json ({path}) "
-                f"is not a valid image processor config ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); restore it from the "
-                "original checkpoint"
-            ) from None
+            msg = (f"could not load CLIP model {model_id!r}: its preprocessor_config.json ({path}) "
+                   f"is not a valid image processor config ({type(exc).__name__}: "
+                   f"{str(exc).splitlines()[0] if str(exc) else ''}); restore it from the "
+                   "original checkpoint")
+            raise ModelLoadError(msg) from None
     return ClipPreprocess(size=size, crop=crop, mean=mean, std=std)
 
 

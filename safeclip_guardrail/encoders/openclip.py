@@ -38,10 +38,9 @@ def parse_open_clip_spec(spec: str) -> OpenClipSpec:
     """``open_clip:ViT-B-32/openai`` -> (``ViT-B-32``, ``openai``); schemas kept whole."""
     body = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
     if not body:
-        raise ConfigurationError(
-            "empty open_clip model spec; use 'open_clip:<model>/<pretrained>', e.g. "
-            "'open_clip:ViT-L-14-336-quickgelu/openai' or 'open_clip:local-dir:/path'"
-        )
+        msg = ("empty open_clip model spec; use 'open_clip:<model>/<pretrained>', e.g. "
+               "'open_clip:ViT-L-14-336-quickgelu/openai' or 'open_clip:local-dir:/path'")
+        raise ConfigurationError(msg)
     if body.startswith(("local-dir:", "hf-hub:")):
         return OpenClipSpec(model_name=body, pretrained=None)
     name, _, pretrained = body.partition("/")
@@ -135,13 +134,12 @@ def _fail_fast_offline(open_clip: Any, spec: str, parsed: OpenClipSpec) -> None:
     names += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
     if any(isinstance(try_to_load_from_cache(repo, n), str) for n in names):
         return
-    raise ModelLoadError(
-        f"could not load open_clip model {spec!r}: {access.reason}, and its weights ({repo} on "
-        "the Hugging Face hub) are not in the local cache. To fix: on a machine with network "
-        f"access run `hf download {repo} --local-dir DIR` and pass "
-        f"'open_clip:{parsed.model_name}//DIR/<weights file>' (or 'open_clip:local-dir:DIR'); "
-        "set HF_HUB_OFFLINE=1 to skip the network check"
-    )
+    msg = (f"could not load open_clip model {spec!r}: {access.reason}, and its weights ({repo} on "
+           "the Hugging Face hub) are not in the local cache. To fix: on a machine with network "
+           f"access run `hf download {repo} --local-dir DIR` and pass "
+           f"'open_clip:{parsed.model_name}//DIR/<weights file>' (or 'open_clip:local-dir:DIR'); "
+           "set HF_HUB_OFFLINE=1 to skip the network check")
+    raise ModelLoadError(msg)
 
 
 def _load_help(spec: str, exc: BaseException) -> str:

@@ -17,7 +17,8 @@ def load_encoder(model: str, *, device: str | None = None, dtype: str | None = N
     from safeclip_guardrail.errors import ConfigurationError
 
     if not model or not model.strip():
-        raise ConfigurationError("model must be a non-empty name, hub id, directory or spec")
+        msg = "model must be a non-empty name, hub id, directory or spec"
+        raise ConfigurationError(msg)
     resolved = resolve_model_id(model)
     if _is_open_clip_dir(resolved):
         resolved = f"open_clip:local-dir:{resolved}"

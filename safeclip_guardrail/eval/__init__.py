@@ -13,9 +13,9 @@
 The same functions run behind ``safeclip eval`` and ``safeclip calibrate``.
 """
 
+from safeclip_guardrail.errors import CalibrationError
 from safeclip_guardrail.eval.ablation import DEFAULT_KS, AblationRow, ablate
 from safeclip_guardrail.eval.calibrate import (
-    CalibrationError,
     CalibrationResult,
     calibrate,
     calibrate_thresholds,

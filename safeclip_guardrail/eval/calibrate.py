@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.config import Decision, GuardConfig
-from safeclip_guardrail.errors import ConfigurationError, GuardRuntimeError
+from safeclip_guardrail.errors import CalibrationError, ConfigurationError
 from safeclip_guardrail.eval.datasets import EvalDataset, UnreadableFile
 from safeclip_guardrail.eval.embed import EmbeddedDataset, embed_dataset, subset
 from safeclip_guardrail.eval.metrics import class_masses_for, flags_for
@@ -45,11 +45,6 @@ __all__ = [
 ]
 
 DEFAULT_MARGIN = 1e-4
-
-
-class CalibrationError(GuardRuntimeError, ValueError):
-    """The target false-positive rate cannot be met on this benign set (a run-time outcome
-    of the data, not a usage mistake)."""
 
 
 class CalibrationResult(BaseModel):
@@ -96,10 +91,9 @@ def calibrate(guard: SafeCLIPGuard, dataset: EvalDataset, *, target_fpr: float,
     benign = subset(embedded, np.array([not bank.is_toxic(s.label) for s in embedded.samples],
                                        bool))
     if not len(benign):
-        raise CalibrationError(
-            f"no readable benign images in {dataset.source} "
-            f"({len(embedded.unreadable)} unreadable); calibration needs benign images"
-        )
+        msg = (f"no readable benign images in {dataset.source} "
+               f"({len(embedded.unreadable)} unreadable); calibration needs benign images")
+        raise CalibrationError(msg)
     emb = benign.embeddings.get(guard.config.cls_source)
     masses = class_masses_for(emb, guard.text_embeddings,
                               logit_scale=guard.encoder.logit_scale, bank=bank)
@@ -136,18 +130,22 @@ def calibrate_thresholds(masses: np.ndarray, *, bank: ConceptBank, config: Guard
     ``min_threshold`` when given; the result's ``notes`` say which classes that happened to.
     """
     if not 0.0 <= target_fpr < 1.0:
-        raise ConfigurationError(f"target false-positive rate must be in [0, 1), got {target_fpr}")
+        msg = f"target false-positive rate must be in [0, 1), got {target_fpr}"
+        raise ConfigurationError(msg)
     if not 0.0 <= margin < 0.1:
-        raise ConfigurationError(f"margin must be in [0, 0.1), got {margin}")
+        msg = f"margin must be in [0, 0.1), got {margin}"
+        raise ConfigurationError(msg)
     n = int(masses.shape[0])
     if n == 0:
-        raise CalibrationError("no readable benign images to calibrate on")
+        msg = "no readable benign images to calibrate on"
+        raise CalibrationError(msg)
     names = list(bank.class_names)
     toxic_idx = [j for j, name in enumerate(names) if bank.is_toxic(name)]
     scores = flag_scores(masses, bank=bank, decision=config.decision)
     budget = math.floor(target_fpr * n + 1e-9)
     if min_threshold is not None and not 0.0 < min_threshold < 1.0:
-        raise ConfigurationError(f"min_threshold must be in (0, 1), got {min_threshold}")
+        msg = f"min_threshold must be in (0, 1), got {min_threshold}"
+        raise ConfigurationError(msg)
     floor = 1.0 / len(names) if config.decision == "top" else 1e-3
     floor = max(floor, min_threshold or 0.0)
     notes: list[str] = []
@@ -189,12 +187,11 @@ def _lowest_threshold(scores: np.ndarray, allowed: int, floor: float, margin: fl
         return floor
     must_pass = float(finite[allowed])  # the (allowed+1)-th highest score must not flag
     if must_pass >= 1.0:
-        raise CalibrationError(
-            f"cannot reach a false-positive rate <= {target:g} on {n} benign images with "
-            f"{what}: {int((finite >= 1.0).sum())} image(s) have a toxic mass of 1.0 and flag "
-            "at every threshold below 1. Add benign-context classes to the concept bank for "
-            "what these images show, or accept a higher target"
-        )
+        msg = (f"cannot reach a false-positive rate <= {target:g} on {n} benign images with "
+               f"{what}: {int((finite >= 1.0).sum())} image(s) have a toxic mass of 1.0 and flag "
+               "at every threshold below 1. Add benign-context classes to the concept bank for "
+               "what these images show, or accept a higher target")
+        raise CalibrationError(msg)
     t = min(must_pass + margin, (must_pass + 1.0) / 2.0)
     return max(t, floor)
 

@@ -129,10 +129,9 @@ def parse_label_map(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         name, sep, label = item.partition("=")
         if not sep or not name.strip() or not label.strip():
-            raise ConfigurationError(
-                f"label map entry {item!r} must look like FOLDER=CLASS, "
-                "e.g. insulting_gesture=gesture"
-            )
+            msg = (f"label map entry {item!r} must look like FOLDER=CLASS, "
+                   "e.g. insulting_gesture=gesture")
+            raise ConfigurationError(msg)
         out[name.strip()] = label.strip()
     return out
 
@@ -154,12 +153,12 @@ def load_dataset(path: str | Path, *, bank: ConceptBank,
         return _from_folder(p, bank, mapping)
     if p.is_file():
         if p.suffix.lower() not in {".csv", ".jsonl", ".ndjson"}:
-            raise ConfigurationError(
-                f"{p} is not a dataset: pass a folder with one subfolder per class, or a "
-                ".csv / .jsonl manifest with 'path' and 'label' columns"
-            )
+            msg = (f"{p} is not a dataset: pass a folder with one subfolder per class, or a "
+                   ".csv / .jsonl manifest with 'path' and 'label' columns")
+            raise ConfigurationError(msg)
         return _from_manifest(p, bank, mapping)
-    raise ConfigurationError(f"dataset not found: {p}")
+    msg = f"dataset not found: {p}"
+    raise ConfigurationError(msg)
 
 
 # ---------------------------------------------------------------------- internals
@@ -170,10 +169,9 @@ def _from_folder(root: Path, bank: ConceptBank, mapping: dict[str, str]) -> Eval
     known = set(bank.class_names)
     unknown = [d.name for d in folders if mapping.get(d.name, d.name) not in known]
     if unknown:
-        raise ConfigurationError(
-            f"folder(s) {', '.join(unknown)} in {root} are not classes of the concept bank "
-            f"({', '.join(bank.class_names)}); {label_hint(unknown, bank)}"
-        )
+        msg = (f"folder(s) {', '.join(unknown)} in {root} are not classes of the concept bank "
+               f"({', '.join(bank.class_names)}); {label_hint(unknown, bank)}")
+        raise ConfigurationError(msg)
     found = discover_images([root])
     loose = [f for f in found.files if f.path.parent == root and not f.error]  # no class
     found.files = [f for f in found.files if f.path.parent != root or f.error]
@@ -184,10 +182,9 @@ def _from_folder(root: Path, bank: ConceptBank, mapping: dict[str, str]) -> Eval
         names = [f.path.name for f in loose][:3]
         hint = (f" (found loose files such as {', '.join(names)}: put them into class "
                 "subfolders)") if names else ""
-        raise ConfigurationError(
-            f"no images found in class subfolders of {root}; expected e.g. {root}/gun/*.jpg "
-            f"and {root}/neutral/*.jpg{hint}"
-        )
+        msg = (f"no images found in class subfolders of {root}; expected e.g. {root}/gun/*.jpg "
+               f"and {root}/neutral/*.jpg{hint}")
+        raise ConfigurationError(msg)
     return dataset
 
 
@@ -250,10 +247,9 @@ def _checked_label(label: str, bank: ConceptBank, mapping: Mapping[str, str], *,
                    where: str) -> str:
     mapped = mapping.get(label.strip(), label.strip())
     if mapped not in bank.class_names:
-        raise ConfigurationError(
-            f"{where}: label {label!r} is not a class of the concept bank "
-            f"({', '.join(bank.class_names)}); {label_hint([label.strip()], bank)}"
-        )
+        msg = (f"{where}: label {label!r} is not a class of the concept bank "
+               f"({', '.join(bank.class_names)}); {label_hint([label.strip()], bank)}")
+        raise ConfigurationError(msg)
     return mapped
 
 

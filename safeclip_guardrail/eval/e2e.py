@@ -105,9 +105,11 @@ def compile_patterns(patterns: Sequence[str]) -> list[re.Pattern[str]]:
         try:
             out.append(re.compile(p, re.IGNORECASE | re.DOTALL))
         except re.error as exc:
-            raise ConfigurationError(f"refusal pattern {p!r} is not a valid regex: {exc}") from None
+            msg = f"refusal pattern {p!r} is not a valid regex: {exc}"
+            raise ConfigurationError(msg) from None
     if not out:
-        raise ConfigurationError("give at least one refusal pattern")
+        msg = "give at least one refusal pattern"
+        raise ConfigurationError(msg)
     return out
 
 
@@ -123,7 +125,8 @@ def run_e2e(guard: SafeCLIPGuard, chat_model: Any, samples: Sequence[Sample], *,
     from safeclip_guardrail.langchain import guard_messages
 
     if not queries:
-        raise ConfigurationError("give at least one query for the end-to-end evaluation")
+        msg = "give at least one query for the end-to-end evaluation"
+        raise ConfigurationError(msg)
     patterns = compile_patterns(refusal_patterns)
     uncached = guard.with_options(cache_size=0)
     records: list[E2ERecord] = []

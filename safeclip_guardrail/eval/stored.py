@@ -46,16 +46,16 @@ def load_scan_embeddings(scan: str | Path, dataset: EvalDataset,
     try:
         table = pq.read_table(files, columns=_COLUMNS)
     except Exception as exc:  # pyarrow raises several types for a missing column / bad file
-        raise ConfigurationError(
-            f"cannot read embeddings from {root} ({type(exc).__name__}: {exc}); the scan must "
-            "be written by 'safeclip scan-corpus --embeddings'"
-        ) from None
+        msg = (f"cannot read embeddings from {root} ({type(exc).__name__}: {exc}); the scan must "
+               "be written by 'safeclip scan-corpus --embeddings'")
+        raise ConfigurationError(msg) from None
     rows = _index(table)
     dim = int(guard.encoder.embed_dim)
     width = table.schema.field("embedding_final").type.list_size
     if width != dim:
-        raise ConfigurationError(f"the embeddings in {root} have {width} dimensions, the model "
-                                 f"{guard.model_name} has {dim}; use the scan's model")
+        msg = (f"the embeddings in {root} have {width} dimensions, the model "
+               f"{guard.model_name} has {dim}; use the scan's model")
+        raise ConfigurationError(msg)
     final = _vectors(table.column("embedding_final"), dim)
     pen = _vectors(table.column("embedding_penultimate"), dim)
     errors = table.column("error").to_pylist()
@@ -75,11 +75,10 @@ def load_scan_embeddings(scan: str | Path, dataset: EvalDataset,
             samples.append(sample)
             found.append(k)
     if missing:
-        raise ConfigurationError(
-            f"{len(missing)} of {len(dataset)} images of {dataset.source} are not in the scan "
-            f"{root} (e.g. {missing[0]}); scan them first: safeclip scan-corpus "
-            f"{dataset.source} --out {root} --embeddings --resume"
-        )
+        msg = (f"{len(missing)} of {len(dataset)} images of {dataset.source} are not in the scan "
+               f"{root} (e.g. {missing[0]}); scan them first: safeclip scan-corpus "
+               f"{dataset.source} --out {root} --embeddings --resume")
+        raise ConfigurationError(msg)
     idx = np.asarray(found, np.int64)
     pen_rows = pen[idx]
     embeddings = ImageEmbeddings(final=final[idx],
@@ -96,21 +95,22 @@ def check_scan(scan: str | Path, config: GuardConfig) -> list[Path]:
     root = Path(scan)
     files = sorted(root.glob("*.parquet")) if root.is_dir() else [root]
     if not root.exists() or not files:
-        raise ConfigurationError(f"no scan found at {root}: pass the --out folder of "
-                                 "'safeclip scan-corpus ... --embeddings'")
+        msg = (f"no scan found at {root}: pass the --out folder of "
+               "'safeclip scan-corpus ... --embeddings'")
+        raise ConfigurationError(msg)
     folder = root if root.is_dir() else root.parent
     sidecar = folder / _SIDECAR
     if not sidecar.is_file():
         return files  # a bare Parquet file: only the dimension check applies
     meta: dict[str, Any] = json.loads(sidecar.read_text(encoding="utf-8"))
     if not meta.get("embeddings"):
-        raise ConfigurationError(f"the scan in {folder} has no embeddings; rerun it with "
-                                 "'safeclip scan-corpus ... --embeddings' into a new folder")
+        msg = (f"the scan in {folder} has no embeddings; rerun it with "
+               "'safeclip scan-corpus ... --embeddings' into a new folder")
+        raise ConfigurationError(msg)
     if meta.get("model") != config.model:
-        raise ConfigurationError(
-            f"the embeddings in {folder} come from the model {meta.get('model')!r}, this guard "
-            f"uses {config.model!r}; pass --model {meta.get('model')}"
-        )
+        msg = (f"the embeddings in {folder} come from the model {meta.get('model')!r}, this guard "
+               f"uses {config.model!r}; pass --model {meta.get('model')}")
+        raise ConfigurationError(msg)
     return files
 
 

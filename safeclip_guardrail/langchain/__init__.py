@@ -60,7 +60,8 @@ def __getattr__(name: str) -> Any:
         from safeclip_guardrail.langchain.chat_models import ChatLlava
 
         return ChatLlava
-    raise AttributeError(f"module 'safeclip_guardrail.langchain' has no attribute {name!r}")
+    msg = f"module 'safeclip_guardrail.langchain' has no attribute {name!r}"
+    raise AttributeError(msg)
 
 
 __all__ = [

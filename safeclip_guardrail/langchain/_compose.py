@@ -23,6 +23,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableBranch, RunnableLambda
 from pydantic import BaseModel, ConfigDict
 
+from safeclip_guardrail.errors import ConfigurationError
 from safeclip_guardrail.langchain._messages import guard_result_of
 from safeclip_guardrail.langchain._shape import shape
 
@@ -128,7 +129,11 @@ def _merge(branches: Mapping[str, Any]) -> list[BaseMessage]:
         return []
     n = len(convs[0])
     if any(len(c) != n for c in convs):
-        raise ValueError("parallel guardrails returned conversations of different lengths")
+        lengths = ", ".join(f"{name}: {len(c)}" for name, c in zip(branches, convs, strict=True))
+        msg = (f"parallel guardrails returned conversations of different lengths ({lengths} "
+               "messages); guardrails run in parallel must decide, not add or remove messages: "
+               "run a guardrail that edits the conversation in sequence instead (a | b)")
+        raise ConfigurationError(msg)
     merged: list[BaseMessage] = []
     for i in range(n):
         versions = [c[i] for c in convs]

@@ -11,6 +11,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, ChatMessage
 
+from safeclip_guardrail.errors import ConfigurationError
 from safeclip_guardrail.extraction import MessageView
 from safeclip_guardrail.langchain._metadata import as_metadata
 from safeclip_guardrail.result import GuardResult
@@ -45,9 +46,9 @@ def role_of(message: BaseMessage) -> str:
 
 def view_of_message(message: BaseMessage) -> MessageView:
     if not isinstance(message, BaseMessage):
-        raise TypeError(
-            f"expected LangChain messages, got {type(message).__name__}; convert dicts with "
-            "langchain_core.messages.convert_to_messages first")
+        msg = (f"expected LangChain messages, got {type(message).__name__}; convert dicts with "
+               "langchain_core.messages.convert_to_messages first")
+        raise ConfigurationError(msg)
     return MessageView(role=role_of(message), content=message.content,
                        extras=message.additional_kwargs)
 

@@ -62,7 +62,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from safeclip_guardrail import policy
 from safeclip_guardrail.config import GuardConfig, OnError, build_config
-from safeclip_guardrail.errors import ImageInputError, SafeCLIPError
+from safeclip_guardrail.errors import ConfigurationError, ImageInputError, SafeCLIPError
 from safeclip_guardrail.extraction import MessageView, find_image_parts
 from safeclip_guardrail.guard import Judgement, SafeCLIPGuard
 from safeclip_guardrail.sources import (
@@ -216,14 +216,13 @@ class SafeCLIPDocumentGuard(RunnableSerializable[list[Document], list[Document]]
     def filter_many_or_errors(self, lists: Sequence[Sequence[Document]]
                               ) -> list[list[Document] | Exception]:
         """Like :meth:`filter_many`, each list's error in its place (the others intact)."""
-        found: list[list[list[DocumentImage]] | TypeError] = [self._images_of_list(docs)
-                                                               for docs in lists]
-        readable = [img.image for per_list in found if not isinstance(per_list, TypeError)
+        found = [self._images_of_list(docs) for docs in lists]
+        readable = [img.image for per_list in found if not isinstance(per_list, ConfigurationError)
                     for per_doc in per_list for img in per_doc if img.image is not None]
         judgements = iter(self.guard.judge_batch(readable, forward=True) if readable else [])
         out: list[list[Document] | Exception] = []
         for docs, per_list in zip(lists, found, strict=True):
-            if isinstance(per_list, TypeError):
+            if isinstance(per_list, ConfigurationError):
                 out.append(per_list)
                 continue
             mine = [[(img, next(judgements) if img.image is not None else None) for img in per_doc]
@@ -265,19 +264,19 @@ class SafeCLIPDocumentGuard(RunnableSerializable[list[Document], list[Document]]
         if isinstance(value, str):
             return from_untrusted_string(value, options=opts, fetcher=self.guard.fetcher)
         if isinstance(value, os.PathLike):
-            raise ImageInputError(
-                f"a path under metadata key {key!r}, which is not one of path_keys "
-                f"{self.path_keys}; add the key to path_keys if your ingestion pipeline sets it",
-                source=f"<metadata {key}>")
-        raise ImageInputError(
-            f"metadata image of type {type(value).__name__} cannot be read; store base64, a "
-            "data URL, bytes or (under a path key) a file path", source=f"<metadata {key}>")
+            msg = (f"a path under metadata key {key!r}, which is not one of path_keys "
+                   f"{self.path_keys}; add the key to path_keys if your ingestion pipeline sets it")
+            raise ImageInputError(msg, source=f"<metadata {key}>")
+        msg = (f"metadata image of type {type(value).__name__} cannot be read; store base64, a "
+               "data URL, bytes or (under a path key) a file path")
+        raise ImageInputError(msg, source=f"<metadata {key}>")
 
-    def _images_of_list(self, docs: Sequence[Document]) -> list[list[DocumentImage]] | TypeError:
+    def _images_of_list(self, docs: Sequence[Document],
+                        ) -> list[list[DocumentImage]] | ConfigurationError:
         out: list[list[DocumentImage]] = []
         for di, doc in enumerate(docs):
             if not isinstance(doc, Document):
-                return TypeError(
+                return ConfigurationError(
                     f"SafeCLIPDocumentGuard expects Documents, got {type(doc).__name__} at "
                     f"position {di}; put it right after a retriever")
             out.append(self.images_of(doc))

@@ -93,8 +93,8 @@ class SafeCLIPGuardrail(OneBatchRunnable, RunnableSerializable[Any, Any]):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigurationError(f"invalid SafeCLIPGuardrail option: {first_error(exc)}") \
-                from None
+            msg = f"invalid SafeCLIPGuardrail option: {first_error(exc)}"
+            raise ConfigurationError(msg) from None
         # Outside pydantic validation so a bad policy raises ConfigurationError as is.
         self._config = build_config(
             self.guard.config, mode=self.mode, policy=self.policy,

@@ -21,6 +21,8 @@ from langchain_core.prompt_values import (
     StringPromptValue,
 )
 
+from safeclip_guardrail.errors import ConfigurationError
+
 __all__ = ["Shaped", "shape", "try_shape"]
 
 
@@ -57,10 +59,9 @@ def shape(value: Any) -> Shaped:
         return Shaped(msgs, lambda ms: {**value, "messages": ms})
     if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
         return Shaped(convert_to_messages(value), lambda ms: ms)
-    raise TypeError(
-        f"SafeCLIPGuardrail cannot read an input of type {type(value).__name__}; pass a str, "
-        "a message, a list of messages, a PromptValue or a dict with a 'messages' key"
-    )
+    msg = (f"SafeCLIPGuardrail cannot read an input of type {type(value).__name__}; pass a str, "
+           "a message, a list of messages, a PromptValue or a dict with a 'messages' key")
+    raise ConfigurationError(msg)
 
 
 # Every rebuild works from the GUARDED messages, never from the original value: a string

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from safeclip_guardrail.errors import ConfigurationError, SafeCLIPError, require
+from safeclip_guardrail.errors import ConfigurationError, RayScanError, SafeCLIPError, require
 from safeclip_guardrail.scale.output import ScanOutput, output_schema, to_table
 from safeclip_guardrail.scale.sources import Corpus, Unit, read_unit
 
-__all__ = ["RayScanError", "ScorerActor", "actor_cpus", "connect", "new_local_cluster",
+__all__ = ["ScorerActor", "actor_cpus", "connect", "new_local_cluster",
            "quiet_ray_data", "run_ray"]
 
 
@@ -78,8 +78,9 @@ def connect(address: str | None) -> bool:
             ray.init(include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=_debug())
     except ConnectionError as exc:
-        raise ConfigurationError(f"cannot reach the Ray cluster at {address}: {exc}. Check "
-                                 "--address (e.g. ray://head:10001 or auto)") from None
+        msg = (f"cannot reach the Ray cluster at {address}: {exc}. Check "
+               "--address (e.g. ray://head:10001 or auto)")
+        raise ConfigurationError(msg) from None
     return True
 
 
@@ -123,9 +124,9 @@ def actor_cpus(*, actors: int, cpus_per_actor: float | None, cluster: float,
     cannot grow, more than it has is refused: Ray Data would wait for them forever."""
     cpus = cpus_per_actor if cpus_per_actor is not None else cluster / actors
     if local and actors * cpus > cluster + 1e-9:
-        raise ConfigurationError(
-            f"{actors} actor(s) x {cpus:g} CPU(s) need {actors * cpus:g} CPUs; this machine's "
-            f"Ray cluster has {cluster:g}. Lower --actors or --cpus-per-actor")
+        msg = (f"{actors} actor(s) x {cpus:g} CPU(s) need {actors * cpus:g} CPUs; this machine's "
+               f"Ray cluster has {cluster:g}. Lower --actors or --cpus-per-actor")
+        raise ConfigurationError(msg)
     return cpus
 
 
@@ -248,7 +249,3 @@ def _unwrap(exc: BaseException) -> BaseException:
     kind = type(cause).__name__ if cause is not None else type(exc).__name__
     return RayScanError(f"the Ray scan failed in a worker: {kind}: {detail} (Ray's own messages: "
                         "SAFECLIP_DEBUG=1)")
-
-
-class RayScanError(SafeCLIPError, RuntimeError):
-    """A Ray worker failed for a reason other than an unreadable image (those are rows)."""

@@ -115,10 +115,9 @@ class ScanOutput:
         and notes (e.g. corrupt files set aside)."""
         existing = self.part_files()
         if existing and not resume:
-            raise ConfigurationError(
-                f"output folder {self.folder} already holds a scan ({len(existing)} Parquet "
-                "file(s)); pass --resume to continue it, or choose an empty folder"
-            )
+            msg = (f"output folder {self.folder} already holds a scan ({len(existing)} Parquet "
+                   "file(s)); pass --resume to continue it, or choose an empty folder")
+            raise ConfigurationError(msg)
         notes: list[str] = []
         sidecar = self.folder / SIDECAR
         if resume and sidecar.is_file():
@@ -126,10 +125,9 @@ class ScanOutput:
             changed = [k for k in _DECISIVE if old.get(k) != meta.get(k)]
             if changed:
                 what = ", ".join(f"{k} {old.get(k)!r} -> {meta.get(k)!r}" for k in changed)
-                raise ConfigurationError(
-                    f"cannot resume the scan in {self.folder} with other guard options ({what}); "
-                    "use the options of the first run, or scan into a new folder"
-                )
+                msg = (f"cannot resume the scan in {self.folder} with other guard options ({what}); "
+                       "use the options of the first run, or scan into a new folder")
+                raise ConfigurationError(msg)
         self.folder.mkdir(parents=True, exist_ok=True)
         for stale in self.folder.glob(".part-*.tmp"):  # a local write cut short
             stale.unlink()

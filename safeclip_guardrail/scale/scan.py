@@ -86,22 +86,28 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
     seconds, whichever comes first, so an interruption loses at most that much work.
     """
     if engine not in ("local", "ray"):
-        raise ConfigurationError(f"engine must be 'local' or 'ray', got {engine!r}")
+        msg = f"engine must be 'local' or 'ray', got {engine!r}"
+        raise ConfigurationError(msg)
     if actors < 1:
-        raise ConfigurationError(f"actors must be >= 1, got {actors}")
+        msg = f"actors must be >= 1, got {actors}"
+        raise ConfigurationError(msg)
     if num_gpus < 0:
-        raise ConfigurationError(f"num_gpus must be >= 0, got {num_gpus}")
+        msg = f"num_gpus must be >= 0, got {num_gpus}"
+        raise ConfigurationError(msg)
     if rows_per_file < 1:
-        raise ConfigurationError(f"rows_per_file must be >= 1, got {rows_per_file}")
+        msg = f"rows_per_file must be >= 1, got {rows_per_file}"
+        raise ConfigurationError(msg)
     if not part_seconds > 0:
-        raise ConfigurationError(f"part_seconds must be > 0, got {part_seconds}")
+        msg = f"part_seconds must be > 0, got {part_seconds}"
+        raise ConfigurationError(msg)
     if engine == "ray":  # checked first: it brings pyarrow along
         require("ray", package="ray", extra="ray", feature="scan-corpus --engine ray")
     require("pyarrow", package="pyarrow", extra="parquet", feature="scan-corpus (Parquet output)")
     sources = [source] if isinstance(source, (str, Path)) else list(source)
     config = guard.config if guard is not None else _config(guard_options)
     if guard is not None and guard_options:
-        raise ConfigurationError("pass either guard= or guard options, not both")
+        msg = "pass either guard= or guard options, not both"
+        raise ConfigurationError(msg)
     if batch_size is not None:
         config = config.replace(batch_size=batch_size)
         if guard is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from safeclip_guardrail.errors import ConfigurationError, SafeCLIPError, require
+from safeclip_guardrail.errors import ConfigurationError, ServeDeployError, require
 
 if TYPE_CHECKING:
     from safeclip_guardrail.config import GuardConfig
@@ -53,11 +53,14 @@ def guard_application(config: GuardConfig, *, replicas: int = 1, num_gpus: float
     ``num_cpus`` each); ``app_options`` go to ``create_app`` (``api_keys``, ``max_images``,
     ``max_wait_ms``...)."""
     if replicas < 1:
-        raise ConfigurationError(f"replicas must be >= 1, got {replicas}")
+        msg = f"replicas must be >= 1, got {replicas}"
+        raise ConfigurationError(msg)
     if num_gpus < 0 or num_cpus < 0:
-        raise ConfigurationError(f"num_gpus and num_cpus must be >= 0, got {num_gpus}, {num_cpus}")
+        msg = f"num_gpus and num_cpus must be >= 0, got {num_gpus}, {num_cpus}"
+        raise ConfigurationError(msg)
     if max_ongoing_requests < 1:
-        raise ConfigurationError(f"max_ongoing_requests must be >= 1, got {max_ongoing_requests}")
+        msg = f"max_ongoing_requests must be >= 1, got {max_ongoing_requests}"
+        raise ConfigurationError(msg)
     require("fastapi", package="fastapi", extra="serve", feature="Ray Serve")
     serve = require("ray.serve", package="ray[serve]", extra="ray", feature="Ray Serve")
     actor: dict[str, Any] = {"num_cpus": num_cpus}
@@ -90,11 +93,10 @@ def serve_guard(config: GuardConfig, *, host: str = "127.0.0.1", port: int = 800
         try:
             handle = serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
         except RuntimeError as exc:  # how Ray Serve reports a replica that failed to start
-            raise ServeDeployError(
-                "Ray Serve could not start the guard replicas "
-                f"({' '.join(str(exc).split())[:300]}); the replica's error is in the Ray logs "
-                "(logs/serve/ in the session folder, e.g. /tmp/ray/session_latest)"
-            ) from None
+            msg = ("Ray Serve could not start the guard replicas "
+                   f"({' '.join(str(exc).split())[:300]}); the replica's error is in the Ray logs "
+                   "(logs/serve/ in the session folder, e.g. /tmp/ray/session_latest)")
+            raise ServeDeployError(msg) from None
         if not blocking:
             return handle
         while True:  # until Ctrl-C (or SIGTERM, which the CLI turns into KeyboardInterrupt)
@@ -104,7 +106,3 @@ def serve_guard(config: GuardConfig, *, host: str = "127.0.0.1", port: int = 800
         if started:
             ray.shutdown()
         raise
-
-
-class ServeDeployError(SafeCLIPError, RuntimeError):
-    """The Ray Serve deployment did not come up (e.g. a replica could not load the model)."""

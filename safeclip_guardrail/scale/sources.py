@@ -131,8 +131,9 @@ def discover(sources: Sequence[str | Path], *, image_column: str | None = None,
     row is an error row instead). ``root``: the folder every path read must lie in (None: a
     folder source is its own root, a manifest's or Parquet file's folder is theirs)."""
     if not sources:
-        raise ConfigurationError("no corpus source given; pass folders, .parquet, .tar, "
-                                 ".csv or .jsonl files")
+        msg = ("no corpus source given; pass folders, .parquet, .tar, "
+               ".csv or .jsonl files")
+        raise ConfigurationError(msg)
     fixed = real_root(root) if root is not None else None
     units: list[Unit] = []
     skipped: list[SkippedFile] = []
@@ -141,14 +142,17 @@ def discover(sources: Sequence[str | Path], *, image_column: str | None = None,
     for raw in sources:
         p = Path(raw)
         if not p.exists():
-            raise ConfigurationError(f"corpus source not found: {p}")
+            msg = f"corpus source not found: {p}"
+            raise ConfigurationError(msg)
         real = os.path.realpath(p)
         if real in seen:
-            raise ConfigurationError(f"corpus source {p} is given twice")
+            msg = f"corpus source {p} is given twice"
+            raise ConfigurationError(msg)
         seen.add(real)
         if p.is_dir():
             if fixed is not None and not inside(real, fixed):
-                raise ConfigurationError(f"folder {p} is outside the scan root {fixed}")
+                msg = f"folder {p} is outside the scan root {fixed}"
+                raise ConfigurationError(msg)
             unit_root = fixed or real
             found = discover_images([p], root=unit_root, outside_hint=ROOT_HINT)
             skipped.extend(found.skipped)
@@ -168,10 +172,9 @@ def discover(sources: Sequence[str | Path], *, image_column: str | None = None,
                 [ids.take(r.ident or (r.path if not r.error else r.where)) for r in listed],
                 [r.error for r in listed], fixed or os.path.dirname(real), files_per_unit))
         else:
-            raise ConfigurationError(
-                f"cannot tell what {p} is: pass a folder, a .parquet file, a WebDataset .tar "
-                "shard, or a .csv/.jsonl manifest with a 'path' column"
-            )
+            msg = (f"cannot tell what {p} is: pass a folder, a .parquet file, a WebDataset .tar "
+                   "shard, or a .csv/.jsonl manifest with a 'path' column")
+            raise ConfigurationError(msg)
     if not units:
         raise ConfigurationError(
             "no images found in " + ", ".join(str(s) for s in sources)
@@ -255,25 +258,29 @@ def _parquet_units(path: Path, image_column: str | None, path_column: str | None
     try:
         meta = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as exc:
-        raise ConfigurationError(f"cannot read Parquet file {path}: {exc}") from None
+        msg = f"cannot read Parquet file {path}: {exc}"
+        raise ConfigurationError(msg) from None
     schema = meta.schema_arrow
     names = schema.names
     image_col = path_col = ""
     if image_column:
         if image_column not in names:
-            raise ConfigurationError(f"{path} has no column {image_column!r} "
-                                     f"(columns: {', '.join(names)})")
+            msg = (f"{path} has no column {image_column!r} "
+                   f"(columns: {', '.join(names)})")
+            raise ConfigurationError(msg)
         kind = schema.field(image_column).type
         if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
             image_col = image_column
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
             path_col = image_column
         else:
-            raise ConfigurationError(f"column {image_column!r} of {path} is {kind}; it must "
-                                     "hold encoded image bytes (binary) or paths (string)")
+            msg = (f"column {image_column!r} of {path} is {kind}; it must "
+                   "hold encoded image bytes (binary) or paths (string)")
+            raise ConfigurationError(msg)
     elif path_column:
         if path_column not in names:
-            raise ConfigurationError(f"{path} has no column {path_column!r}")
+            msg = f"{path} has no column {path_column!r}"
+            raise ConfigurationError(msg)
         path_col = path_column
     else:
         binary = [f.name for f in schema
@@ -284,14 +291,14 @@ def _parquet_units(path: Path, image_column: str | None, path_column: str | None
         elif paths:
             path_col = paths[0]
         else:
-            raise ConfigurationError(
-                f"{path} has no binary column of image bytes and no path column "
-                f"({', '.join(_PATH_COLUMNS)}); columns: {', '.join(names)}. "
-                "Name it with --image-column"
-            )
+            msg = (f"{path} has no binary column of image bytes and no path column "
+                   f"({', '.join(_PATH_COLUMNS)}); columns: {', '.join(names)}. "
+                   "Name it with --image-column")
+            raise ConfigurationError(msg)
     id_col = id_column or next((n for n in _ID_COLUMNS if n in names), "")
     if id_col and id_col not in names:
-        raise ConfigurationError(f"{path} has no id column {id_col!r}")
+        msg = f"{path} has no id column {id_col!r}"
+        raise ConfigurationError(msg)
     units, first = [], 0
     for g in range(meta.num_row_groups):
         rows = meta.metadata.row_group(g).num_rows

@@ -10,18 +10,14 @@ requests); images are decoded in processes that are killed when they overrun the
 
 from __future__ import annotations
 
-from safeclip_guardrail.errors import require
+from safeclip_guardrail.errors import BatcherOverloaded, BatcherStopped, require
 
 require("fastapi", package="fastapi", extra="serve", feature="the HTTP service")
 require("prometheus_client", package="prometheus-client", extra="serve", feature="the HTTP service")
 
 from safeclip_guardrail.serve.app import API_KEYS_ENV, create_app  # noqa: E402
 from safeclip_guardrail.serve.background import BackgroundServer  # noqa: E402
-from safeclip_guardrail.serve.batcher import (  # noqa: E402
-    BatcherOverloaded,
-    BatcherStopped,
-    MicroBatcher,
-)
+from safeclip_guardrail.serve.batcher import MicroBatcher  # noqa: E402
 from safeclip_guardrail.serve.categories import (  # noqa: E402
     DEFAULT_CATEGORY_MAP,
     STANDARD_CATEGORIES,

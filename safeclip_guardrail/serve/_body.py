@@ -24,7 +24,7 @@ import math
 import re
 from typing import Any
 
-from safeclip_guardrail.serve._errors import ServiceError
+from safeclip_guardrail.errors import ServiceError
 
 __all__ = ["MAX_DEPTH", "MAX_VALUES", "parse_json"]
 
@@ -35,26 +35,31 @@ MAX_VALUES = 100_000
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_NOT_JSON = "the body is not valid JSON: "
 
 
 def parse_json(raw: bytes) -> Any:
     """The body's JSON value, or a :class:`ServiceError` (400) saying what is wrong with it."""
     if _values_at_most(raw) > MAX_VALUES:
-        raise _bad(f"the body holds more than {MAX_VALUES} JSON values; send fewer texts or "
-                   "messages per request")
+        msg = (f"the body holds more than {MAX_VALUES} JSON values; send fewer texts or "
+               "messages per request")
+        raise _bad(msg)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _bad(f"the body is not UTF-8 (byte {exc.start} is not); send JSON encoded as "
-                   "UTF-8") from None
+        msg = (f"the body is not UTF-8 (byte {exc.start} is not); send JSON encoded as "
+               "UTF-8")
+        raise _bad(msg) from None
     try:
         value = json.loads(text, object_pairs_hook=_object, parse_constant=_constant,
                            parse_float=_float)
     except RecursionError:
-        raise _bad(f"the body is nested too deeply; at most {MAX_DEPTH} levels of arrays "
-                   "and objects are accepted") from None
-    except ValueError as exc:
-        raise _bad(f"the body is not valid JSON: {_first_line(exc)}") from None
+        msg = (f"the body is nested too deeply; at most {MAX_DEPTH} levels of arrays "
+               "and objects are accepted")
+        raise _bad(msg) from None
+    except ValueError as exc:  # the parser's own refusals (the hooks below raise ours)
+        msg = f"{_NOT_JSON}{_first_line(exc)}"
+        raise _bad(msg) from None
     brackets = raw.count(b"[") + raw.count(b"{")
     if brackets > MAX_DEPTH or _SURROGATE_ESCAPE.search(raw) is not None:
         _walk(value)
@@ -80,8 +85,9 @@ def _walk(value: Any) -> None:
             _check_string(v)
         elif isinstance(v, (dict, list)):
             if depth >= MAX_DEPTH:
-                raise _bad(f"the body is nested too deeply; at most {MAX_DEPTH} levels of "
-                           "arrays and objects are accepted")
+                msg = (f"the body is nested too deeply; at most {MAX_DEPTH} levels of "
+                       "arrays and objects are accepted")
+                raise _bad(msg)
             if isinstance(v, dict):
                 for k, item in v.items():
                     _check_string(k)
@@ -96,8 +102,9 @@ def _check_string(s: str) -> None:
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
-        raise _bad("the body holds a string with an unpaired surrogate escape (e.g. "
-                   "\\ud800); send valid Unicode text") from None
+        msg = ("the body holds a string with an unpaired surrogate escape (e.g. "
+               "\\ud800); send valid Unicode text")
+        raise _bad(msg) from None
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -106,19 +113,22 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise ValueError(f"the key {key[:40]!r} appears twice in one object")
+                msg = f"{_NOT_JSON}the key {key[:40]!r} appears twice in one object"
+                raise _bad(msg)
             seen.add(key)
     return out
 
 
 def _constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number; send finite numbers")
+    msg = f"{_NOT_JSON}{name} is not a JSON number; send finite numbers"
+    raise _bad(msg)
 
 
 def _float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is too large for a float")
+        msg = f"{_NOT_JSON}the number {text[:40]} is too large for a float"
+        raise _bad(msg)
     return value
 
 

@@ -5,22 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from safeclip_guardrail.errors import GuardRuntimeError
+from safeclip_guardrail.errors import ServiceError
 
-__all__ = ["ServiceError", "error_body"]
-
-
-class ServiceError(GuardRuntimeError):
-    """A request the service answers with an error status (400, 401, 408, 413, 415, 503, 504)."""
-
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.code = code
-        self.param = param
+__all__ = ["error_body", "error_bytes"]
 
 
 def error_body(message: str, *, type: str = "invalid_request_error", code: str | None = None,

@@ -29,14 +29,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from safeclip_guardrail.conversation import GuardedConversation, aguard_conversations
-from safeclip_guardrail.errors import ImageInputError, SafeCLIPError
+from safeclip_guardrail.errors import (
+    BatcherOverloaded,
+    BatcherStopped,
+    ImageInputError,
+    SafeCLIPError,
+    ServiceError,
+)
 from safeclip_guardrail.extraction import MessageView
 from safeclip_guardrail.guard import Judgement, SafeCLIPGuard
 from safeclip_guardrail.images import DecodedImage
 from safeclip_guardrail.result import ImageVerdict
 from safeclip_guardrail.serve._decode_worker import DecodeJob
-from safeclip_guardrail.serve._errors import ServiceError
-from safeclip_guardrail.serve.batcher import BatcherOverloaded, BatcherStopped, MicroBatcher
+from safeclip_guardrail.serve.batcher import MicroBatcher
 from safeclip_guardrail.serve.decode_pool import DecodePool
 from safeclip_guardrail.serve.metrics import ServiceMetrics
 from safeclip_guardrail.sources import EncodedImage, ImageFetcher
@@ -89,8 +94,9 @@ class DeadlineFetcher:
             return self.inner.fetch(url, options)
         left = budget.deadline - time.monotonic()
         if budget.cancelled.is_set() or left <= 0:
-            raise ImageInputError("the request's time budget ran out before this image URL "
-                                  "was fetched", source="<url>")
+            msg = ("the request's time budget ran out before this image URL "
+                   "was fetched")
+            raise ImageInputError(msg, source="<url>")
         return self.inner.fetch(url, options.model_copy(
             update={"url_timeout": min(options.url_timeout, left)}))
 

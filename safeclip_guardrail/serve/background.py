@@ -15,6 +15,8 @@ from typing import Any
 
 import uvicorn
 
+from safeclip_guardrail.errors import GuardRuntimeError
+
 __all__ = ["BackgroundServer"]
 
 
@@ -41,13 +43,20 @@ class BackgroundServer:
                                 lifespan="on", timeout_graceful_shutdown=2)
         server = uvicorn.Server(config)
         self._server = server
-        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+        self._thread = threading.Thread(target=_run, args=(server, sock),
                                         name=f"uvicorn-{self.port}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self.startup_timeout_s
         while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the server on {self.url} did not start")
+            if not self._thread.is_alive():
+                msg = (f"the server on {self.url} stopped while starting: the app's startup "
+                       "failed (e.g. its model could not load); the log above says why")
+                raise GuardRuntimeError(msg)
+            if time.monotonic() > deadline:
+                self.stop()
+                msg = (f"the server on {self.url} did not start within {self.startup_timeout_s} s; "
+                       "raise startup_timeout_s if the app loads a large model")
+                raise GuardRuntimeError(msg)
             time.sleep(0.01)
         return self
 
@@ -64,3 +73,10 @@ class BackgroundServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _run(server: uvicorn.Server, sock: socket.socket) -> None:
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn exits when the app's startup fails: start() reports it
+        sock.close()

@@ -43,7 +43,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from safeclip_guardrail.errors import ConfigurationError, GuardRuntimeError
+from safeclip_guardrail.errors import (
+    BatcherOverloaded,
+    BatcherStopped,
+    ConfigurationError,
+    GuardRuntimeError,
+)
 from safeclip_guardrail.guard import Judgement
 
 __all__ = ["BatcherOverloaded", "BatcherStopped", "MicroBatcher"]
@@ -52,14 +57,6 @@ T = TypeVar("T")
 
 _RECENT_S = 2.0
 """Interactive requests seen this recently keep bulk images within the time slice."""
-
-
-class BatcherOverloaded(GuardRuntimeError):
-    """The queue of images waiting for the encoder is full; retry later (HTTP 503)."""
-
-
-class BatcherStopped(GuardRuntimeError):
-    """The batcher is not running (the app is starting or shutting down)."""
 
 
 @dataclass(eq=False)
@@ -101,11 +98,11 @@ class MicroBatcher(Generic[T]):
         if (max_batch < 1 or workers < 1 or max_queue < 1 or max_wait_ms < 0
                 or (slice_ms is not None and slice_ms <= 0) or bulk_after < 0
                 or not 0 < bulk_weight <= 1):
-            raise ConfigurationError(
-                f"MicroBatcher needs max_batch >= 1, workers >= 1, max_queue >= 1, "
-                f"max_wait_ms >= 0, slice_ms > 0 (or None), bulk_after >= 0 and 0 < "
-                f"bulk_weight <= 1; got {max_batch}, {workers}, {max_queue}, {max_wait_ms}, "
-                f"{slice_ms}, {bulk_after}, {bulk_weight}")
+            msg = (f"MicroBatcher needs max_batch >= 1, workers >= 1, max_queue >= 1, "
+                   f"max_wait_ms >= 0, slice_ms > 0 (or None), bulk_after >= 0 and 0 < "
+                   f"bulk_weight <= 1; got {max_batch}, {workers}, {max_queue}, {max_wait_ms}, "
+                   f"{slice_ms}, {bulk_after}, {bulk_weight}")
+            raise ConfigurationError(msg)
         self._judge = judge
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
@@ -192,7 +189,8 @@ class MicroBatcher(Generic[T]):
         """
         self.admit(len(images))
         if self._arrived is None:  # admit() checked that the workers run
-            raise BatcherStopped("the guard is not running yet (or is shutting down)")
+            msg = "the guard is not running yet (or is shutting down)"
+            raise BatcherStopped(msg)
         loop = asyncio.get_running_loop()
         key: Hashable = owner if owner is not None else object()
         lane = self._lanes.get(key)
@@ -227,11 +225,12 @@ class MicroBatcher(Generic[T]):
         """Raise :class:`BatcherOverloaded` now if ``count`` more images would not fit (a
         request checks before it decodes anything), :class:`BatcherStopped` if not running."""
         if not self._tasks:
-            raise BatcherStopped("the guard is not running yet (or is shutting down)")
+            msg = "the guard is not running yet (or is shutting down)"
+            raise BatcherStopped(msg)
         if self._pending + count > self.max_queue:
-            raise BatcherOverloaded(
-                f"{self._pending} images are waiting for the encoder (limit {self.max_queue}); "
-                "retry later or add replicas")
+            msg = (f"{self._pending} images are waiting for the encoder (limit {self.max_queue}); "
+                   "retry later or add replicas")
+            raise BatcherOverloaded(msg)
 
     # ------------------------------------------------------------------ internals
     def _withdraw(self, key: Hashable, items: list[_Item[T]]) -> None:
@@ -279,7 +278,8 @@ class MicroBatcher(Generic[T]):
     async def _next_batch(self) -> list[_Item[T]]:
         arrived = self._arrived
         if arrived is None:  # start() creates it before the workers
-            raise RuntimeError("MicroBatcher worker started before start()")
+            msg = "the MicroBatcher is not running: await its start() first"
+            raise BatcherStopped(msg)
         loop = asyncio.get_running_loop()
         while True:
             while not self._pending:
@@ -310,8 +310,9 @@ class MicroBatcher(Generic[T]):
             try:
                 results = await loop.run_in_executor(self._executor, self._judge, images)
                 if len(results) != len(batch):
-                    raise GuardRuntimeError(f"judge returned {len(results)} results for "
-                                            f"{len(batch)} images")
+                    msg = (f"judge returned {len(results)} results for "
+                           f"{len(batch)} images")
+                    raise GuardRuntimeError(msg)
             except asyncio.CancelledError:
                 raise
             except Exception:  # one culprit must not fail the others: judge each alone

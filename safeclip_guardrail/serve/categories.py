@@ -59,9 +59,9 @@ class CategoryMap:
         names = {c.name: c for c in bank.classes}
         for cls, key in chosen.items():
             if key not in STANDARD_CATEGORIES and not key.startswith("safeclip/"):
-                raise ConfigurationError(
-                    f"category map sends class {cls!r} to {key!r}, which is neither one of the "
-                    f"13 standard keys ({', '.join(STANDARD_CATEGORIES)}) nor 'safeclip/<name>'")
+                msg = (f"category map sends class {cls!r} to {key!r}, which is neither one of the "
+                       f"13 standard keys ({', '.join(STANDARD_CATEGORIES)}) nor 'safeclip/<name>'")
+                raise ConfigurationError(msg)
         self.key_of: dict[str, str] = {}
         """Toxic class -> moderation key (classes of a map not in the bank are ignored)."""
         for c in bank.classes:

@@ -89,19 +89,22 @@ class _Zygote:
             ours, theirs = socket.socketpair()
             try:
                 if self._sock is None:  # _start() sets it
-                    raise GuardRuntimeError("the decode server did not start")
+                    msg = "the decode server did not start"
+                    raise GuardRuntimeError(msg)
                 socket.send_fds(self._sock, [pickle.dumps(decode)], [theirs.fileno()])
                 answer = self._sock.recv(16)
             except OSError as exc:
                 ours.close()
                 self.close()
-                raise GuardRuntimeError(f"the decode server failed: {exc}") from None
+                msg = f"the decode server failed: {exc}"
+                raise GuardRuntimeError(msg) from None
             finally:
                 theirs.close()
             if len(answer) != 4:
                 ours.close()
                 self.close()
-                raise GuardRuntimeError("the decode server stopped")
+                msg = "the decode server stopped"
+                raise GuardRuntimeError(msg)
             return struct.unpack("!i", answer)[0], Connection(ours.detach())
 
     def _start(self) -> None:
@@ -143,7 +146,8 @@ class _Worker:
 
     def ensure(self) -> None:
         if self.closed:
-            raise GuardRuntimeError("the decode pool is shutting down")
+            msg = "the decode pool is shutting down"
+            raise GuardRuntimeError(msg)
         if self._conn is not None:
             return
         self._pid, self._conn = self._zygote.fork(self._decode)
@@ -190,7 +194,8 @@ class _Worker:
             self.lower()
         conn = self._conn
         if conn is None:  # ensure() sets it
-            raise GuardRuntimeError("the decode worker did not start")
+            msg = "the decode worker did not start"
+            raise GuardRuntimeError(msg)
         start = time.monotonic()
         deadline = start + timeout
         try:
@@ -233,8 +238,9 @@ class DecodePool:
         default = min(32, 2 * (os.cpu_count() or 1) + 4)  # idle ones cost only memory
         self.workers = default if workers is None else workers
         if self.workers < 0 or slow_after_s <= 0:
-            raise ConfigurationError(f"DecodePool needs workers >= 0 and slow_after_s > 0; got "
-                                     f"{self.workers} and {slow_after_s}")
+            msg = (f"DecodePool needs workers >= 0 and slow_after_s > 0; got "
+                   f"{self.workers} and {slow_after_s}")
+            raise ConfigurationError(msg)
         self.slow_after_s = slow_after_s
         self.decode_fn = decode
         self._zygote = _Zygote()
@@ -300,7 +306,8 @@ class DecodePool:
         await self.start()
         free, low, threads = self._free, self._low, self._threads
         if free is None or low is None or threads is None:
-            raise GuardRuntimeError("the decode pool is shutting down")
+            msg = "the decode pool is shutting down"
+            raise GuardRuntimeError(msg)
         self.stats.jobs += 1
         loop = asyncio.get_running_loop()
         if not self.workers:  # threads: no deadline (abandoning a decode would not stop it,
@@ -332,7 +339,8 @@ class DecodePool:
             cancelled.set()
             raise
         if reply is None:  # cancelled from elsewhere (stop)
-            raise GuardRuntimeError("the decode pool is shutting down")
+            msg = "the decode pool is shutting down"
+            raise GuardRuntimeError(msg)
         return reply
 
     def _take(self, low: bool) -> _Worker:

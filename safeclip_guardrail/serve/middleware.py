@@ -20,7 +20,8 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from safeclip_guardrail.serve._errors import ServiceError, error_bytes
+from safeclip_guardrail.errors import ServiceError
+from safeclip_guardrail.serve._errors import error_bytes
 from safeclip_guardrail.serve.metrics import ServiceMetrics
 
 __all__ = ["GuardMiddleware", "access_logger"]

@@ -51,16 +51,16 @@ class ModerationRequest(BaseModel):
         if isinstance(value, str):
             return value
         if not isinstance(value, list):
-            raise PydanticCustomError("input_shape", "{message}",
-                                      {"message": f"{shapes}; got {_kind(value)}"})
+            msg = "input_shape"
+            raise PydanticCustomError(msg, "{message}", {"message": f"{shapes}; got {_kind(value)}"})
         if all(isinstance(v, str) for v in value):
             return value
         for i, item in enumerate(value):
             if not (isinstance(item, dict) and isinstance(item.get("type"), str)):
                 what = ("a string in a list of parts" if isinstance(item, str)
                         else f"{_kind(item)}, not a part with a string \"type\"")
-                raise PydanticCustomError("input_shape", "{message}",
-                                          {"message": f"{shapes}; item {i} is {what}"})
+                msg = "input_shape"
+                raise PydanticCustomError(msg, "{message}", {"message": f"{shapes}; item {i} is {what}"})
         return value
 
 

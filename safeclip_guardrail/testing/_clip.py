@@ -163,7 +163,8 @@ def _build(out: Path, *, backend: str, seed: int) -> Path:
         return out
     from safeclip_guardrail.errors import ConfigurationError
 
-    raise ConfigurationError(f"backend must be 'transformers' or 'open_clip', got {backend!r}")
+    msg = f"backend must be 'transformers' or 'open_clip', got {backend!r}"
+    raise ConfigurationError(msg)
 
 
 def hf_vision_to_open_clip(model: Any) -> dict[str, torch.Tensor]:

@@ -33,8 +33,9 @@ class FakeFetcher:
             self.calls.append(url)
             data = self.images.get(url)
         if data is None:
-            raise ImageInputError(f"FakeFetcher has no image for {url!r}; known URLs: "
-                                  f"{sorted(self.images)}", source=url[:120])
+            msg = (f"FakeFetcher has no image for {url!r}; known URLs: "
+                   f"{sorted(self.images)}")
+            raise ImageInputError(msg, source=url[:120])
         return data
 
     def __repr__(self) -> str:

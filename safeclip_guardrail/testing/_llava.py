@@ -80,10 +80,9 @@ def _copy_clip_tower(model: Any, clip_dir: Path) -> None:
     if missing or unexpected:
         from safeclip_guardrail.errors import ConfigurationError
 
-        raise ConfigurationError(
-            f"the CLIP in {clip_dir} does not fit the tiny LLaVA tower "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); build it with build_tiny_clip"
-        )
+        msg = (f"the CLIP in {clip_dir} does not fit the tiny LLaVA tower "
+               f"(missing {missing[:3]}, unexpected {unexpected[:3]}); build it with build_tiny_clip")
+        raise ConfigurationError(msg)
 
 
 def build_tiny_llava(path: str | Path, *, clip_dir: str | Path | None = None,

@@ -82,16 +82,19 @@ class PlantedEncoder:
             else dict(target)
         unknown = set(masses) - set(self.class_vectors)
         if unknown:
-            raise ConfigurationError(f"cannot plant unknown classes: {sorted(unknown)}")
+            msg = f"cannot plant unknown classes: {sorted(unknown)}"
+            raise ConfigurationError(msg)
         m = np.array([masses.get(c.name, 1e-6) for c in self.bank.classes], np.float64)
         if (m <= 0).any():
-            raise ConfigurationError("planted masses must be positive")
+            msg = "planted masses must be positive"
+            raise ConfigurationError(msg)
         m = m / m.sum()
         k = np.array([len(c.descriptors) for c in self.bank.classes], np.float64)
         logits = np.log(m / k)
         coeff = (logits - logits.min()) / self.logit_scale
         if float((coeff**2).sum()) >= 1.0:
-            raise ConfigurationError("masses too extreme to plant at this logit scale")
+            msg = "masses too extreme to plant at this logit scale"
+            raise ConfigurationError(msg)
         vec = np.zeros(self.embed_dim, np.float64)
         for i, c in enumerate(self.bank.classes):
             vec += coeff[i] * self.class_vectors[c.name]
@@ -132,13 +135,12 @@ class PlantedEncoder:
             if vec is None:
                 vec = self._fallback
             if vec is None:
-                raise ConfigurationError(
-                    f"PlantedEncoder got a {im.size[0]}x{im.size[1]} image that was not planted; "
-                    "create test images with encoder.plant(...) or register them with "
-                    "encoder.register(image, vector); a wide picture's padded whole-picture "
-                    "view is a new image: PlantedEncoder(unplanted='neutral') embeds such views "
-                    "as that class"
-                )
+                msg = (f"PlantedEncoder got a {im.size[0]}x{im.size[1]} image that was not planted; "
+                       "create test images with encoder.plant(...) or register them with "
+                       "encoder.register(image, vector); a wide picture's padded whole-picture "
+                       "view is a new image: PlantedEncoder(unplanted='neutral') embeds such views "
+                       "as that class")
+                raise ConfigurationError(msg)
             rows.append(vec)
         final = np.stack(rows) if rows else np.zeros((0, self.embed_dim), np.float32)
         rot = np.roll(final, 1, axis=1) * 0.1 + final

@@ -26,10 +26,9 @@ _MODES = {"rewrite": "rewrite", "redact": "redact", "end": "block", "error": "ra
 def config_for(guard: SafeCLIPGuard, action: str) -> GuardConfig:
     """The guard's config with the intervention mode for ``action``."""
     if action not in _MODES:
-        raise ConfigurationError(
-            f"action must be one of {', '.join(_MODES)}, got {action!r} "
-            "('end' stops the run with a refusal, 'error' raises GuardrailViolation)"
-        )
+        msg = (f"action must be one of {', '.join(_MODES)}, got {action!r} "
+               "('end' stops the run with a refusal, 'error' raises GuardrailViolation)")
+        raise ConfigurationError(msg)
     return guard.config.replace(mode=_MODES[action])
 
 
@@ -37,9 +36,9 @@ def roles_to_skip(skip_roles: Collection[str], *, owner: str) -> tuple[str, ...]
     """The roles an adapter does not judge: ``skip_roles`` (empty by default: every role is
     judged), lower-cased; a lone string is a usage error caught at construction."""
     if isinstance(skip_roles, str):
-        raise ConfigurationError(
-            f"{owner}: skip_roles must be a collection of role names, got the string "
-            f"{skip_roles!r}; write skip_roles=({skip_roles!r},)")
+        msg = (f"{owner}: skip_roles must be a collection of role names, got the string "
+               f"{skip_roles!r}; write skip_roles=({skip_roles!r},)")
+        raise ConfigurationError(msg)
     return tuple(r.lower() for r in skip_roles)
 
 

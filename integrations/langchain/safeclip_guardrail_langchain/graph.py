@@ -53,10 +53,9 @@ def safeclip_node(guard: SafeCLIPGuard, *, action: AgentAction = "end",
     Every role is judged unless named in ``skip_roles``.
     """
     if not isinstance(guard, SafeCLIPGuard):
-        raise ConfigurationError(
-            f"safeclip_node needs a SafeCLIPGuard, got {type(guard).__name__}; "
-            "build one with SafeCLIPGuard.from_pretrained(...)"
-        )
+        msg = (f"safeclip_node needs a SafeCLIPGuard, got {type(guard).__name__}; "
+               "build one with SafeCLIPGuard.from_pretrained(...)")
+        raise ConfigurationError(msg)
     config = config_for(guard, action)
     roles = roles_to_skip(skip_roles, owner="safeclip_node")
 
@@ -97,10 +96,9 @@ def _messages(state: Mapping[str, Any], key: str) -> list[BaseMessage]:
     try:
         messages = state[key]
     except (KeyError, TypeError):
-        raise ConfigurationError(
-            f"the graph state has no {key!r} list; pass messages_key= to name the key "
-            "that holds the conversation"
-        ) from None
+        msg = (f"the graph state has no {key!r} list; pass messages_key= to name the key "
+               "that holds the conversation")
+        raise ConfigurationError(msg) from None
     return list(messages)
 
 

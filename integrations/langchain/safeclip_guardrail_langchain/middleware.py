@@ -52,10 +52,9 @@ class SafeCLIPMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     def __init__(self, guard: SafeCLIPGuard, *, action: AgentAction = "end",
                  skip_roles: Collection[str] = ()) -> None:
         if not isinstance(guard, SafeCLIPGuard):
-            raise ConfigurationError(
-                f"SafeCLIPMiddleware needs a SafeCLIPGuard, got {type(guard).__name__}; "
-                "build one with SafeCLIPGuard.from_pretrained(...)"
-            )
+            msg = (f"SafeCLIPMiddleware needs a SafeCLIPGuard, got {type(guard).__name__}; "
+                   "build one with SafeCLIPGuard.from_pretrained(...)")
+            raise ConfigurationError(msg)
         super().__init__()
         self.guard = guard
         self.action = action

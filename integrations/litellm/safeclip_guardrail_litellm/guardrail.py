@@ -68,25 +68,28 @@ class SafeCLIPLiteLLMGuardrail(CustomGuardrail):
                             safeclip_model=safeclip_model, safeclip_config=safeclip_config,
                             safeclip_action=safeclip_action, safeclip_timeout=safeclip_timeout)
         except (ValueError, TypeError) as exc:
-            raise UsageError(f"SafeCLIP guardrail {kwargs['guardrail_name']!r} is misconfigured: "
-                             f"{exc}; the proxy does not start without it") from None
+            msg = (f"SafeCLIP guardrail {kwargs['guardrail_name']!r} is misconfigured: "
+                   f"{exc}; the proxy does not start without it")
+            raise UsageError(msg) from None
 
     def _configure(self, *, guard: SafeCLIPGuard | None, api_base: str | None,
                    api_key: str | None, safeclip_model: str | None, safeclip_config: str | None,
                    safeclip_action: str, safeclip_timeout: float) -> None:
         if safeclip_action not in ("block", "rewrite"):
-            raise ConfigurationError(f"safeclip_action must be 'block' or 'rewrite', got "
-                                     f"{safeclip_action!r}")
+            msg = (f"safeclip_action must be 'block' or 'rewrite', got "
+                   f"{safeclip_action!r}")
+            raise ConfigurationError(msg)
         if isinstance(safeclip_timeout, bool) or not isinstance(safeclip_timeout, (int, float)) \
                 or not safeclip_timeout > 0:
-            raise ConfigurationError(f"safeclip_timeout must be a number of seconds > 0, got "
-                                     f"{safeclip_timeout!r}")
+            msg = (f"safeclip_timeout must be a number of seconds > 0, got "
+                   f"{safeclip_timeout!r}")
+            raise ConfigurationError(msg)
         sources = [guard is not None, api_base is not None,
                    safeclip_model is not None or safeclip_config is not None]
         if sum(sources) != 1:
-            raise ConfigurationError(
-                "give the SafeCLIP guardrail exactly one of: guard= (in-process), api_base= (a "
-                "'safeclip serve' URL), safeclip_model= / safeclip_config= (load in-process)")
+            msg = ("give the SafeCLIP guardrail exactly one of: guard= (in-process), api_base= (a "
+                   "'safeclip serve' URL), safeclip_model= / safeclip_config= (load in-process)")
+            raise ConfigurationError(msg)
         self.action = safeclip_action
         self._guard: Any = guard
         self._remote = api_base
@@ -193,8 +196,9 @@ def _secret(value: str | None) -> str | None:
         name = value.removeprefix("os.environ/")
         found = os.environ.get(name)
         if not found:
-            raise ConfigurationError(f"api_key names the environment variable {name}, which is "
-                                     "not set; export it before starting the proxy")
+            msg = (f"api_key names the environment variable {name}, which is "
+                   "not set; export it before starting the proxy")
+            raise ConfigurationError(msg)
         return found
     return value
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from safeclip_guardrail.config import GuardConfig
-from safeclip_guardrail.errors import GuardRuntimeError, ImageInputError
+from safeclip_guardrail.errors import GuardServiceError, ImageInputError
 from safeclip_guardrail.guard import Judgement
 from safeclip_guardrail.result import ImageVerdict
 from safeclip_guardrail.sources import (
@@ -27,10 +27,6 @@ from safeclip_guardrail.sources import (
 )
 
 __all__ = ["GuardServiceError", "RemoteGuard"]
-
-
-class GuardServiceError(GuardRuntimeError):
-    """The guard service could not be reached or answered an error; nothing passes."""
 
 
 class RemoteGuard:
@@ -67,26 +63,30 @@ class RemoteGuard:
         try:
             resp = self._client.post("/v1/guard", json=body)
         except httpx.HTTPError as exc:
-            raise GuardServiceError(f"the guard service at {self.api_base} could not be reached "
-                                    f"({type(exc).__name__}: {exc}); the request is refused "
-                                    "until it answers") from None
+            msg = (f"the guard service at {self.api_base} could not be reached "
+                   f"({type(exc).__name__}: {exc}); the request is refused "
+                   "until it answers")
+            raise GuardServiceError(msg) from None
         if resp.status_code != 200:
             try:
                 detail = resp.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 detail = resp.text[:200]
-            raise GuardServiceError(f"the guard service at {self.api_base} answered "
-                                    f"{resp.status_code}: {detail}")
+            msg = (f"the guard service at {self.api_base} answered "
+                   f"{resp.status_code}: {detail}")
+            raise GuardServiceError(msg)
         try:
             data = resp.json()
             verdicts = [ImageVerdict.model_validate(v) for v in data["result"]["verdicts"]]
             forwards = data.get("forward") or [None] * len(verdicts)
         except (ValueError, KeyError, TypeError) as exc:
-            raise GuardServiceError(f"the guard service at {self.api_base} sent an answer that "
-                                    f"is not a /v1/guard result ({exc})") from None
+            msg = (f"the guard service at {self.api_base} sent an answer that "
+                   f"is not a /v1/guard result ({exc})")
+            raise GuardServiceError(msg) from None
         if len(verdicts) != len(images) or len(forwards) != len(images):
-            raise GuardServiceError(f"the guard service returned {len(verdicts)} verdicts for "
-                                    f"{len(images)} images")
+            msg = (f"the guard service returned {len(verdicts)} verdicts for "
+                   f"{len(images)} images")
+            raise GuardServiceError(msg)
         out = []
         for img, verdict, fwd in zip(images, verdicts, forwards, strict=True):
             if verdict.error is not None or fwd is None:

@@ -96,8 +96,8 @@ def node_image_source(node: BaseNode, *, options: ImageOptions | None = None,
             try:
                 text = resource.data.decode("ascii")
             except UnicodeDecodeError:
-                raise ImageInputError("image_resource.data is not base64 text",
-                                      source="<image_resource.data>") from None
+                msg = "image_resource.data is not base64 text"
+                raise ImageInputError(msg, source="<image_resource.data>") from None
             return from_untrusted_string(text, options=opts, fetcher=fetcher)
         if resource.path is not None:
             return from_path(resource.path, options=opts)

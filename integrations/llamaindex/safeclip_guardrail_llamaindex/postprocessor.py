@@ -63,12 +63,12 @@ class SafeCLIPImagePostprocessor(BaseNodePostprocessor):
     def __init__(self, guard: SafeCLIPGuard, *, action: Action = "drop",
                  metadata_key: str = "safeclip", **kwargs: Any) -> None:
         if not isinstance(guard, SafeCLIPGuard):
-            raise ConfigurationError(
-                f"SafeCLIPImagePostprocessor needs a SafeCLIPGuard, got {type(guard).__name__}; "
-                "build one with SafeCLIPGuard.from_pretrained(...)"
-            )
+            msg = (f"SafeCLIPImagePostprocessor needs a SafeCLIPGuard, got {type(guard).__name__}; "
+                   "build one with SafeCLIPGuard.from_pretrained(...)")
+            raise ConfigurationError(msg)
         if action not in ("drop", "annotate"):
-            raise ConfigurationError(f"action must be 'drop' or 'annotate', got {action!r}")
+            msg = f"action must be 'drop' or 'annotate', got {action!r}"
+            raise ConfigurationError(msg)
         super().__init__(action=action, metadata_key=metadata_key, **kwargs)
         self._guard = guard
 

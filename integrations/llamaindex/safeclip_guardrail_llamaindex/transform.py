@@ -61,10 +61,9 @@ class SafeCLIPImageFilter(TransformComponent):
     def __init__(self, guard: SafeCLIPGuard, *, on_flagged: OnFlagged | None = None,
                  **kwargs: Any) -> None:
         if not isinstance(guard, SafeCLIPGuard):
-            raise ConfigurationError(
-                f"SafeCLIPImageFilter needs a SafeCLIPGuard, got {type(guard).__name__}; "
-                "build one with SafeCLIPGuard.from_pretrained(...)"
-            )
+            msg = (f"SafeCLIPImageFilter needs a SafeCLIPGuard, got {type(guard).__name__}; "
+                   "build one with SafeCLIPGuard.from_pretrained(...)")
+            raise ConfigurationError(msg)
         super().__init__(guard_fingerprint=_fingerprint(guard), **kwargs)
         self._guard = guard
         self._on_flagged = on_flagged

@@ -95,14 +95,13 @@ class SafeCLIPImageRail:
 
     def __init__(self, guard: SafeCLIPGuard, *, skip_roles: Collection[str] = ()) -> None:
         if not isinstance(guard, SafeCLIPGuard):
-            raise ConfigurationError(
-                f"SafeCLIPImageRail needs a SafeCLIPGuard, got {type(guard).__name__}; "
-                "build one with SafeCLIPGuard.from_pretrained(...)"
-            )
+            msg = (f"SafeCLIPImageRail needs a SafeCLIPGuard, got {type(guard).__name__}; "
+                   "build one with SafeCLIPGuard.from_pretrained(...)")
+            raise ConfigurationError(msg)
         if isinstance(skip_roles, str):
-            raise ConfigurationError(
-                f"skip_roles must be a collection of role names, got the string {skip_roles!r}; "
-                f"write skip_roles=({skip_roles!r},)")
+            msg = (f"skip_roles must be a collection of role names, got the string {skip_roles!r}; "
+                   f"write skip_roles=({skip_roles!r},)")
+            raise ConfigurationError(msg)
         self.guard = guard
         self.skip_roles = tuple(r.lower() for r in skip_roles)
         self.config: GuardConfig = guard.config.replace(mode="block")

@@ -64,11 +64,10 @@ def auto_guard(loaded: LoadedLlava, *, guard_model: str | None, config: GuardCon
     if clip_id is None and _is_vit_l14_336(loaded.model.config.vision_config):
         clip_id = MODEL_ALIASES[default_model]
     if clip_id is None:
-        raise ConfigurationError(
-            f"guard='auto' does not know which CLIP the tower of {loaded.model_id!r} is; pass "
-            "guard_model='openai/clip-vit-large-patch14-336' (LLaVA-1.5 / NeXT) or a local "
-            "CLIP directory"
-        )
+        msg = (f"guard='auto' does not know which CLIP the tower of {loaded.model_id!r} is; pass "
+               "guard_model='openai/clip-vit-large-patch14-336' (LLaVA-1.5 / NeXT) or a local "
+               "CLIP directory")
+        raise ConfigurationError(msg)
     clip_id = MODEL_ALIASES.get(clip_id.strip().lower(), clip_id)
     base = config or GuardConfig()
     cfg = base.replace(model=clip_id, device=device or base.device, dtype=dtype or base.dtype)
@@ -78,17 +77,15 @@ def auto_guard(loaded: LoadedLlava, *, guard_model: str | None, config: GuardCon
     except ModelLoadError as exc:
         if recorded is None:
             raise
-        raise ModelLoadError(
-            f"guard='auto': {loaded.model_id!r} records the CLIP of its tower as "
-            f"{recorded.value!r} ({recorded.key}), and that CLIP could not be loaded: {exc}"
-        ) from None
+        msg = (f"guard='auto': {loaded.model_id!r} records the CLIP of its tower as "
+               f"{recorded.value!r} ({recorded.key}), and that CLIP could not be loaded: {exc}")
+        raise ModelLoadError(msg) from None
     guard = SafeCLIPGuard(encoder, config=cfg)
     if not can_fuse(guard, loaded):
-        raise ConfigurationError(
-            f"the CLIP {clip_id!r} does not fit the vision tower of {loaded.model_id!r} "
-            f"(projection input {encoder.model.visual_projection.in_features}, tower width "
-            f"{loaded.model.config.vision_config.hidden_size}); pass the tower's own CLIP"
-        )
+        msg = (f"the CLIP {clip_id!r} does not fit the vision tower of {loaded.model_id!r} "
+               f"(projection input {encoder.model.visual_projection.in_features}, tower width "
+               f"{loaded.model.config.vision_config.hidden_size}); pass the tower's own CLIP")
+        raise ConfigurationError(msg)
     return guard
 
 
@@ -168,10 +165,9 @@ def image_cls(loaded: LoadedLlava, enc: Any, inputs: dict[str, Any], *, n_images
         return ViewCLS(ln(enc.last_hidden_state[:rows, 0]), labels)
     hidden = getattr(enc, "hidden_states", None)
     if not hidden or hidden[-2] is None:
-        raise ConfigurationError(
-            "this transformers version did not return the tower's hidden states; use "
-            "cls_source='final'"
-        )
+        msg = ("this transformers version did not return the tower's hidden states; use "
+               "cls_source='final'")
+        raise ConfigurationError(msg)
     return ViewCLS(hidden[-2][:rows, 0], labels)
 
 

@@ -65,11 +65,13 @@ def load_llava(model_id: str, *, device: str | None = None, dtype: str | None = 
                revision: str | None = None) -> LoadedLlava:
     """Load (or reuse) ``model_id``: a hub id or a local ``save_pretrained`` directory."""
     if not model_id or not str(model_id).strip():
-        raise ConfigurationError("model must be a hub id (llava-hf/llava-1.5-7b-hf) or a directory")
+        msg = "model must be a hub id (llava-hf/llava-1.5-7b-hf) or a directory"
+        raise ConfigurationError(msg)
     dev = resolve_device(device)
     if dtype is not None and dtype not in {"float32", "float16", "bfloat16", "fp32", "fp16",
                                            "bf16", "half"}:
-        raise ConfigurationError(f"dtype must be float32, float16 or bfloat16, got {dtype!r}")
+        msg = f"dtype must be float32, float16 or bfloat16, got {dtype!r}"
+        raise ConfigurationError(msg)
     aliases = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
     torch_dtype = resolve_dtype(aliases.get(dtype, dtype) if dtype else None, dev)
     key = (str(model_id), str(dev), str(torch_dtype), revision)
@@ -86,8 +88,8 @@ def register_loaded(model: Any, processor: Any, *, name: str) -> LoadedLlava:
     """Make an already loaded model available under ``name`` (see ``ChatLlava.from_model``)."""
     model_type = str(getattr(model.config, "model_type", ""))
     if model_type not in _CLASSES:
-        raise ConfigurationError(
-            f"from_model needs a LLaVA-1.5 or LLaVA-NeXT model, got model_type {model_type!r}")
+        msg = f"from_model needs a LLaVA-1.5 or LLaVA-NeXT model, got model_type {model_type!r}"
+        raise ConfigurationError(msg)
     param = next(model.parameters())
     loaded = LoadedLlava(model=model.eval(), processor=processor, model_id=name,
                          model_type=model_type, device=param.device, dtype=param.dtype,
@@ -109,10 +111,9 @@ def _load(model_id: str, dev: torch.device, torch_dtype: torch.dtype,
     model_type = str(getattr(config, "model_type", ""))
     cls_name = _CLASSES.get(model_type)
     if cls_name is None:
-        raise ModelLoadError(
-            f"{model_id!r} is a {model_type or 'unknown'!r} checkpoint; ChatLlava runs LLaVA-1.5 "
-            f"('llava') and LLaVA-NeXT ('llava_next') models, e.g. llava-hf/llava-1.5-7b-hf"
-        )
+        msg = (f"{model_id!r} is a {model_type or 'unknown'!r} checkpoint; ChatLlava runs LLaVA-1.5 "
+               f"('llava') and LLaVA-NeXT ('llava_next') models, e.g. llava-hf/llava-1.5-7b-hf")
+        raise ModelLoadError(msg)
     model_cls = getattr(transformers, cls_name)
     try:
         with quiet_transformers():  # no "Loading weights" bar or load report in the caller's output
@@ -123,10 +124,9 @@ def _load(model_id: str, dev: torch.device, torch_dtype: torch.dtype,
         raise ModelLoadError(_load_help(model_id, exc)) from None
     _check_load_report(model_id, info)
     if getattr(processor, "chat_template", None) is None:
-        raise ModelLoadError(
-            f"the processor of {model_id!r} has no chat template; save one with "
-            "processor.chat_template = ... ; processor.save_pretrained(DIR)"
-        )
+        msg = (f"the processor of {model_id!r} has no chat template; save one with "
+               "processor.chat_template = ... ; processor.save_pretrained(DIR)")
+        raise ModelLoadError(msg)
     model.to(dev).eval()
     return LoadedLlava(model=model, processor=processor, model_id=model_id,
                        model_type=model_type, device=dev, dtype=torch_dtype,
@@ -146,10 +146,9 @@ def _check_load_report(model_id: str, info: dict[str, Any]) -> None:
     parts = ", ".join(
         f"{len(keys)} weights {what}: {summarize_keys(keys)}"
         for keys, what in ((missing, "are missing"), (mismatched, "have the wrong shape")) if keys)
-    raise ModelLoadError(
-        f"refusing LLaVA checkpoint {model_id!r}: {parts}; they would be randomly initialised. "
-        "Re-download the checkpoint or save it again with save_pretrained"
-    )
+    msg = (f"refusing LLaVA checkpoint {model_id!r}: {parts}; they would be randomly initialised. "
+           "Re-download the checkpoint or save it again with save_pretrained")
+    raise ModelLoadError(msg)
 
 
 def _load_help(model_id: str, exc: BaseException) -> str:

@@ -167,9 +167,9 @@ class _Walker:
         self.content(("content",), view.content)
         missed = [p for p in self.parts if p not in self.used]
         if missed:  # every found image must be a slot: never dropped unseen, never unjudged
-            raise ConfigurationError(
-                f"message {self.message}: an image at {'/'.join(map(str, missed[0]))} could not "
-                "be placed in LLaVA's prompt; send text and image blocks")
+            msg = (f"message {self.message}: an image at {'/'.join(map(str, missed[0]))} could not "
+                   "be placed in LLaVA's prompt; send text and image blocks")
+            raise ConfigurationError(msg)
 
     def _slot(self, path: Path, part: ImagePart) -> None:
         self.used.add(path)
@@ -211,9 +211,9 @@ class _Walker:
             return
         inside = [p for p in self.parts if len(p) > len(path) and p[:len(path)] == path]
         if (t in IMAGE_TYPES or t in _UNSUPPORTED) and not inside:
-            raise ConfigurationError(
-                f"message {self.message} has a content block of type {t!r} that ChatLlava cannot "
-                "read; send text and image blocks only")
+            msg = (f"message {self.message} has a content block of type {t!r} that ChatLlava cannot "
+                   "read; send text and image blocks only")
+            raise ConfigurationError(msg)
         for key in ("content", "output"):  # tool results, function outputs: text and images
             if block.get(key) is not None:
                 self.content((*path, key), block[key])

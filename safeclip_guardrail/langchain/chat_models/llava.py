@@ -148,23 +148,22 @@ class ChatLlava(BaseChatModel):
         g = self.guard
         if g is None:
             if self.guard_config is not None or self.guard_model is not None:
-                raise ConfigurationError("guard_config/guard_model need guard='auto'")
+                msg = "guard_config/guard_model need guard='auto'"
+                raise ConfigurationError(msg)
             return None
         if isinstance(g, SafeCLIPGuard):
             if self.guard_config is not None:
-                raise ConfigurationError(
-                    "pass guard_config only with guard='auto'; to change a guard's options use "
-                    "guard.with_options(...)"
-                )
+                msg = ("pass guard_config only with guard='auto'; to change a guard's options use "
+                       "guard.with_options(...)")
+                raise ConfigurationError(msg)
             return g
         if g == "auto":
             return _fused.auto_guard(self._loaded, guard_model=self.guard_model,
                                      config=self.guard_config, device=self.device,
                                      dtype=self.dtype)
-        raise ConfigurationError(
-            f"guard must be a SafeCLIPGuard, 'auto' or None, got {g!r}; to name the CLIP "
-            "checkpoint use guard='auto', guard_model=..."
-        )
+        msg = (f"guard must be a SafeCLIPGuard, 'auto' or None, got {g!r}; to name the CLIP "
+               "checkpoint use guard='auto', guard_model=...")
+        raise ConfigurationError(msg)
 
     # ------------------------------------------------------------------ properties
     @property
