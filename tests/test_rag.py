@@ -20,10 +20,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 from safeclip_guardrail import ImageInputError, SafeCLIPDocumentGuard, SafeCLIPGuard
 from safeclip_guardrail.policy import UNREADABLE_PLACEHOLDER
 from safeclip_guardrail.testing import PlantedEncoder
-
-
-def data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
+from safeclip_guardrail.testing.pictures import data_url
 
 
 @pytest.fixture
