@@ -16,13 +16,16 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from safeclip_guardrail.testing.pictures import encode
+from safeclip_guardrail.testing.pictures import noise as seeded_noise
+
 MARKER = (255, 0, 0)
 """The colour of a "flagged" picture for :class:`tests._referee.RefereeEncoder`."""
 
 
 def noise(size: tuple[int, int] = (64, 64), seed: int = 0) -> Image.Image:
     """A benign picture (seeded noise, no marker colour to speak of)."""
-    arr = np.random.default_rng(seed).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    arr = np.array(seeded_noise(size[0], size[1], seed))
     arr[..., 0] //= 2  # keep it far from the marker red
     return Image.fromarray(arr, "RGB")
 
@@ -45,12 +48,6 @@ def marked(size: tuple[int, int] = (64, 64), seed: int = 1) -> Image.Image:
     arr[...] = MARKER
     arr += rng.integers(-8, 9, size=arr.shape, dtype=np.int16)
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
-
-
-def encode(img: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
 
 
 # ------------------------------------------------------------------ JPEG family

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from safeclip_guardrail.testing.pictures import encode, noise
+
 
 def png(seed: int, size: int = 30) -> bytes:
-    arr = np.random.default_rng(seed).integers(0, 256, (size, size, 3), np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
+    """A PNG of seeded noise, ``size`` pixels square."""
+    return encode(noise(size, size, seed))
 
 
 def folder(root: Path, images: list[bytes]) -> Path:

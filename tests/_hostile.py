@@ -10,7 +10,7 @@ import zlib
 
 from PIL import Image
 
-from tests._imgs import encode
+from safeclip_guardrail.testing.pictures import encode
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

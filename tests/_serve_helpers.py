@@ -1,8 +1,7 @@
-"""Shared pieces of the service tests: planted guards, data URLs, a gate on the encoder."""
+"""Shared pieces of the service tests: planted guards and a gate on the encoder."""
 
 from __future__ import annotations
 
-import base64
 import threading
 from collections.abc import Sequence
 
@@ -13,10 +12,6 @@ from safeclip_guardrail.encoders.base import ImageEmbeddings
 from safeclip_guardrail.testing import PlantedEncoder
 
 LOOPBACK = ["127.0.0.1"]
-
-
-def data_url(data: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
 class GatedEncoder(PlantedEncoder):

@@ -10,7 +10,6 @@ Everything is generated; nothing binary is committed.
 
 from __future__ import annotations
 
-import io
 import random
 import re
 import struct
@@ -19,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
+
+from safeclip_guardrail.testing.pictures import encode
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
@@ -35,12 +36,6 @@ def photo(w: int, h: int, seed: int = 0, grain: int = 6) -> Image.Image:
     grain_ = rng.integers(-grain, grain + 1, size=(h, w, 3))
     return Image.fromarray(np.clip(np.asarray(img, dtype=np.int16) + grain_, 0, 255)
                            .astype(np.uint8), "RGB")
-
-
-def encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
 
 
 # ------------------------------------------------------------------------------ JPEG

@@ -1,6 +1,6 @@
-"""ChatLlava and the RAG document guard as surfaces of the trust matrix (branch ``chat``).
+"""ChatLlava and the RAG document guard as surfaces of the trust contract.
 
-Used by tests/test_trust_matrix.py (rows ``chat_llava`` and ``rag``) and
+Used by tests/test_trust_matrix.py (its ``TestChatLlava`` and ``TestRagDocuments``) and
 tests/test_trust_fuzz.py; kept apart so the matrix file stays about the matrix.
 
 - ``chat_llava``: ChatLlava with the planted guard. LLaVA is the model, so the referee reads
@@ -12,41 +12,27 @@ tests/test_trust_fuzz.py; kept apart so the matrix file stays about the matrix.
 
 from __future__ import annotations
 
-import base64
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
 
-from tests._trust import (
+from safeclip_guardrail.langchain.testing import RUNNABLE_STYLES, RecordingChatModel, as_langchain, call
+from safeclip_guardrail.testing.pictures import b64
+from safeclip_guardrail.testing.pictures import data_url as durl
+from safeclip_guardrail.testing.trust import (
     Conversation,
-    Images,
+    ItemPlacement,
     Outcome,
     Received,
-    RecordingChatModel,
-    Runner,
-    Surface,
+    RetrievalTrustContract,
+    TrustContract,
+    TrustImages,
     frames_of,
     pixel_key,
     scan,
 )
-
-STYLES = ("invoke", "ainvoke", "batch", "abatch", "stream", "astream")
-
-Call = Callable[[Any, Any, str], Any]
-"""``(runnable, input, style) -> output`` (the matrix's ``_call``)."""
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def durl(data: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{b64(data)}"
-
 
 # ---------------------------------------------------------------------- ChatLlava
 _TINY_LLAVA: dict[str, str] = {}
@@ -68,13 +54,22 @@ def raised_in_langchain_core(exc: BaseException) -> bool:
     return tb is not None and "langchain_core" in tb.tb_frame.f_code.co_filename
 
 
-def _chat_llava(imgs: Images, call: Call) -> Runner:
-    from safeclip_guardrail.langchain import ChatLlava
+class ChatLlavaSurface(TrustContract):
+    """ChatLlava (every call style of a BaseChatModel); LLaVA itself is the model."""
 
-    llm = ChatLlava.from_pretrained(tiny_llava_dir(), device="cpu", dtype="float32",
-                                    max_new_tokens=2, guard=imgs.guard.with_options(mode="block"))
+    name = "chat_llava"
+    styles = RUNNABLE_STYLES
+    forwards_documents = False  # LLaVA is shown a judged PDF's rendered page, never the file
 
-    def run(conv: Conversation, style: str) -> Outcome:
+    def start(self) -> None:
+        from safeclip_guardrail.langchain import ChatLlava
+
+        self.llm = ChatLlava.from_pretrained(
+            tiny_llava_dir(), device="cpu", dtype="float32", max_new_tokens=2,
+            guard=self.images.guard.with_options(mode="block"))
+
+    def run(self, conversation: Conversation, style: str) -> Outcome:
+        llm = self.llm
         received, generated = Received(), []
         processor_cls = type(llm.processor)
         real_call, real_generate = processor_cls.__call__, llm.hf_model.generate
@@ -92,7 +87,7 @@ def _chat_llava(imgs: Images, call: Call) -> Runner:
         processor_cls.__call__ = record
         object.__setattr__(llm.hf_model, "generate", generate)
         try:
-            out = call(llm, convert_to_messages(conv), style)
+            out = call(llm, convert_to_messages(as_langchain(conversation)), style)
         except (ValueError, TypeError) as exc:
             out = exc
         finally:
@@ -109,79 +104,61 @@ def _chat_llava(imgs: Images, call: Call) -> Runner:
         refused = any(c.response_metadata.get("finish_reason") == "guardrail" for c in chunks)
         assert refused == (not generated), (refused, generated)
         return Outcome(not generated, received, bool(generated))
-    return run
 
+    def supports(self, conversation: Conversation) -> bool:
+        # langchain-core's BaseChatModel normalises v0 ``source_type`` blocks to v1 before any
+        # chat model's _generate runs, keeping one source (the url of a two-source v0 block is
+        # dropped): ChatLlava judges and sends that one image, and never sees the conflict.
+        messages = convert_to_messages(as_langchain(conversation))
+        if any(isinstance(b, dict) and b.get("source_type") and "url" in b
+               for m in messages if isinstance(m.content, list) for b in m.content):
+            return False
+        # LLaVA shows text and pictures only: a file or document block holding text is a usage
+        # error there (ConfigurationError), not something the guard decides
+        from safeclip_guardrail.config import ImageOptions
+        from safeclip_guardrail.extraction import find_image_parts
+        from safeclip_guardrail.langchain._messages import view_of_message
 
-def _chat_llava_supports(conv: Conversation) -> bool:
-    # langchain-core's BaseChatModel normalises v0 ``source_type`` blocks to v1 before any
-    # chat model's _generate runs, keeping one source (the url of a two-source v0 block is
-    # dropped): ChatLlava judges and sends that one image, and never sees the conflict.
-    messages = convert_to_messages(conv)
-    if any(isinstance(b, dict) and b.get("source_type") and "url" in b
-           for m in messages if isinstance(m.content, list) for b in m.content):
-        return False
-    # LLaVA shows text and pictures only: a file or document block holding text is a usage
-    # error there (ConfigurationError), not something the guard decides
-    from safeclip_guardrail.config import ImageOptions
-    from safeclip_guardrail.extraction import find_image_parts
-    from safeclip_guardrail.langchain._messages import view_of_message
-
-    parts = find_image_parts([view_of_message(m) for m in messages], options=ImageOptions())
-    return not any(
-        isinstance(b, dict) and b.get("type") in ("file", "document", "input_file", "text-plain")
-        and not any(p.message == k and p.path[:2] == ("content", i) for p in parts)
-        for k, m in enumerate(messages) if isinstance(m.content, list)
-        for i, b in enumerate(m.content))
-
-
-def chat_llava_surface(call: Call) -> Surface:
-    """The ``chat_llava`` row: every call style of a BaseChatModel."""
-    return Surface("chat_llava", STYLES, lambda imgs: _chat_llava(imgs, call),
-                   supports=_chat_llava_supports, forwards_documents=False)
+        parts = find_image_parts([view_of_message(m) for m in messages], options=ImageOptions())
+        return not any(
+            isinstance(b, dict) and b.get("type") in ("file", "document", "input_file", "text-plain")
+            and not any(p.message == k and p.path[:2] == ("content", i) for p in parts)
+            for k, m in enumerate(messages) if isinstance(m.content, list)
+            for i, b in enumerate(m.content))
 
 
 # ---------------------------------------------------------------------- RAG documents
-@dataclass(frozen=True)
-class DocPlacement:
-    """Where a retrieved Document carries its image (metadata keys, page_content)."""
-
-    name: str
-    build: Callable[[Images, bytes], Any]
-    flagged: str = "block"
-    benign: str = "forward"
-
-
-def doc_placements() -> list[DocPlacement]:
+def doc_placements() -> list[ItemPlacement]:
     from langchain_core.documents import Document
 
-    def trusted(i: Images, x: bytes) -> str:
+    def trusted(i: TrustImages, x: bytes) -> str:
         return i.path_of(x, f"doc_{pixel_key(frames_of(x)[0])[:8]}.png")  # type: ignore[index]
 
     return [
         # image_path: set by the application's ingestion pipeline (a trusted path key)
-        DocPlacement("image_path_trusted", lambda i, x: Document(
+        ItemPlacement("image_path_trusted", lambda i, x: Document(
             "a photo", metadata={"image_path": trusted(i, x)})),
-        DocPlacement("image_base64", lambda i, x: Document(
+        ItemPlacement("image_base64", lambda i, x: Document(
             "a photo", metadata={"image_base64": b64(x)})),
-        DocPlacement("image_url_data_url", lambda i, x: Document(
+        ItemPlacement("image_url_data_url", lambda i, x: Document(
             "a photo", metadata={"image_url": durl(x)})),
-        DocPlacement("image_bytes", lambda i, x: Document("a photo", metadata={"image": x})),
-        DocPlacement("page_content_data_url", lambda i, x: Document(durl(x))),
-        DocPlacement("page_content_octet_stream", lambda i, x: Document(
+        ItemPlacement("image_bytes", lambda i, x: Document("a photo", metadata={"image": x})),
+        ItemPlacement("page_content_data_url", lambda i, x: Document(durl(x))),
+        ItemPlacement("page_content_octet_stream", lambda i, x: Document(
             durl(x, "application/octet-stream"))),
         # untrusted keys never name paths; remote URLs are not fetched by default
-        DocPlacement("image_url_local_path", lambda i, x: Document(
+        ItemPlacement("image_url_local_path", lambda i, x: Document(
             "a photo", metadata={"image_url": i.path_of(x, "doc_url.png")}), benign="block"),
-        DocPlacement("image_file_uri", lambda i, x: Document(
+        ItemPlacement("image_file_uri", lambda i, x: Document(
             "a photo", metadata={"image": Path(i.path_of(x, "doc_uri.png")).as_uri()}),
             benign="block"),
-        DocPlacement("image_url_remote", lambda i, x: Document(
+        ItemPlacement("image_url_remote", lambda i, x: Document(
             "a photo", metadata={"image_url": "https://images.example.com/x.png"}),
             benign="block"),
-        DocPlacement("two_images_one_flagged", lambda i, x: Document(
+        ItemPlacement("two_images_one_flagged", lambda i, x: Document(
             "a photo", metadata={"image_base64": b64(x), "image_url": durl(i.flagged)}),
             benign="block"),
-        DocPlacement("nonfinite", lambda i, x: Document(
+        ItemPlacement("nonfinite", lambda i, x: Document(
             "a photo", metadata={"image_base64": b64(i.nonfinite)}), benign="block"),
     ]
 
@@ -209,25 +186,35 @@ def _rag_prompt(documents: list[Any]) -> list[BaseMessage]:
     return [HumanMessage(content=blocks)]
 
 
-def rag_run(imgs: Images, doc: Any, style: str, call: Call) -> Outcome:
-    from langchain_core.documents import Document
-    from langchain_core.embeddings import DeterministicFakeEmbedding
-    from langchain_core.runnables import RunnableLambda
-    from langchain_core.vectorstores import InMemoryVectorStore
+class RagDocumentsSurface(RetrievalTrustContract):
+    """retriever | SafeCLIPDocumentGuard | prompt builder | recording model."""
 
-    from safeclip_guardrail import SafeCLIPDocumentGuard
+    name = "rag"
+    styles = RUNNABLE_STYLES
 
-    store = InMemoryVectorStore(DeterministicFakeEmbedding(size=8))
-    store.add_documents([doc, Document("a note")], ids=["doc", "note"])
-    passed: list[bool] = []
+    def placements(self) -> list[ItemPlacement]:
+        return doc_placements()
 
-    def build(documents: list[Any]) -> list[BaseMessage]:
-        passed.append(any(d.id == "doc" for d in documents))
-        return _rag_prompt(documents)
+    def run(self, item: Any, style: str) -> Outcome:
+        from langchain_core.documents import Document
+        from langchain_core.embeddings import DeterministicFakeEmbedding
+        from langchain_core.runnables import RunnableLambda
+        from langchain_core.vectorstores import InMemoryVectorStore
 
-    model = RecordingChatModel()
-    chain = (store.as_retriever(search_kwargs={"k": 2}) | SafeCLIPDocumentGuard(guard=imgs.guard)
-             | RunnableLambda(build) | model)
-    out = call(chain, "what is in the pictures?", style)
-    assert not isinstance(out, Exception), repr(out)
-    return Outcome(not passed[0], model.received(), bool(model.requests))
+        from safeclip_guardrail import SafeCLIPDocumentGuard
+
+        store = InMemoryVectorStore(DeterministicFakeEmbedding(size=8))
+        store.add_documents([item, Document("a note")], ids=["doc", "note"])
+        passed: list[bool] = []
+
+        def build(documents: list[Any]) -> list[BaseMessage]:
+            passed.append(any(d.id == "doc" for d in documents))
+            return _rag_prompt(documents)
+
+        model = RecordingChatModel()
+        chain = (store.as_retriever(search_kwargs={"k": 2})
+                 | SafeCLIPDocumentGuard(guard=self.images.guard)
+                 | RunnableLambda(build) | model)
+        out = call(chain, "what is in the pictures?", style)
+        assert not isinstance(out, Exception), repr(out)
+        return Outcome(not passed[0], model.received(), bool(model.requests))

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from safeclip_guardrail import ConceptBank, ConfigurationError, SafeCLIPGuard
 from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
 from safeclip_guardrail.testing import build_tiny_clip
-from tests._imgs import encode, noise
+from safeclip_guardrail.testing.pictures import encode, noise
 
 
 @pytest.fixture(scope="module")

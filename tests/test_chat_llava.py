@@ -9,7 +9,6 @@ the toxic class; everything else runs unchanged.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import shutil
 from pathlib import Path
@@ -34,6 +33,7 @@ from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
 from safeclip_guardrail.langchain import ChatLlava
 from safeclip_guardrail.policy import REDACTED, UNREADABLE_PLACEHOLDER
 from safeclip_guardrail.testing import PlantedEncoder, build_tiny_llava
+from safeclip_guardrail.testing.pictures import b64, data_url, encode
 
 INSTRUCTION = GuardConfig().safe_instruction
 
@@ -54,16 +54,10 @@ def _image(seed: int, size: tuple[int, int] = (32, 32)) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
-def _b64(img: Image.Image) -> str:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def _ask(img: Image.Image | None, text: str = "What is in this image?") -> list[Any]:
     content: list[dict[str, Any]] = []
     if img is not None:
-        content.append({"type": "image", "base64": _b64(img), "mime_type": "image/png"})
+        content.append({"type": "image", "base64": b64(encode(img)), "mime_type": "image/png"})
     content.append({"type": "text", "text": text})
     return [HumanMessage(content=content)]
 
@@ -126,22 +120,22 @@ def test_loads_tiny_llava_and_generates(llm: ChatLlava) -> None:
 
 def test_every_image_block_form_gives_the_same_answer(llm: ChatLlava) -> None:
     img = _image(3)
-    b64 = _b64(img)
-    url = f"data:image/png;base64,{b64}"
+    raw = b64(encode(img))
+    url = data_url(encode(img))
     forms: list[dict[str, Any]] = [
-        {"type": "image", "base64": b64, "mime_type": "image/png"},
-        {"type": "image", "source_type": "base64", "data": b64, "mime_type": "image/png"},
+        {"type": "image", "base64": raw, "mime_type": "image/png"},
+        {"type": "image", "source_type": "base64", "data": raw, "mime_type": "image/png"},
         {"type": "image_url", "image_url": {"url": url}},
         {"type": "image_url", "image_url": url},
         {"type": "input_image", "image_url": url},
-        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b64}},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": raw}},
         {"type": "image", "url": url},
     ]
     answers = {llm.invoke([HumanMessage(content=[f, {"type": "text", "text": "Hi"}])]).content
                for f in forms}
     assert len(answers) == 1
     other = llm.invoke([HumanMessage(content=[{"type": "image_url", "image_url": {
-        "url": f"data:image/png;base64,{_b64(_image(4))}"}}, {"type": "text", "text": "Hi"}])])
+        "url": f"data:image/png;base64,{b64(encode(_image(4)))}"}}, {"type": "text", "text": "Hi"}])])
     assert other.content not in answers  # the image really reaches the model
 
 
@@ -149,10 +143,10 @@ def test_system_turns_and_several_images(llm: ChatLlava) -> None:
     a, b = _image(5), _image(6)
     msgs = [
         SystemMessage("You are a careful assistant."),
-        HumanMessage(content=[{"type": "image", "base64": _b64(a), "mime_type": "image/png"},
+        HumanMessage(content=[{"type": "image", "base64": b64(encode(a)), "mime_type": "image/png"},
                               {"type": "text", "text": "First?"}]),
         AIMessage("A cat."),
-        HumanMessage(content=[{"type": "image", "base64": _b64(b), "mime_type": "image/png"},
+        HumanMessage(content=[{"type": "image", "base64": b64(encode(b)), "mime_type": "image/png"},
                               {"type": "text", "text": "And this one?"}]),
     ]
     prompt = llm.render_prompt(msgs)
@@ -273,8 +267,8 @@ def test_fused_runs_tower_once_per_image_and_tokens_equal_plain(
     fused = _guarded(llava_dir, tiny_clip_dir, mode="annotate")
     assert fused.guard_is_fused
     msgs = [HumanMessage(content=[
-        {"type": "image", "base64": _b64(FLAG), "mime_type": "image/png"},
-        {"type": "image", "base64": _b64(OK), "mime_type": "image/png"},
+        {"type": "image", "base64": b64(encode(FLAG)), "mime_type": "image/png"},
+        {"type": "image", "base64": b64(encode(OK)), "mime_type": "image/png"},
         {"type": "text", "text": "Compare them."}])]
     tower = _Counter(fused.hf_model.model.vision_tower)
     try:
@@ -343,8 +337,8 @@ def test_rewrite_puts_instruction_after_image_before_text(llava_dir: Path,
 def test_redact_replaces_the_image(llava_dir: Path, tiny_clip_dir: Path) -> None:
     fused = _guarded(llava_dir, tiny_clip_dir, mode="redact")
     msgs = [HumanMessage(content=[
-        {"type": "image", "base64": _b64(FLAG), "mime_type": "image/png"},
-        {"type": "image", "base64": _b64(OK), "mime_type": "image/png"},
+        {"type": "image", "base64": b64(encode(FLAG)), "mime_type": "image/png"},
+        {"type": "image", "base64": b64(encode(OK)), "mime_type": "image/png"},
         {"type": "text", "text": "What?"}])]
     prompt = fused.render_prompt(msgs)
     assert prompt.count("<image>") == 1 and REDACTED.format(category="gun") in prompt

@@ -10,7 +10,6 @@ the fused path, the real tiny CLIP whose tower is LLaVA's.
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,25 +37,12 @@ from safeclip_guardrail import (
 from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
 from safeclip_guardrail.langchain import ChatLlava, guard_messages
 from safeclip_guardrail.testing import FakeFetcher, PlantedEncoder, build_tiny_llava
+from safeclip_guardrail.testing.pictures import b64, data_url, encode
 from tests._pathwatch import PathWatch
 
 PLANTED = PlantedEncoder(ConceptBank.default())
 FLAG = PLANTED.plant("gun", size=(32, 32))
 OK = PLANTED.plant("neutral", size=(32, 32))
-
-
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _b64(img: Image.Image) -> str:
-    return base64.b64encode(_png(img)).decode()
-
-
-def _url(img: Image.Image) -> str:
-    return f"data:image/png;base64,{_b64(img)}"
 
 
 def _ask(block: Any, text: str = "What is this?") -> list[Any]:
@@ -66,49 +52,49 @@ def _ask(block: Any, text: str = "What is this?") -> list[Any]:
 Placement = Callable[[Image.Image], list[BaseMessage]]
 
 PLACEMENTS: dict[str, Placement] = {
-    "human_v1": lambda im: [HumanMessage(_ask({"type": "image", "base64": _b64(im),
+    "human_v1": lambda im: [HumanMessage(_ask({"type": "image", "base64": b64(encode(im)),
                                                 "mime_type": "image/png"}))],
-    "system": lambda im: [SystemMessage(_ask({"type": "image", "base64": _b64(im),
+    "system": lambda im: [SystemMessage(_ask({"type": "image", "base64": b64(encode(im)),
                                               "mime_type": "image/png"}, "Be careful.")),
                           HumanMessage("Hello?")],
     "assistant": lambda im: [HumanMessage("Show me."),
-                             AIMessage(_ask({"type": "image_url", "image_url": {"url": _url(im)}},
+                             AIMessage(_ask({"type": "image_url", "image_url": {"url": data_url(encode(im))}},
                                             "Here.")),
                              HumanMessage("And?")],
     "tool": lambda im: [HumanMessage("Fetch it."),
                         ToolMessage(_ask({"type": "image", "source": {
-                            "type": "base64", "media_type": "image/png", "data": _b64(im)}}),
+                            "type": "base64", "media_type": "image/png", "data": b64(encode(im))}}),
                             tool_call_id="call-1")],
     "developer_chat_message": lambda im: [ChatMessage(role="developer", content=_ask(
-        {"type": "input_image", "image_url": _url(im)}))],
-    "file_pdf_mime": lambda im: [HumanMessage(_ask({"type": "file", "base64": _b64(im),
+        {"type": "input_image", "image_url": data_url(encode(im))}))],
+    "file_pdf_mime": lambda im: [HumanMessage(_ask({"type": "file", "base64": b64(encode(im)),
                                                     "mime_type": "application/pdf"}))],
-    "file_no_mime": lambda im: [HumanMessage(_ask({"type": "file", "base64": _b64(im)}))],
-    "file_upper_mime": lambda im: [HumanMessage(_ask({"type": "file", "base64": _b64(im),
+    "file_no_mime": lambda im: [HumanMessage(_ask({"type": "file", "base64": b64(encode(im))}))],
+    "file_upper_mime": lambda im: [HumanMessage(_ask({"type": "file", "base64": b64(encode(im)),
                                                       "mime_type": " IMAGE/PNG "}))],
     "openai_file_data": lambda im: [HumanMessage(_ask({"type": "file", "file": {
-        "file_data": _url(im), "filename": "scan.pdf"}}))],
+        "file_data": data_url(encode(im)), "filename": "scan.pdf"}}))],
     "non_standard": lambda im: [HumanMessage(_ask({"type": "non_standard", "value": {
-        "type": "image_url", "image_url": {"url": _url(im)}}}))],
-    "data_url_string": lambda im: [HumanMessage(_url(im))],
-    "data_url_text_block": lambda im: [HumanMessage([{"type": "text", "text": _url(im)}])],
+        "type": "image_url", "image_url": {"url": data_url(encode(im))}}}))],
+    "data_url_string": lambda im: [HumanMessage(data_url(encode(im)))],
+    "data_url_text_block": lambda im: [HumanMessage([{"type": "text", "text": data_url(encode(im))}])],
     "tool_result_nested": lambda im: [HumanMessage([{
         "type": "tool_result", "tool_use_id": "t1",
-        "content": [{"type": "image", "base64": _b64(im), "mime_type": "image/png"},
+        "content": [{"type": "image", "base64": b64(encode(im)), "mime_type": "image/png"},
                     {"type": "text", "text": "the screenshot"}]}])],
     "additional_kwargs_images": lambda im: [HumanMessage("Look.",
-                                                         additional_kwargs={"images": [_b64(im)]})],
+                                                         additional_kwargs={"images": [b64(encode(im))]})],
 }
 
 ALWAYS_UNREADABLE: dict[str, Placement] = {
     # a benign source next to the flagged one: judged on neither, forwarded never
-    "two_sources": lambda im: [HumanMessage(_ask({"type": "image", "base64": _b64(OK),
-                                                  "mime_type": "image/png", "url": _url(im)}))],
+    "two_sources": lambda im: [HumanMessage(_ask({"type": "image", "base64": b64(encode(OK)),
+                                                  "mime_type": "image/png", "url": data_url(encode(im))}))],
     "anthropic_source_and_base64": lambda im: [HumanMessage(_ask({
-        "type": "image", "base64": _b64(OK), "mime_type": "image/png",
-        "source": {"type": "base64", "media_type": "image/png", "data": _b64(im)}}))],
+        "type": "image", "base64": b64(encode(OK)), "mime_type": "image/png",
+        "source": {"type": "base64", "media_type": "image/png", "data": b64(encode(im))}}))],
     "image_url_and_url": lambda im: [HumanMessage(_ask({
-        "type": "image_url", "image_url": {"url": _url(OK)}, "url": _url(im)}))],
+        "type": "image_url", "image_url": {"url": data_url(encode(OK))}, "url": data_url(encode(im))}))],
 }
 
 
@@ -225,7 +211,7 @@ def test_a_path_in_message_content_is_never_opened(base: ChatLlava, tmp_path: Pa
                                                    monkeypatch: pytest.MonkeyPatch,
                                                    guarded: bool) -> None:
     secret = tmp_path / "server_secret_image.png"
-    secret.write_bytes(_png(OK))
+    secret.write_bytes(encode(OK))
     llm = _with_guard(base, _planted_guard(mode="annotate") if guarded else None)
     shapes = [
         {"type": "image_url", "image_url": {"url": str(secret)}},
@@ -283,8 +269,8 @@ def test_unreadable_image_same_action_as_the_runnable(base: ChatLlava, on_error:
 
 def test_one_bad_input_in_a_batch_leaves_the_others(base: ChatLlava) -> None:
     llm = _with_guard(base, _planted_guard(mode="raise", on_error="raise"))
-    good = [HumanMessage(_ask({"type": "image", "base64": _b64(OK), "mime_type": "image/png"}))]
-    flagged = [HumanMessage(_ask({"type": "image", "base64": _b64(FLAG),
+    good = [HumanMessage(_ask({"type": "image", "base64": b64(encode(OK)), "mime_type": "image/png"}))]
+    flagged = [HumanMessage(_ask({"type": "image", "base64": b64(encode(FLAG)),
                                   "mime_type": "image/png"}))]
     out = llm.batch([[HumanMessage(_ask(BAD))], good, flagged], return_exceptions=True)
     assert isinstance(out[0], ImageInputError)
@@ -299,12 +285,12 @@ def test_llava_gets_the_judged_pixels_of_an_ambiguous_image(base: ChatLlava) -> 
     rgba = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
     rgba.paste(OK.convert("RGBA").crop((0, 0, 16, 32)), (0, 0))
     guard = _planted_guard(mode="annotate")
-    decoded = guard.decode(_png(rgba))
+    decoded = guard.decode(encode(rgba))
     judged = decoded.image  # alpha over white: what is forwarded
     for reading in decoded.frames:  # the alpha-dropped reading is judged too, not forwarded
         PLANTED.register(reading, PLANTED.embedding_for("neutral"))
     llm = _with_guard(base, guard)
-    msg, rec = _run(llm, [HumanMessage(_ask({"type": "image", "base64": _b64(rgba),
+    msg, rec = _run(llm, [HumanMessage(_ask({"type": "image", "base64": b64(encode(rgba)),
                                              "mime_type": "image/png"}))])
     assert msg.response_metadata["safeclip"].verdicts[0].error is None
     assert rec.saw(judged) and len(rec.rows) == 1
@@ -354,7 +340,7 @@ def test_an_allowed_url_is_fetched_once_and_llava_sees_those_bytes(
         base: ChatLlava, img: str) -> None:
     picture = OK if img == "ok" else FLAG
     url = "http://images.example.com/photo.png"
-    fetcher = FakeFetcher({url: _png(picture)})
+    fetcher = FakeFetcher({url: encode(picture)})
     guard = SafeCLIPGuard(PLANTED, fetcher=fetcher, config=GuardConfig(
         mode="block", images={"allow_urls": True, "allowed_hosts": ["images.example.com"]}))
     llm = _with_guard(base, guard)
@@ -368,7 +354,7 @@ def test_an_allowed_url_is_fetched_once_and_llava_sees_those_bytes(
 
 def test_a_url_the_options_forbid_never_reaches_the_fetcher(base: ChatLlava) -> None:
     url = "http://images.example.com/photo.png"
-    fetcher = FakeFetcher({url: _png(OK)})
+    fetcher = FakeFetcher({url: encode(OK)})
     guard = SafeCLIPGuard(PLANTED, fetcher=fetcher, config=GuardConfig(mode="block"))
     msg, rec = _run(_with_guard(base, guard),
                     [HumanMessage(_ask({"type": "image_url", "image_url": {"url": url}}))])

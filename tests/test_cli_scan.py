@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from safeclip_guardrail.cli import main
-from tests._imgs import encode, noise
+from safeclip_guardrail.testing.pictures import encode, noise
 
 
 @pytest.fixture

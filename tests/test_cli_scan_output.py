@@ -12,7 +12,7 @@ from PIL import features
 from safeclip_guardrail._discover import discover_images, sniff_image_format
 from safeclip_guardrail.cli import main
 from safeclip_guardrail.cli._common import describe_error, emit, printable
-from tests._imgs import encode, noise
+from safeclip_guardrail.testing.pictures import encode, noise
 
 HAS_AVIF = bool(features.check("avif"))
 

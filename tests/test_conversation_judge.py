@@ -18,7 +18,7 @@ from safeclip_guardrail.extraction import MessageView
 from safeclip_guardrail.guard import Judgement
 from safeclip_guardrail.sources import EncodedImage
 from safeclip_guardrail.testing import PlantedEncoder
-from tests._serve_helpers import data_url
+from safeclip_guardrail.testing.pictures import data_url
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from types import ModuleType
 
 from safeclip_guardrail import ConceptBank
 from safeclip_guardrail.testing import PlantedEncoder
-from tests._imgs import encode, noise
+from safeclip_guardrail.testing.pictures import encode, noise
 
 COOKBOOK = Path(__file__).resolve().parents[1] / "cookbook"
 

@@ -31,16 +31,15 @@ from __future__ import annotations
 import ast
 import base64
 import dataclasses
-import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from safeclip_guardrail.testing.pictures import encode, noise
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,10 +96,7 @@ def all_blocks() -> list[Block]:
 
 # ------------------------------------------------------------------ stand-ins and setups
 def _png(seed: int, fmt: str = "PNG") -> bytes:
-    arr = np.random.default_rng(seed).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format=fmt)
-    return buf.getvalue()
+    return encode(noise(32, 32, seed), fmt)
 
 
 @dataclass

@@ -11,8 +11,8 @@ import torch
 from safeclip_guardrail import ConfigurationError, ModelLoadError, SafeCLIPGuard
 from safeclip_guardrail.encoders import load_encoder, resolve_model_id
 from safeclip_guardrail.encoders.openclip import parse_open_clip_spec
+from safeclip_guardrail.testing.pictures import noise
 from safeclip_guardrail.views import picture_views
-from tests._imgs import noise
 
 IMAGES = [noise(40, 30, seed=s) for s in range(3)] + [noise(64, 64, seed=9)]
 

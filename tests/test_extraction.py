@@ -13,22 +13,32 @@ import pytest
 from pydantic import BaseModel
 
 from safeclip_guardrail.config import ImageOptions
-from safeclip_guardrail.extraction import ImagePart, MessageView, find_image_parts, view_of_dict
-from tests._documents import (
+from safeclip_guardrail.extraction import (
+    CONTAINER_TYPES,
+    FILE_TYPES,
+    IMAGE_TYPES,
+    MEDIA_TYPES,
+    OTHER_TYPES,
+    TEXT_TYPES,
+    ImagePart,
+    MessageView,
+    dict_of_view,
+    find_image_parts,
+    view_of_dict,
+)
+from safeclip_guardrail.testing.documents import (
     MP4,
     OLE,
     RTF,
     TEXT_FILE,
     WEBM,
-    b64,
-    data_url,
     docx_of,
     html_of,
     pdf_of,
-    png_of,
     svg_of,
     wav,
 )
+from safeclip_guardrail.testing.pictures import b64, data_url, png_of
 
 PNG = png_of()
 PDF = pdf_of(PNG)
@@ -302,3 +312,36 @@ def test_a_whole_document_or_media_file_in_a_text_field_is_unreadable() -> None:
     assert [(p.path, p.image is None) for p in found] == [
         (("content", 0), True), (("content", 1, "input", "clip"), True), (("content", 3), True)]
     assert "ZIP archive" in str(found[0].error) and "WAV audio" in str(found[1].error)
+
+
+# ---------------------------------------------------------------- provider dicts and the type tables
+def test_a_provider_dict_round_trips_through_its_view() -> None:
+    message = {"role": "Assistant", "content": [{"type": "text", "text": "hi"}],
+               "name": "bot", "images": [b64(PNG)]}
+    view = view_of_dict(message)
+    assert (view.role, view.content) == ("assistant", message["content"])  # roles lower-cased
+    assert view.extras == {"name": "bot", "images": [b64(PNG)]}
+    guarded = MessageView(view.role, [{"type": "text", "text": "guarded"}], {"name": "bot"})
+    assert dict_of_view(message, guarded) == {
+        "role": "Assistant", "content": [{"type": "text", "text": "guarded"}], "name": "bot"}
+    assert view_of_dict({"content": "x"}).role == "user"  # a dict without a role is the user's
+    assert dict_of_view({"role": "user"}, MessageView("user", None, {})) == {"role": "user"}
+
+
+def test_the_block_type_tables_are_disjoint() -> None:
+    tables = [CONTAINER_TYPES, FILE_TYPES, IMAGE_TYPES, MEDIA_TYPES, OTHER_TYPES, TEXT_TYPES]
+    names = [t for table in tables for t in table]
+    assert len(names) == len(set(names)), sorted(t for t in names if names.count(t) > 1)
+
+
+@pytest.mark.parametrize("kind", sorted(IMAGE_TYPES))
+def test_every_image_block_type_holding_a_data_url_is_a_part_to_judge(kind: str) -> None:
+    field = {"image_url": {"image_url": data_url(PNG)}, "input_image": {"image_url": data_url(PNG)},
+             "computer_screenshot": {"image_url": data_url(PNG)}}.get(kind, {"url": data_url(PNG)})
+    part = only([{"type": kind, **field}])
+    assert part.image is not None and part.error is None and part.path == ("content", 0)
+
+
+@pytest.mark.parametrize("kind", sorted(TEXT_TYPES))
+def test_text_blocks_are_not_parts(kind: str) -> None:
+    assert parts([{"type": kind, "text": "just words"}]) == []

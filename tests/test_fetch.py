@@ -12,7 +12,7 @@ import pytest
 from safeclip_guardrail import ImageInputError, ImageOptions, _fetch
 from safeclip_guardrail._fetch import check_url, host_allowed
 from safeclip_guardrail.images import decode_image
-from tests._imgs import encode, noise
+from safeclip_guardrail.testing.pictures import encode, noise
 
 ALLOWED = ImageOptions(allow_urls=True, allowed_hosts=("images.example.com", "*.cdn.example"),
                        max_bytes=100_000)

@@ -24,7 +24,7 @@ import pytest
 
 from safeclip_guardrail import ImageInputError, ImageOptions, _fetch
 from safeclip_guardrail.images import decode_image
-from tests._imgs import encode, noise
+from safeclip_guardrail.testing.pictures import encode, noise
 
 PUBLIC = "93.184.216.34"
 HOST = "images.example.com"

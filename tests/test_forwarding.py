@@ -14,9 +14,10 @@ import pytest
 
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.extraction import MessageView, find_image_parts
-from safeclip_guardrail.forwarding import apply_parts, canonical, placeholder, value_at
+from safeclip_guardrail.forwarding import apply_parts, canonical, placeholder, prepend_text, value_at
 from safeclip_guardrail.sources import EncodedImage
-from tests._documents import b64, data_url, pdf_of, png_of
+from safeclip_guardrail.testing.documents import pdf_of
+from safeclip_guardrail.testing.pictures import b64, data_url, png_of
 
 PNG = png_of((1, 2, 3))
 PDF = pdf_of(PNG)
@@ -114,3 +115,30 @@ def test_a_part_inside_a_part_replaced_whole_is_dropped_with_it() -> None:
     out = apply_parts(view, {("content", 0, "extras", "x"): placeholder("raw", "gone"),
                              ("content", 0): canonical("v1", JUDGED_PNG)})
     assert out.content == [{"type": "image", "base64": b64(PNG), "mime_type": "image/png"}]
+
+
+# ---------------------------------------------------------------- the rewrite instruction
+SAFE = "First check the picture."
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("what is this?", f"{SAFE} what is this?"),
+    (None, SAFE),
+    ("", SAFE),
+    (["look", {"type": "text", "text": "b"}], [f"{SAFE} look", {"type": "text", "text": "b"}]),
+    ([{"type": "image_url", "image_url": {"url": "x"}}, {"type": "input_text", "text": "q"}],
+     [{"type": "image_url", "image_url": {"url": "x"}}, {"type": "input_text", "text": f"{SAFE} q"}]),
+])
+def test_the_instruction_goes_before_the_first_text(content: Any, expected: Any) -> None:
+    assert prepend_text(content, SAFE) == expected
+    assert prepend_text(expected, SAFE) == expected  # idempotent: never twice
+
+
+def test_without_text_the_instruction_is_a_text_block_of_the_messages_dialect() -> None:
+    picture = {"type": "input_image", "image_url": data_url(png_of())}
+    chat = prepend_text([picture], SAFE)
+    assert chat == [{"type": "text", "text": SAFE}, picture]
+    assert prepend_text([picture], SAFE, responses_style=True)[0] == {"type": "input_text", "text": SAFE}
+    # a data URL in a text block is a payload, not the question: the instruction goes first
+    url_text = {"type": "text", "text": data_url(png_of())}
+    assert prepend_text([url_text], SAFE) == [{"type": "text", "text": SAFE}, url_text]

@@ -47,9 +47,9 @@ from PIL import Image
 
 from safeclip_guardrail import ImageInputError, ImageOptions
 from safeclip_guardrail.images import decode_image
+from safeclip_guardrail.testing.pictures import encode, noise
 from tests import _hostile as H
 from tests import _mutate as M
-from tests._imgs import encode, noise
 
 _RSS_AT_IMPORT = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 LONG = int(os.environ.get("SAFECLIP_FUZZ_EXAMPLES", "0"))

@@ -21,7 +21,7 @@ from safeclip_guardrail import (
 )
 from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
 from safeclip_guardrail.testing import PlantedEncoder
-from tests._imgs import encode, noise
+from safeclip_guardrail.testing.pictures import encode, noise
 
 
 def test_planted_toxic_images_flag_with_their_class(planted_guard: SafeCLIPGuard,

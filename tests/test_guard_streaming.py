@@ -16,7 +16,7 @@ from PIL import Image
 from safeclip_guardrail import ConfigurationError, SafeCLIPGuard
 from safeclip_guardrail.encoders.base import ImageEmbeddings
 from safeclip_guardrail.testing import PlantedEncoder
-from tests._imgs import noise
+from safeclip_guardrail.testing.pictures import noise
 
 
 class Watching(PlantedEncoder):

@@ -13,7 +13,7 @@ from PIL import Image
 
 from safeclip_guardrail import ImageInputError, ImageOptions
 from safeclip_guardrail.images import decode_image
-from tests._imgs import encode, noise
+from safeclip_guardrail.testing.pictures import encode, noise
 
 
 def _png_header_only(width: int, height: int) -> bytes:

@@ -20,8 +20,8 @@ from PIL import EpsImagePlugin, GifImagePlugin, Image
 from safeclip_guardrail import ConfigurationError, ImageInputError, ImageOptions, SafeCLIPGuard
 from safeclip_guardrail.images import decode_image
 from safeclip_guardrail.testing import PlantedEncoder
+from safeclip_guardrail.testing.pictures import encode, noise
 from tests import _hostile as H
-from tests._imgs import encode, noise
 
 TWO = ImageOptions(frames=2)
 WITH = ImageOptions(formats=("PNG", "JPEG", "MPO", "GIF", "TIFF", "WEBP", "BMP", "AVIF", "BLP", "ICO"))

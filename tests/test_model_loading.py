@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from safeclip_guardrail import ModelLoadError, SafeCLIPGuard
 from safeclip_guardrail.cli import main
 from safeclip_guardrail.testing import build_tiny_clip, build_tiny_llava
-from tests._imgs import encode, noise
+from safeclip_guardrail.testing.pictures import encode, noise
 
 IMAGES = [noise(40, 30, seed=s) for s in range(3)]
 

@@ -7,6 +7,8 @@ these tests pin what they decide, with hand-built verdicts and no model.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from safeclip_guardrail import policy
@@ -115,3 +117,62 @@ def test_no_verdicts_pass_and_mismatched_messages_are_a_usage_error() -> None:
     assert empty.action == "pass" and not empty.parts and not empty.per_message
     with pytest.raises(ConfigurationError, match="one message index per verdict"):
         policy.decide([CLEAN, GUN], cfg(), messages=[0])
+
+
+# ---------------------------------------------------------------- the steps of decide, one by one
+def test_the_strongest_action_wins_in_the_documented_order() -> None:
+    order = ["pass", "annotate", "rewrite", "redact", "block", "raise"]
+    for weaker, stronger in itertools.pairwise(order):
+        assert policy.strongest_action([stronger, weaker]) == stronger
+        assert policy.strongest_action([weaker, stronger, weaker]) == stronger
+    assert policy.strongest_action([]) == "pass"
+
+
+def test_action_for_a_verdict_follows_mode_then_the_class_policy() -> None:
+    assert policy.action_for(CLEAN, cfg(mode="block")) == "pass"  # clean is never acted on
+    assert policy.action_for(GUN, cfg(mode="redact")) == "redact"
+    assert policy.action_for(GUN, cfg(mode="redact", policy={"gun": "annotate"})) == "annotate"
+    assert policy.action_for(KNIFE, cfg(mode="redact", policy={"gun": "annotate"})) == "redact"
+
+
+def test_an_unreadable_verdict_blocks_unless_mode_or_its_policy_say_more_or_else() -> None:
+    bad = policy.verdict_for(ImageInputError("truncated"), cfg())
+    assert policy.action_for(bad, cfg(mode="annotate")) == "block"  # at least block
+    assert policy.action_for(bad, cfg(mode="raise")) == "raise"  # the stronger of the two
+    assert policy.action_for(bad, cfg(mode="raise", policy={UNREADABLE: "redact"})) == "redact"
+
+
+@pytest.mark.parametrize(("action", "flagged_forwarded"), [
+    ("pass", True), ("annotate", True), ("rewrite", True),
+    ("redact", False), ("block", False), ("raise", False)])
+def test_what_is_forwarded_under_each_action(action: str, flagged_forwarded: bool) -> None:
+    assert policy.forwarded(CLEAN, action) is True
+    assert policy.forwarded(GUN, action) is flagged_forwarded
+    unreadable = policy.verdict_for(ImageInputError("truncated"), cfg(on_error="allow"))
+    assert not unreadable.flagged and policy.forwarded(unreadable, action) is False  # never
+
+
+def test_placeholders_name_the_category_or_say_it_could_not_be_checked() -> None:
+    assert policy.placeholder_for(GUN) == "[image removed by the SafeCLIP guardrail: flagged as gun]"
+    assert policy.placeholder_for(GUN, redacted="<{category}>") == "<gun>"
+    unreadable = policy.verdict_for(ImageInputError("truncated"), cfg())
+    assert policy.placeholder_for(unreadable, redacted="<{category}>") == \
+        policy.UNREADABLE_PLACEHOLDER
+
+
+def test_the_refusal_names_the_categories_or_unreadable() -> None:
+    config = cfg(refusal="No: {categories}.")
+    assert policy.refusal_text(config, ["gun", "knife"]) == "No: gun, knife."
+    assert policy.refusal_text(config, []) == f"No: {UNREADABLE}."
+
+
+def test_error_verdict_applies_on_error_and_keeps_the_errors_source() -> None:
+    exc = ImageInputError("truncated", source="block 4")
+    blocked = policy.error_verdict(exc, cfg())
+    assert blocked.flagged and blocked.category == UNREADABLE and blocked.error == "truncated"
+    assert blocked.source == "block 4"
+    assert policy.error_verdict(exc, cfg(), source="metadata['image']").source == "metadata['image']"
+    allowed = policy.error_verdict(exc, cfg(on_error="allow"))
+    assert not allowed.flagged and allowed.category is None and allowed.error == "truncated"
+    with pytest.raises(ImageInputError, match="truncated"):
+        policy.error_verdict(exc, cfg(on_error="raise"))

@@ -25,10 +25,7 @@ from safeclip_guardrail import (
 )
 from safeclip_guardrail.policy import UNREADABLE_PLACEHOLDER
 from safeclip_guardrail.testing import PlantedEncoder
-
-
-def data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
+from safeclip_guardrail.testing.pictures import data_url
 
 
 @pytest.fixture

@@ -35,25 +35,12 @@ from safeclip_guardrail.images import decode_image
 from safeclip_guardrail.langchain import guard_messages
 from safeclip_guardrail.policy import UNREADABLE_PLACEHOLDER
 from safeclip_guardrail.testing import FakeFetcher, PlantedEncoder
+from safeclip_guardrail.testing.pictures import b64, data_url, encode
 from tests._pathwatch import PathWatch
 
 PLANTED = PlantedEncoder(ConceptBank.default())
 FLAG = PLANTED.plant("gun")
 OK = PLANTED.plant("neutral")
-
-
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _b64(img: Image.Image) -> str:
-    return base64.b64encode(_png(img)).decode()
-
-
-def _url(img: Image.Image, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{_b64(img)}"
 
 
 def _guard(**options: Any) -> SafeCLIPGuard:
@@ -62,19 +49,19 @@ def _guard(**options: Any) -> SafeCLIPGuard:
 
 def _file(tmp_path: Path, img: Image.Image, name: str) -> Path:
     p = tmp_path / name
-    p.write_bytes(_png(img))
+    p.write_bytes(encode(img))
     return p
 
 
 PLACEMENTS: dict[str, Any] = {
     "image_path_file": lambda im, tmp: Document("x", metadata={"image_path": str(_file(tmp, im, "a.png"))}),
     "image_path_pathlike": lambda im, tmp: Document("x", metadata={"image_path": _file(tmp, im, "b.png")}),
-    "image_base64": lambda im, tmp: Document("x", metadata={"image_base64": _b64(im)}),
-    "image_url_data_url": lambda im, tmp: Document("x", metadata={"image_url": _url(im)}),
-    "image_bytes": lambda im, tmp: Document("x", metadata={"image": _png(im)}),
+    "image_base64": lambda im, tmp: Document("x", metadata={"image_base64": b64(encode(im))}),
+    "image_url_data_url": lambda im, tmp: Document("x", metadata={"image_url": data_url(encode(im))}),
+    "image_bytes": lambda im, tmp: Document("x", metadata={"image": encode(im)}),
     "image_pil": lambda im, tmp: Document("x", metadata={"image": im}),
-    "page_content_data_url": lambda im, tmp: Document(_url(im)),
-    "page_content_octet_stream": lambda im, tmp: Document(_url(im, "application/octet-stream")),
+    "page_content_data_url": lambda im, tmp: Document(data_url(encode(im))),
+    "page_content_octet_stream": lambda im, tmp: Document(data_url(encode(im), "application/octet-stream")),
 }
 
 
@@ -97,7 +84,7 @@ def test_every_placement_is_judged(name: str, action: str, tmp_path: Path) -> No
     benign = PLACEMENTS[name](OK, tmp_path)
     (passed,) = guard.invoke([benign])
     if name == "page_content_octet_stream":  # the judged bytes, under their sniffed type
-        assert passed.page_content == _url(OK)
+        assert passed.page_content == data_url(encode(OK))
     else:
         assert passed == benign  # untouched: same bytes, same form
 
@@ -132,8 +119,8 @@ def test_a_bad_path_is_an_error_row_not_an_exception(bad: str, tmp_path: Path) -
     value = {"missing": str(tmp_path / "nope.png"), "directory": str(tmp_path),
              "too_long": "/" + "a" * 5000 + ".png", "nul": "bad\x00name.png",
              "not_image": str(tmp_path / "text.png")}[bad]
-    good = Document("good", metadata={"image_base64": _b64(OK)})
-    flagged = Document("flagged", metadata={"image_base64": _b64(FLAG)})
+    good = Document("good", metadata={"image_base64": b64(encode(OK))})
+    flagged = Document("flagged", metadata={"image_base64": b64(encode(FLAG))})
     broken = Document("broken", metadata={"image_path": value})
     guard = SafeCLIPDocumentGuard(guard=_guard(), action="annotate")
     assert [d.page_content for d in guard.invoke([good, broken, flagged])] == ["good", "flagged"]
@@ -148,7 +135,7 @@ def test_a_bad_path_is_an_error_row_not_an_exception(bad: str, tmp_path: Path) -
 
 def test_a_non_document_fails_its_own_input_only() -> None:
     guard = SafeCLIPDocumentGuard(guard=_guard())
-    good = Document("good", metadata={"image_base64": _b64(OK)})
+    good = Document("good", metadata={"image_base64": b64(encode(OK))})
     out = guard.batch([["not a document"], [good]], return_exceptions=True)  # type: ignore[list-item]
     assert isinstance(out[0], ConfigurationError) and out[1] == [good]
 
@@ -185,7 +172,7 @@ def test_unreadable_same_action_as_the_runnable(action: str, on_error: str) -> N
 def test_class_policy_applies_as_on_every_surface() -> None:
     guard = _guard(policy={"gun": "annotate", "porn": "raise"})
     doc_guard = SafeCLIPDocumentGuard(guard=guard, action="drop")
-    gun = Document("g", metadata={"image_base64": _b64(FLAG)})
+    gun = Document("g", metadata={"image_base64": b64(encode(FLAG))})
     (kept,) = doc_guard.invoke([gun])
     assert kept.metadata["safeclip"]["action"] == "annotate"
     porn = Document("p", metadata={"image_base64": base64.b64encode(
@@ -200,12 +187,12 @@ def test_passed_on_images_are_the_judged_pixels() -> None:
     rgba = Image.new("RGBA", (24, 24), (0, 0, 0, 0))
     rgba.paste(OK.convert("RGBA").crop((0, 0, 12, 24)), (0, 0))
     guard = _guard()
-    decoded = guard.decode(_png(rgba))
+    decoded = guard.decode(encode(rgba))
     judged = decoded.image  # alpha over white: what is passed on
     for reading in decoded.frames:  # the alpha-dropped reading is judged too
         PLANTED.register(reading, PLANTED.embedding_for("neutral"))
-    doc = Document("x", metadata={"image_base64": base64.b64encode(_png(rgba)).decode(),
-                                  "image_url": _url(OK)})
+    doc = Document("x", metadata={"image_base64": base64.b64encode(encode(rgba)).decode(),
+                                  "image_url": data_url(encode(OK))})
     (out,) = SafeCLIPDocumentGuard(guard=guard).invoke([doc])
     sent = Image.open(io.BytesIO(base64.b64decode(out.metadata["image_base64"])))
     assert sent.mode == "RGB" and sent.tobytes() == judged.tobytes()
@@ -230,7 +217,7 @@ def _to_prompt(documents: list[Document]) -> list[BaseMessage]:
                 blocks.append({"type": "image", "base64": base64.b64encode(
                     Path(value).read_bytes()).decode(), "mime_type": "image/png"})
             elif key in ("image_base64", "image_url", "image"):
-                data = value if isinstance(value, bytes) else _png(value) \
+                data = value if isinstance(value, bytes) else encode(value) \
                     if isinstance(value, Image.Image) else value
                 url = data if isinstance(data, str) and data.startswith("data:") else \
                     _url_of(data)
@@ -281,15 +268,15 @@ def test_the_path_watch_itself_sees_a_read(tmp_path: Path, monkeypatch: pytest.M
 
 def test_an_allowed_url_is_passed_on_as_the_fetched_bytes() -> None:
     url = "http://images.example.com/a.png"
-    fetcher = FakeFetcher({url: _png(OK)})
+    fetcher = FakeFetcher({url: encode(OK)})
     guard = SafeCLIPGuard(PLANTED, fetcher=fetcher, config=GuardConfig(
         images={"allow_urls": True, "allowed_hosts": ["images.example.com"]}))
     doc = Document("x", metadata={"image_url": url})
     (out,) = SafeCLIPDocumentGuard(guard=guard).invoke([doc])
     assert fetcher.calls == [url]  # fetched once, judged and forwarded from those bytes
-    assert out.metadata["image_url"] == _url(OK)  # inline: the provider never fetches again
+    assert out.metadata["image_url"] == data_url(encode(OK))  # inline: the provider never fetches again
     fetcher.calls.clear()
-    fetcher.images[url] = _png(FLAG)  # the host now serves another picture at the same URL
+    fetcher.images[url] = encode(FLAG)  # the host now serves another picture at the same URL
     assert SafeCLIPDocumentGuard(guard=guard).invoke([doc]) == [] and fetcher.calls == [url]
 
 
@@ -297,7 +284,7 @@ def test_an_allowed_url_is_passed_on_as_the_fetched_bytes() -> None:
                          ids=["urls_off", "host_not_allowed"])
 def test_a_forbidden_url_never_reaches_the_fetcher(images: dict[str, Any]) -> None:
     url = "http://images.example.com/a.png"
-    fetcher = FakeFetcher({url: _png(OK)})
+    fetcher = FakeFetcher({url: encode(OK)})
     guard = SafeCLIPGuard(PLANTED, fetcher=fetcher, config=GuardConfig(images=images))
     docs = [Document("x", metadata={"image_url": url}), Document(url)]
     out = SafeCLIPDocumentGuard(guard=guard).invoke(docs)

@@ -33,6 +33,7 @@ from safeclip_guardrail import (
 )
 from safeclip_guardrail.langchain import VERDICT_EVENT, guard_result_of
 from safeclip_guardrail.testing import PlantedEncoder
+from safeclip_guardrail.testing.pictures import b64, encode, noise
 
 MODES = ["rewrite", "annotate", "redact", "block", "raise"]
 EXECUTIONS = ["invoke", "ainvoke", "batch", "abatch", "stream", "astream"]
@@ -342,16 +343,10 @@ def test_from_pretrained_tiny_clip_batch_is_one_vision_forward(tiny_clip_dir: Pa
     vision = guardrail.guard.encoder.model.vision_model  # type: ignore[attr-defined]
     handle = vision.register_forward_hook(lambda *_: calls.append(1))
     try:
-        import io
 
-        import numpy as np
-        from PIL import Image
 
         def png(seed: int) -> str:
-            arr = np.random.default_rng(seed).integers(0, 256, (40, 40, 3), dtype=np.uint8)
-            buf = io.BytesIO()
-            Image.fromarray(arr, "RGB").save(buf, format="PNG")
-            return base64.b64encode(buf.getvalue()).decode()
+            return b64(encode(noise(40, 40, seed)))
 
         inputs = [[HumanMessage(content=[{"type": "text", "text": "hi"},
                                          {"type": "image", "base64": png(i),

@@ -17,7 +17,8 @@ from PIL import Image
 from safeclip_guardrail import SafeCLIPGuard
 from safeclip_guardrail.serve import STANDARD_CATEGORIES, BackgroundServer, create_app
 from safeclip_guardrail.testing import FakeFetcher
-from tests._serve_helpers import LOOPBACK, data_url, planted_guard
+from safeclip_guardrail.testing.pictures import data_url
+from tests._serve_helpers import LOOPBACK, planted_guard
 
 pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(LOOPBACK)]
 

@@ -16,8 +16,8 @@ import pytest
 from safeclip_guardrail import ConceptBank, SafeCLIPGuard
 from safeclip_guardrail.cli import main as cli_main
 from safeclip_guardrail.testing import PlantedEncoder
-from tests._imgs import encode, noise
-from tests._serve_helpers import LOOPBACK, data_url
+from safeclip_guardrail.testing.pictures import data_url, encode, noise
+from tests._serve_helpers import LOOPBACK
 
 ROOT = Path(__file__).resolve().parents[1]
 

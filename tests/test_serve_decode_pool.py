@@ -14,7 +14,7 @@ from safeclip_guardrail.serve import DecodePool
 from safeclip_guardrail.serve._decode_worker import DecodeJob
 from safeclip_guardrail.sources import EncodedImage
 from safeclip_guardrail.testing import PlantedEncoder
-from tests._imgs import encode, noise
+from safeclip_guardrail.testing.pictures import encode, noise
 from tests._slow_decode import CRASH, SLEEP, misbehaving
 
 

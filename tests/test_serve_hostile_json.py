@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from safeclip_guardrail.serve import BackgroundServer, create_app
-from tests._serve_helpers import LOOPBACK, data_url, planted_guard
+from safeclip_guardrail.testing.pictures import data_url
+from tests._serve_helpers import LOOPBACK, planted_guard
 
 pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(LOOPBACK)]
 

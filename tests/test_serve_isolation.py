@@ -19,8 +19,8 @@ import pytest
 from safeclip_guardrail import SafeCLIPGuard
 from safeclip_guardrail.errors import ImageInputError
 from safeclip_guardrail.serve import BackgroundServer, DecodePool, create_app
-from tests._imgs import encode, noise
-from tests._serve_helpers import LOOPBACK, data_url, planted_guard
+from safeclip_guardrail.testing.pictures import data_url, encode, noise
+from tests._serve_helpers import LOOPBACK, planted_guard
 from tests._slow_decode import HOLD, SLEEP, misbehaving
 
 pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(LOOPBACK)]

@@ -12,11 +12,20 @@ from safeclip_guardrail import ImageInputError, ImageOptions, SafeCLIPGuard
 from safeclip_guardrail import images as images_module
 from safeclip_guardrail._sniff import describe_binary, sniff_document, sniff_format
 from safeclip_guardrail.sources import (
+    EncodedImage,
+    fetch_remote,
     from_application_string,
+    from_base64,
+    from_bytes,
     from_data_url,
     from_path,
     from_untrusted_string,
+    from_url,
+    inline_bytes,
+    to_base64,
+    to_data_url,
 )
+from safeclip_guardrail.testing import FakeFetcher
 from tests import _containers as C
 from tests._referee import RefereeEncoder
 
@@ -102,3 +111,60 @@ def test_one_sniffer_for_pictures() -> None:
     assert sniff_format(b"BLP2....") == "BLP" and sniff_format(b"%!PS-Adobe") == "EPS"
     assert describe_binary(b"%PDF-1.4") == "a PDF document"
     assert describe_binary(b"<svg>") is None  # markup is text to a text reader
+
+
+# ---------------------------------------------------------------- the other constructors
+def test_bytes_and_base64_are_read_with_the_size_limit() -> None:
+    small = ImageOptions(max_bytes=len(PNG))
+    assert from_bytes(bytearray(PNG), options=small).data == PNG
+    assert from_bytes(memoryview(PNG), source="upload 1").source == "upload 1"
+    assert from_base64(base64.b64encode(PNG).decode()).data == PNG
+    with pytest.raises(ImageInputError, match="limit"):
+        from_bytes(PNG + b"\0", options=small)
+    with pytest.raises(ImageInputError, match="limit"):
+        from_base64(base64.b64encode(PNG + b"\0").decode(), options=small)
+    with pytest.raises(ImageInputError) as err:
+        from_base64("not base64 at all!")
+    assert "not base64 at all" not in (err.value.source or "")  # a description, not the payload
+
+
+def test_urls_go_through_the_policy_before_any_fetcher() -> None:
+    url = "https://images.example.com/a.png"
+    fetcher = FakeFetcher({url: PNG})
+    with pytest.raises(ImageInputError):
+        from_url(url, fetcher=fetcher)  # URLs are off by default
+    assert fetcher.calls == []  # refused before anything was asked for
+    allowed = ImageOptions(allow_urls=True, allowed_hosts=("images.example.com",))
+    got = from_url(url, options=allowed, fetcher=fetcher)
+    assert got.data == PNG and "images.example.com" in got.source and fetcher.calls == [url]
+    with pytest.raises(ImageInputError):
+        fetch_remote("https://elsewhere.example.com/a.png", options=allowed, fetcher=fetcher)
+    assert fetcher.calls == [url]
+
+
+def test_a_fetcher_that_returns_something_else_is_an_input_error() -> None:
+    class Wrong:
+        def fetch(self, url: str, options: ImageOptions) -> bytes:
+            return "text"  # type: ignore[return-value]
+
+    allowed = ImageOptions(allow_urls=True, allowed_hosts=("images.example.com",))
+    with pytest.raises(ImageInputError, match="not bytes"):
+        fetch_remote("https://images.example.com/a.png", options=allowed, fetcher=Wrong())
+
+
+def test_encoded_images_come_back_as_base64_and_data_urls() -> None:
+    image = EncodedImage(PNG, "<x>", "image/png")
+    assert base64.b64decode(to_base64(image)) == PNG
+    assert to_data_url(image) == "data:image/png;base64," + to_base64(image)
+    assert to_data_url(EncodedImage(PNG)).startswith("data:application/octet-stream;base64,")
+    assert repr(image) == f"EncodedImage({len(PNG)} bytes, source='<x>', mime_type='image/png')"
+
+
+def test_inline_bytes_reads_data_urls_and_base64_only() -> None:
+    b64 = base64.b64encode(PNG).decode()
+    assert inline_bytes(f"data:image/png;base64,{b64}") == PNG
+    assert inline_bytes(f"  {b64[:40]}\n{b64[40:]}  ") == PNG  # whitespace tolerated
+    assert inline_bytes(base64.urlsafe_b64encode(PNG).decode().rstrip("=")) == PNG
+    for neither in ("", "data:image/png,raw", "data:image/png;base64", "not base64!",
+                    "https://example.com/a.png"):
+        assert inline_bytes(neither) is None, neither

@@ -4,10 +4,11 @@ Hypothesis builds conversations that mix roles, block shapes, fields, MIME types
 (base64, URL-safe base64, data URLs with odd media types, http URLs, paths, file URIs,
 provider file ids), several sources in one block, nesting, extra fields, and images that
 are benign, flagged, non-finite or not images at all. Each goes through the LangChain layer
-(``intervention.guard_messages``, what ``wrap``/the Runnable/the middleware call) or the
+(``langchain.guard_messages``, what ``wrap``/the Runnable/the middleware call) or the
 provider-dict layer (``conversation.guard_dict_messages``, what NeMo and the service call),
 with ``mode`` block or redact and ``on_error`` block or allow. Then, unless the request was
-blocked, the referee of tests/_trust.py decodes everything that would be forwarded:
+blocked, the referee (``safeclip_guardrail.testing.trust.scan``) decodes everything that
+would be forwarded:
 
 - no flagged or non-finite image, no URL, no planted path is forwarded;
 - every forwarded frame was judged by the encoder;
@@ -16,7 +17,9 @@ blocked, the referee of tests/_trust.py decodes everything that would be forward
 A second property (issue 19) nests known block types at random — document content
 sources, tool results, function outputs, ``non_standard`` wrappers, video/audio/media/file
 blocks, unknown fields of known blocks, extra fields — with a flagged picture, a PDF, an
-office document, an SVG or an animation holding one anywhere, and finds no escape.
+office document, an SVG or an animation holding one anywhere, and finds no escape (the
+generator is ``safeclip_guardrail.testing.trust.fuzz``; every surface's trust contract runs
+a small profile of it through the surface itself).
 
 CI runs a few hundred conversations. ``SAFECLIP_FUZZ_EXAMPLES=10000`` runs the long profile
 (``-k nested`` for the nested property alone); the numbers generated are printed.
@@ -47,14 +50,19 @@ from langchain_core.messages import (
 from safeclip_guardrail import SafeCLIPError
 from safeclip_guardrail.conversation import guard_dict_messages
 from safeclip_guardrail.langchain import guard_messages
-from tests._trust import (
-    Images,
+from safeclip_guardrail.langchain.testing import as_langchain, received_from
+from safeclip_guardrail.testing.trust import (
+    Conversation,
+    Message,
     Received,
+    TrustImages,
+    as_dicts,
     assert_only_judged,
     make_images,
     pixel_key,
     scan,
 )
+from safeclip_guardrail.testing.trust.fuzz import GARBAGE, nested_conversations
 from tests._trust_chat import raised_in_langchain_core, tiny_llava_dir
 
 EXAMPLES = int(os.environ.get("SAFECLIP_FUZZ_EXAMPLES", "250"))
@@ -62,10 +70,8 @@ MESSAGES_SEEN = {"messages": 0, "conversations": 0, "blocked": 0, "forwarded_ima
 
 
 @cache
-def _ctx() -> Images:
-    imgs = make_images(Path(tempfile.mkdtemp(prefix="safeclip_fuzz_")))
-    imgs.garbage = b"GIF89a this is not really an image"  # type: ignore[attr-defined]
-    return imgs
+def _ctx() -> TrustImages:
+    return make_images(Path(tempfile.mkdtemp(prefix="safeclip_fuzz_")))
 
 
 # ---------------------------------------------------------------------- strategies
@@ -78,7 +84,7 @@ ENCODINGS = ("b64", "urlsafe", "data_url", "http", "path", "file_uri", "spaces")
 def _bytes(name: str) -> bytes:
     imgs = _ctx()
     return {"benign": imgs.benign, "flagged": imgs.flagged, "nonfinite": imgs.nonfinite,
-            "garbage": imgs.garbage, "empty": b""}[name]  # type: ignore[attr-defined]
+            "garbage": GARBAGE, "empty": b""}[name]
 
 
 def _encode(payload: str, encoding: str, mime: str | None) -> str:
@@ -222,7 +228,7 @@ def test_no_generated_conversation_forwards_an_unjudged_image(
             lc = guard_messages(guard, messages, config=config)
             blocked = lc.blocked
             if not blocked:
-                scan(lc.messages, received)
+                received = received_from(lc.messages)
     except SafeCLIPError as exc:  # typed; none expected under block/redact + block/allow
         pytest.fail(f"unexpected {type(exc).__name__}: {exc}")
     if blocked:
@@ -271,125 +277,25 @@ def test_chat_llava_fuzzed_conversations_send_only_judged_images(
 
 
 # ---------------------------------------------------------------------- nested known blocks
-# Issue 19: known block types nested at random (document content sources, tool results,
-# function outputs, non_standard, video/audio/media/file blocks, unknown fields, extra
-# fields), with a flagged picture (or a PDF, an office document, an SVG, an animation
-# holding one) anywhere; every payload must be judged or its part unreadable.
+# Issue 19: known block types nested at random (safeclip_guardrail.testing.trust.fuzz, the
+# generator every surface's contract runs a small profile of), with a flagged picture (or a
+# PDF, an office document, an SVG, an animation holding one) anywhere; every payload must be
+# judged or its part unreadable. Here the long profile, through the two message layers.
 NESTED_SEEN = {"conversations": 0, "messages": 0, "hostile": 0, "blocked": 0,
                "hostile_forwarded": 0, "forwarded_frames": 0, "forwarded_pdfs": 0}
-
-
-@cache
-def _nested_payloads() -> dict[str, bytes]:
-    from tests._documents import MP4, TEXT_FILE, docx_of, svg_of, wav
-    from tests.test_trust_matrix import apng
-
-    imgs = _ctx()
-    return {"benign": imgs.benign, "flagged": imgs.flagged, "nonfinite": imgs.nonfinite,
-            "garbage": imgs.garbage, "empty": b"",  # type: ignore[attr-defined]
-            "pdf_benign": imgs.pdf(imgs.benign), "pdf_flagged": imgs.pdf(imgs.flagged),
-            "apng_flagged_later": apng(imgs.benign, imgs.flagged), "wav": wav(), "mp4": MP4,
-            "docx_flagged": docx_of(imgs.flagged), "svg_flagged": svg_of(imgs.flagged),
-            "text_file": TEXT_FILE}
-
-
-NESTED_PAYLOADS = ("flagged", "flagged", "flagged", "benign", "benign", "nonfinite", "garbage",
-                   "empty", "pdf_benign", "pdf_flagged", "apng_flagged_later", "wav", "mp4",
-                   "docx_flagged", "svg_flagged", "text_file")
-NESTED_MIMES = ("image/png", "application/pdf", "video/mp4", "audio/wav", "text/plain",
-                "application/octet-stream", "image/svg+xml", "")
-
-
-@st.composite
-def nested_payload(draw: st.DrawFn) -> Any:
-    data = _nested_payloads()[draw(st.sampled_from(NESTED_PAYLOADS))]
-    encoding = draw(st.sampled_from(["b64", "b64", "data_url", "urlsafe", "bytes", "http",
-                                     "file_id"]))
-    if encoding == "b64":
-        return base64.b64encode(data).decode()
-    if encoding == "urlsafe":
-        return base64.urlsafe_b64encode(data).decode().rstrip("=")
-    if encoding == "data_url":
-        return f"data:{draw(st.sampled_from(NESTED_MIMES))};base64,{base64.b64encode(data).decode()}"
-    if encoding == "bytes":
-        return data
-    return "https://files.example.com/x" if encoding == "http" else "file-abc123"
-
-
-def _in_text(p: Any) -> bool:
-    """Payloads that may sit in a text position (a URL there is a link, not a source)."""
-    return isinstance(p, str) and not p.startswith("http")
-
-
-@st.composite
-def nested_leaf(draw: st.DrawFn) -> Any:
-    s = draw(nested_payload())
-    t = draw(nested_payload().filter(_in_text))
-    m = draw(st.sampled_from(NESTED_MIMES))
-    shape = draw(st.integers(0, 20))
-    block: Any = [
-        {"type": "image", "base64": s}, {"type": "image", "url": s},
-        {"type": "image_url", "image_url": {"url": s}}, {"type": "input_image", "image_url": s},
-        {"type": "image", "source": {"type": "base64", "media_type": m, "data": s}},
-        {"type": "file", "base64": s, "mime_type": m},
-        {"type": "file", "file": {"file_data": s, "filename": "x.pdf"}},
-        {"type": "input_file", "file_data": s, "filename": "x"},
-        {"type": "document", "source": {"type": "base64", "media_type": m, "data": s}},
-        {"type": "video", "url": s, "mime_type": m}, {"type": "video", "base64": s},
-        {"type": "audio", "base64": s, "mime_type": m},
-        {"type": "audio", "source": {"type": "base64", "media_type": m, "data": s}},
-        {"type": "input_audio", "input_audio": {"data": s, "format": "wav"}},
-        {"type": "media", "mime_type": m, "data": s}, {"type": "text", "text": t},
-        {"type": "computer_screenshot", "image_url": s},
-        {"type": draw(st.sampled_from(["picture", "IMAGE", "document_url"])), "data": s},
-        t, {"type": "text", "text": "plain words"},
-        {"type": "thinking", "thinking": "hmm", "signature": base64.b64encode(bytes(range(200))).decode()},
-    ][shape]
-    if isinstance(block, dict) and draw(st.integers(0, 5)) == 0:  # a payload in another field
-        block = {**block, "extras": {"preview": draw(nested_payload())}}
-    return block
-
-
-def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    blocks = children.filter(lambda c: isinstance(c, dict))
-    many = st.lists(children, min_size=1, max_size=3)
-    text_or_many = st.one_of(many, nested_payload().filter(_in_text))
-    return st.one_of(
-        st.builds(lambda c: {"type": "document", "title": "t",
-                             "source": {"type": "content", "content": c}}, many),
-        st.builds(lambda c: {"type": "tool_result", "tool_use_id": "t1", "content": c},
-                  text_or_many),
-        st.builds(lambda c: {"type": "function_call_output", "call_id": "c1", "output": c},
-                  text_or_many),
-        st.builds(lambda c: {"type": "computer_call_output", "call_id": "c1", "output": c}, blocks),
-        st.builds(lambda c: {"type": "non_standard", "value": c}, blocks),
-        st.builds(lambda c: {"type": "search_result", "source": "kb/doc-1",
-                             "title": "t", "content": c}, many),
-        st.builds(lambda c: {"type": "tool_result", "tool_use_id": "t1", "content": "ok",
-                             "artifact": {"item": c}}, children),
-    )
-
-
-nested_block = st.recursive(nested_leaf(), _containers, max_leaves=6)
-nested_extras = st.one_of(
-    st.just({}), st.builds(lambda p: {"images": [p]}, nested_payload()),
-    st.builds(lambda b: {"attachments": [b]}, nested_block),
-    st.builds(lambda p: {"meta": {"deep": [{"blob": p}]}}, nested_payload()))
-nested_message = st.tuples(st.sampled_from(["user", "assistant", "tool", "system"]),
-                           st.lists(nested_block, min_size=1, max_size=3), nested_extras)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.filter_too_much])
-@given(conv=st.lists(nested_message, min_size=1, max_size=3), as_dicts=st.booleans(),
-       mode=st.sampled_from(["block", "redact"]), on_error=st.sampled_from(["block", "allow"]))
+@given(conv=st.deferred(lambda: nested_conversations(_ctx())), mode=st.sampled_from(["block", "redact"]),
+       on_error=st.sampled_from(["block", "allow"]))
 def test_nested_known_blocks_never_forward_an_unjudged_payload(
-        conv: list[tuple[str, Any, dict[str, Any]]], as_dicts: bool, mode: str,
-        on_error: str) -> None:
+        conv: Conversation, mode: str, on_error: str) -> None:
     imgs = _ctx()
     config = imgs.guard.config.replace(mode=mode, on_error=on_error)
-    dicts = [{"role": r, "content": c, **x} for r, c, x in conv]
+    as_dict_messages = not isinstance(conv[0], Message)
+    dicts = as_dicts(conv)
     sent = Received()
     scan(dicts, sent)
     hostile = bool(set(sent.frames) & imgs.forbidden or set(sent.documents) & imgs.forbidden_docs)
@@ -398,17 +304,16 @@ def test_nested_known_blocks_never_forward_an_unjudged_payload(
     NESTED_SEEN["hostile"] += hostile
     received = Received()
     try:
-        if as_dicts:
+        if as_dict_messages:
             outcome = guard_dict_messages(imgs.guard, dicts, config=config)
             blocked = outcome.blocked
             if not blocked:
                 scan(outcome.as_dicts(dicts), received)
         else:
-            lc = guard_messages(imgs.guard, [_lc_message(r, c, x) for r, c, x in conv],
-                                config=config)
+            lc = guard_messages(imgs.guard, as_langchain(conv), config=config)
             blocked = lc.blocked
             if not blocked:
-                scan(lc.messages, received)
+                received = received_from(lc.messages)
     except SafeCLIPError as exc:  # typed; none expected under block/redact + block/allow
         pytest.fail(f"unexpected {type(exc).__name__}: {exc}")
     if blocked:
@@ -417,7 +322,7 @@ def test_nested_known_blocks_never_forward_an_unjudged_payload(
     NESTED_SEEN["hostile_forwarded"] += hostile
     NESTED_SEEN["forwarded_frames"] += len(received.frames)
     NESTED_SEEN["forwarded_pdfs"] += len(received.documents)
-    assert_only_judged(received, imgs, f"nested fuzz ({'dicts' if as_dicts else 'langchain'})")
+    assert_only_judged(received, imgs, f"nested fuzz ({'dicts' if as_dict_messages else 'langchain'})")
 
 
 def test_fuzz_report(capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,18 +28,15 @@ from langchain_core.prompt_values import (
 )
 
 from safeclip_guardrail import GuardrailViolation, SafeCLIPGuardrail
-from tests._documents import data_url
-from tests._trust import (
-    Images,
-    Received,
-    RecordingChatModel,
+from safeclip_guardrail.langchain.testing import RecordingChatModel, received_from
+from safeclip_guardrail.testing.pictures import animated_png, data_url
+from safeclip_guardrail.testing.trust import (
+    TrustImages,
     assert_only_judged,
     frames_of,
     make_images,
     pixel_key,
-    scan,
 )
-from tests.test_trust_matrix import apng
 
 SHAPES: dict[str, Callable[[str], Any]] = {
     "str": lambda s: s,
@@ -65,12 +62,6 @@ def _call(runnable: Any, value: Any, style: str) -> Any:
     return out
 
 
-def _received(value: Any) -> Received:
-    out = Received()
-    scan(value.to_messages() if isinstance(value, PromptValue) else value, out)
-    return out
-
-
 def _shape_kept(shape: str, value: Any) -> None:
     kinds = {"str": str, "string_prompt_value": StringPromptValue,
              "chat_prompt_value": ChatPromptValue, "message": HumanMessage,
@@ -84,7 +75,7 @@ def _composed(shape: str) -> tuple[str, ...]:
     return ("wrap",) if shape in ("message", "messages_dict") else ("chain", "wrap")
 
 
-def _images(tmp_path: Path) -> Images:
+def _images(tmp_path: Path) -> TrustImages:
     return make_images(tmp_path)
 
 
@@ -97,7 +88,7 @@ def test_redact_never_returns_the_flagged_original(shape: str, style: str,
     guardrail = SafeCLIPGuardrail(guard=imgs.guard, mode="redact")
     out = _call(guardrail, value, style)
     _shape_kept(shape, out)
-    assert_only_judged(_received(out), imgs, f"{shape}/{style}/guardrail")
+    assert_only_judged(received_from(out), imgs, f"{shape}/{style}/guardrail")
     assert "removed by the SafeCLIP guardrail" in str(
         out.to_string() if isinstance(out, PromptValue) else out)
     for name in _composed(shape):
@@ -112,11 +103,11 @@ def test_redact_never_returns_the_flagged_original(shape: str, style: str,
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_block_returns_only_the_judged_frames(shape: str, style: str, tmp_path: Path) -> None:
     imgs = _images(tmp_path)  # frames=1: the flagged second frame is not judged
-    value = SHAPES[shape](data_url(apng(imgs.benign, imgs.flagged)))
+    value = SHAPES[shape](data_url(animated_png(imgs.benign, imgs.flagged)))
     guardrail = SafeCLIPGuardrail(guard=imgs.guard, mode="block")
     out = _call(guardrail, value, style)
     _shape_kept(shape, out)
-    got = _received(out)
+    got = received_from(out)
     assert got.frames, f"{shape}/{style}: the judged frame did not come out"
     assert_only_judged(got, imgs, f"{shape}/{style}/guardrail")
     for name in _composed(shape):

@@ -8,11 +8,8 @@ from pathlib import Path
 import pytest
 
 from safeclip_guardrail.conversation import guard_dict_messages
-from tests._trust import Received, assert_only_judged, make_images, scan
-
-
-def _url(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode()
+from safeclip_guardrail.testing.pictures import data_url
+from safeclip_guardrail.testing.trust import Received, assert_only_judged, make_images, scan
 
 
 @pytest.mark.parametrize("block_type", [["image"], {"a": 1}, 3])
@@ -28,11 +25,11 @@ def test_a_block_type_that_is_not_a_string_is_unreadable_not_a_type_error(
 def test_a_tool_results_string_content_that_is_a_data_url_is_judged(tmp_path: Path) -> None:
     imgs = make_images(tmp_path)
     msgs = [{"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "t1", "content": _url(imgs.flagged)}]}]
+        {"type": "tool_result", "tool_use_id": "t1", "content": data_url(imgs.flagged)}]}]
     outcome = guard_dict_messages(imgs.guard, msgs, config=imgs.guard.config.replace(mode="block"))
     assert outcome.blocked and outcome.result.categories == ["gun"]  # was: forwarded unjudged
     ok = [{"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "t1", "content": _url(imgs.benign)}]}]
+        {"type": "tool_result", "tool_use_id": "t1", "content": data_url(imgs.benign)}]}]
     out = guard_dict_messages(imgs.guard, ok)
     received = Received()
     scan(out.as_dicts(ok), received)
@@ -56,7 +53,7 @@ def test_raw_image_bytes_in_extra_fields_are_judged(key: str, tmp_path: Path) ->
 def test_image_data_nested_deeper_than_checked_in_extra_fields_fails_closed(
         tmp_path: Path) -> None:
     imgs = make_images(tmp_path)
-    deep: object = _url(imgs.flagged)
+    deep: object = data_url(imgs.flagged)
     for k in range(40):  # deeper than the walk reads (32 levels)
         deep = {f"k{k}": deep}
     outcome = guard_dict_messages(imgs.guard, [{"role": "user", "content": "x", "meta": deep}])

@@ -22,8 +22,8 @@ from safeclip_guardrail import (
 from safeclip_guardrail.batch_scorer import BatchScorer
 from safeclip_guardrail.encoders.preprocess import ClipPreprocess
 from safeclip_guardrail.testing import PlantedEncoder
+from safeclip_guardrail.testing.pictures import encode, noise
 from safeclip_guardrail.views import NATIVE_MAX, PAD_RGB, WHOLE, picture_views, plan_views
-from tests._imgs import encode, noise
 
 
 # ---------------------------------------------------------------------- geometry

@@ -16,9 +16,10 @@ from PIL import Image
 
 from safeclip_guardrail import GuardConfig, SafeCLIPGuard, SafeCLIPGuardrail
 from safeclip_guardrail.langchain import ChatLlava
+from safeclip_guardrail.langchain.testing import RecordingChatModel
 from safeclip_guardrail.testing import PlantedEncoder, build_tiny_llava
+from safeclip_guardrail.testing.trust import assert_only_judged, make_images, pixel_key
 from safeclip_guardrail.views import picture_views
-from tests._trust import RecordingChatModel, assert_only_judged, make_images, pixel_key
 
 
 def _panorama(enc: PlantedEncoder, targets: list[str]) -> tuple[Image.Image, list[Image.Image]]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -13,10 +11,7 @@ from safeclip_guardrail_langchain import SafeCLIPMiddleware
 
 from safeclip_guardrail import DEFAULT_SAFE_INSTRUCTION, ConfigurationError, GuardrailViolation
 from safeclip_guardrail.langchain import guard_result_of
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+from safeclip_guardrail.testing.pictures import b64
 
 
 def test_flagged_image_ends_the_run_and_the_model_is_never_called(planted, planted_guard,
@@ -40,7 +35,7 @@ def test_benign_image_reaches_the_model(planted, planted_guard, make_model, imag
     cat = planted.plant_bytes("neutral")
     out = agent.invoke({"messages": [image_message(cat)]})
     assert model.calls == 1
-    assert model.images_seen() == [_b64(cat)]
+    assert model.images_seen() == [b64(cat)]
     assert out["messages"][-1].text == "a helpful answer"
     assert guard_result_of(out["messages"][0]).flagged is False
 
@@ -63,7 +58,7 @@ def test_rewrite_prepends_the_safety_instruction(planted, planted_guard, make_mo
     assert model.calls == 1
     sent = model.requests[0][-1]
     assert sent.content_blocks[0]["text"] == f"{DEFAULT_SAFE_INSTRUCTION} describe it"
-    assert model.images_seen() == [_b64(gun)]  # the paper's method keeps the image
+    assert model.images_seen() == [b64(gun)]  # the paper's method keeps the image
 
 
 def test_redact_replaces_the_image_before_the_model(planted, planted_guard, make_model,
@@ -98,7 +93,7 @@ def test_tool_results_with_images_are_checked_by_default(planted, planted_guard,
     @tool
     def fetch_photo() -> list[dict]:
         """Return the latest photo."""
-        return [{"type": "image", "base64": _b64(gun), "mime_type": "image/png"}]
+        return [{"type": "image", "base64": b64(gun), "mime_type": "image/png"}]
 
     model = _tool_calling(make_model, "fetch_photo")
     agent = create_agent(model, tools=[fetch_photo], middleware=[SafeCLIPMiddleware(planted_guard)])
@@ -111,7 +106,7 @@ def test_tool_results_with_images_are_checked_by_default(planted, planted_guard,
     agent = create_agent(unchecked, tools=[fetch_photo],
                          middleware=[SafeCLIPMiddleware(planted_guard, skip_roles=("tool",))])
     agent.invoke({"messages": [HumanMessage("show me the photo")]})
-    assert unchecked.calls == 2 and _b64(gun) in unchecked.images_seen()  # the opt-out is real
+    assert unchecked.calls == 2 and b64(gun) in unchecked.images_seen()  # the opt-out is real
 
     assert SafeCLIPMiddleware(planted_guard, skip_roles=("Tool",)).skip_roles == ("tool",)
     with pytest.raises(ConfigurationError, match="skip_roles"):

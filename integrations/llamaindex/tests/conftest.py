@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -28,14 +27,6 @@ class LLMRecorder:
                     data = block.resolve_image().read()
                     self.image_hashes.append(hashlib.sha256(data).hexdigest())
         return ChatMessage(role="assistant", content="an answer")
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @pytest.fixture
