@@ -18,6 +18,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
 
+from safeclip_guardrail.errors import ConfigurationError
 from safeclip_guardrail.langchain.testing import RUNNABLE_STYLES, RecordingChatModel, as_langchain, call
 from safeclip_guardrail.testing.pictures import b64
 from safeclip_guardrail.testing.pictures import data_url as durl
@@ -88,16 +89,18 @@ class ChatLlavaSurface(TrustContract):
         object.__setattr__(llm.hf_model, "generate", generate)
         try:
             out = call(llm, convert_to_messages(as_langchain(conversation)), style)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, ConfigurationError) as exc:
             out = exc
         finally:
             processor_cls.__call__ = real_call
             del llm.hf_model.generate
         if isinstance(out, Exception):
             # langchain-core's own BaseChatModel refuses some malformed blocks (base64
-            # without a MIME type, a list as block type) before any chat model runs: the
-            # request fails and nothing is sent
-            if not generated and raised_in_langchain_core(out):
+            # without a MIME type, a list as block type) before any chat model runs; LLaVA
+            # reads text and pictures only, so a file block it cannot show (at any depth) is
+            # a typed usage error: either way the request fails and nothing is sent
+            if not generated and (isinstance(out, ConfigurationError)
+                                  or raised_in_langchain_core(out)):
                 return Outcome(True, received, False)
             raise out
         chunks = out if isinstance(out, list) else [out]

@@ -169,6 +169,8 @@ BUILTIN_RAISES_ALLOWED = {
     ("safeclip_guardrail/langchain/__init__.py", "AttributeError"): "module __getattr__",
     ("safeclip_guardrail/encoders/_torch.py", "NotImplementedError"):
         "abstract methods of the torch encoder base, overridden by each backend",
+    ("safeclip_guardrail/testing/trust/_contract.py", "NotImplementedError"):
+        "the contract's run()/placements(), which each surface's test subclass implements",
     ("safeclip_guardrail/_deadline.py", "TimeoutError"):
         "a socket timing out, as http.client expects; fetch_url turns it into ImageInputError",
     ("safeclip_guardrail/_fetch.py", "TimeoutError"):

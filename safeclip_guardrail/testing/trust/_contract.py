@@ -166,7 +166,8 @@ class TrustContract(_Suite):
     def run(self, conversation: Conversation, style: str) -> Outcome:
         """Send ``conversation`` through the surface in ``style``, in front of a recording
         model; report whether it was refused and what the model received."""
-        raise NotImplementedError(f"{type(self).__name__} must implement run()")
+        msg = f"{type(self).__name__} must implement run()"
+        raise NotImplementedError(msg)
 
     # ------------------------------------------------------------------ the matrix
     def placement_failures(self, imgs: TrustImages, style: str) -> list[str]:
@@ -319,12 +320,14 @@ class RetrievalTrustContract(_Suite):
 
     def placements(self) -> Sequence[ItemPlacement]:
         """The framework's item shapes (metadata keys, fields, resources)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement placements()")
+        msg = f"{type(self).__name__} must implement placements()"
+        raise NotImplementedError(msg)
 
     def run(self, item: Any, style: str) -> Outcome:
         """Retrieve ``item`` (beside a text item) through the guarded pipeline in ``style``;
         ``blocked`` means the item did not reach the model."""
-        raise NotImplementedError(f"{type(self).__name__} must implement run()")
+        msg = f"{type(self).__name__} must implement run()"
+        raise NotImplementedError(msg)
 
     def test_every_retrieved_item_blocks_or_forwards_only_judged_bytes(self, style: str) -> None:
         failures: list[str] = []
