@@ -44,7 +44,7 @@ import PIL  # noqa: E402
 from PIL import Image, features  # noqa: E402
 
 from safeclip_guardrail import ImageInputError, ImageOptions  # noqa: E402
-from safeclip_guardrail.images import decode_image  # noqa: E402
+from safeclip_guardrail.images.decode import decode_image  # noqa: E402
 from tests import _mutate as M  # noqa: E402
 from tests import _structures as S  # noqa: E402
 

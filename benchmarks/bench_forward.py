@@ -35,7 +35,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def _measure(inputs: list[bytes]) -> dict[str, Any]:
     from PIL import Image
 
-    from safeclip_guardrail.images import decode_image, forward_image
+    from safeclip_guardrail.images.decode import decode_image, forward_image
 
     ratios, psnrs, decode_ms, rebuild_ms, q95 = [], [], [], [], []
     for data in inputs:
@@ -97,7 +97,7 @@ def _screenshots(n: int) -> list[bytes]:
 
 def _pdf_pages(paths: list[Path]) -> dict[str, Any]:
     from safeclip_guardrail.config import ImageOptions
-    from safeclip_guardrail.images import decode_image
+    from safeclip_guardrail.images.decode import decode_image
 
     def doc(pages: int) -> bytes:
         import pypdfium2 as pdfium

@@ -87,7 +87,7 @@ def _paired_ratio(num: list[float], den: list[float]) -> float:
 def run_batch(guard: Any, ref: Any | None, jpegs: list[bytes], batch: int, iters: int,
               ref_iters: int) -> dict[str, Any]:
     from safeclip_guardrail import ImageOptions
-    from safeclip_guardrail.images import decode_image
+    from safeclip_guardrail.images.decode import decode_image
 
     enc = guard.encoder
     chunks = [jpegs[i * batch:(i + 1) * batch] for i in range(iters + 1)]
@@ -162,7 +162,7 @@ def run_batch(guard: Any, ref: Any | None, jpegs: list[bytes], batch: int, iters
 
 def decode_costs(jpegs: list[bytes], size: int) -> dict[str, float]:
     """Milliseconds per image to decode the JPEGs fully and in draft mode."""
-    from safeclip_guardrail.images import decode_image
+    from safeclip_guardrail.images.decode import decode_image
 
     sample = jpegs[: min(len(jpegs), 32)]
     full = timed(lambda: [decode_image(j) for j in sample]) / len(sample)

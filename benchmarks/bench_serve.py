@@ -133,7 +133,7 @@ def _level(runs: list[dict[str, Any]], concurrency: int, per_request: int) -> di
 
 def _raw(enc: Any, jpegs: list[bytes], batch: int, images: int) -> float:
     """Raw encoder images/s at ``batch`` over about ``images`` images (pixels prepared first)."""
-    from safeclip_guardrail.images import decode_image
+    from safeclip_guardrail.images.decode import decode_image
 
     n = max(1, round(images / batch))
     chunks = [[jpegs[(k * batch + i) % len(jpegs)] for i in range(batch)] for k in range(n)]

@@ -43,7 +43,7 @@ class _Frame:
     """Today's plan before views: the frame itself, one encoder input, no added pixels."""
 
     def __init__(self) -> None:
-        from safeclip_guardrail.views import View
+        from safeclip_guardrail.images.views import View
 
         self.views = (View((0, 0, 0, 0), "frame"),)
         self.pixels = 0

@@ -2,7 +2,7 @@
 
 ``judge_batch`` decodes its inputs one by one into a *filling* chunk. When the chunk holds
 ``batch_size`` views (encoder inputs: every view of every frame, see
-:mod:`safeclip_guardrail.views`) or ``chunk_pixels`` pixels (decoded, plus those the views
+:mod:`safeclip_guardrail.images.views`) or ``chunk_pixels`` pixels (decoded, plus those the views
 add) it is handed to one worker thread
 for the encoder forward while the caller decodes the next chunk; before a further chunk is
 handed over, the one in flight is collected (its results applied, its pixels released). So

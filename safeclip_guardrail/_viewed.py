@@ -1,7 +1,7 @@
 """Decoded images as the views they are judged as, and the worst view as the verdict.
 
 The guard (``judge_batch``) and the batch scorer share this: plan the views of every frame
-(:mod:`safeclip_guardrail.views`) as soon as an image is decoded, so a chunk counts views
+(:mod:`safeclip_guardrail.images.views`) as soon as an image is decoded, so a chunk counts views
 and their pixels against ``batch_size`` and the pixel budgets; make the views in the encoder
 worker, where the resizing used to happen (the images of a chunk in parallel, one thread per
 core: Pillow releases the GIL while resampling, as the encoders' own resizing did); after
@@ -22,9 +22,9 @@ from PIL import Image
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.encoders.base import ImageEmbeddings
 from safeclip_guardrail.errors import EncoderOutputError
-from safeclip_guardrail.images import DecodedImage
+from safeclip_guardrail.images.decode import DecodedImage
+from safeclip_guardrail.images.views import ViewPlan, plan_views
 from safeclip_guardrail.result import ImageVerdict
-from safeclip_guardrail.views import ViewPlan, plan_views
 
 __all__ = ["ScoredViews", "ViewBatch", "ViewedImage", "render_views", "viewed", "worst_views"]
 

@@ -112,7 +112,7 @@ class ImageOptions(ValidatedModel):
     tiles: bool = True
     """Judge tiles too where the whole-picture view shrinks parts of a picture (a wide or tall
     one, see ``tile_aspect``): the worst view decides. False judges the padded whole picture
-    alone (all of it, with less detail). See :mod:`safeclip_guardrail.views`."""
+    alone (all of it, with less detail). See :mod:`safeclip_guardrail.images.views`."""
     max_tiles: int = Field(default=6, ge=1, le=64)
     """Most tiles per frame, besides the whole-picture view (each costs one encoder input)."""
     tile_aspect: float = Field(default=1.5, ge=1.0)

@@ -23,7 +23,7 @@ failed run::
     └── GuardrailViolation          the policy outcome: the input was blocked (carries the result)
 
 Every exception the package raises is defined here, once, and drawn above under its kind
-(``tests/test_errors.py`` checks both); the layers re-export theirs where users import them
+(``tests/unit/foundations/test_errors.py`` checks both); the layers re-export theirs where users import them
 (``safeclip_guardrail.eval.CalibrationError``, ``safeclip_guardrail.serve.BatcherOverloaded``,
 ``safeclip_guardrail_litellm.GuardServiceError``, ...). The builtin bases some classes keep
 (``ValueError``, ``OSError``, ...) let older ``except ValueError`` code go on working.

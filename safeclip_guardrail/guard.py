@@ -1,7 +1,7 @@
 """SafeCLIPGuard: images in, typed verdicts out.
 
 The guard decodes images (with limits), judges each as views that cover all of it (the
-whole picture, plus tiles where it is wide or tall: :mod:`safeclip_guardrail.views`; the
+whole picture, plus tiles where it is wide or tall: :mod:`safeclip_guardrail.images.views`; the
 worst view decides), encodes the views in batches of ``batch_size`` (one vision forward per
 chunk), scores the embeddings against the cached descriptor embeddings and keeps verdicts
 in an LRU cache keyed by the image's SHA-256, so an image re-sent in every turn of a
@@ -45,15 +45,15 @@ from safeclip_guardrail.errors import (
     EncoderOutputError,
     ImageInputError,
 )
-from safeclip_guardrail.images import (
+from safeclip_guardrail.images.decode import (
     DecodedImage,
     ImageSource,
     decode_image,
     describe_source,
     forward_image,
 )
+from safeclip_guardrail.images.sources import DEFAULT_FETCHER, EncodedImage, ImageFetcher
 from safeclip_guardrail.result import ImageVerdict
-from safeclip_guardrail.sources import DEFAULT_FETCHER, EncodedImage, ImageFetcher
 
 __all__ = ["CacheInfo", "EncodeStats", "Judgement", "SafeCLIPGuard", "ScoredViews"]
 

@@ -45,7 +45,7 @@ class ImageVerdict(BaseModel):
     """How many frames of an animated image were scored (the worst one is reported)."""
     views_checked: int = 1
     """How many views were scored over all frames: the whole picture plus any tiles of each
-    frame (see :mod:`safeclip_guardrail.views`); the worst view is reported."""
+    frame (see :mod:`safeclip_guardrail.images.views`); the worst view is reported."""
     decided_by: str | None = None
     """The view whose scores this verdict reports, e.g. ``"tile 2 of 3"`` or ``"frame 2,
     whole picture"``; None where no view is known (an error, bare embeddings)."""

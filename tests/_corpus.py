@@ -109,7 +109,7 @@ def hostile(base: Path, images: list[bytes]) -> dict[str, Path]:
 
 def every_entry(base: Path) -> Path:
     """A class-folder dataset ``base/data`` holding one of every kind of entry the folder walk
-    sorts (see tests/test_discover.py for what each becomes); ``base/outside`` lies beside it.
+    sorts (see tests/unit/images/test_discover.py for what each becomes); ``base/outside`` lies beside it.
 
     Files to check: ``gun/a.png``, ``gun/upload`` (PNG bytes, no extension),
     ``gun/broken.heic`` (an image name, garbage bytes), ``gun/sub/b.jpg``, ``neutral/c.png``,

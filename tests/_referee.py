@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from safeclip_guardrail import ConceptBank
+from safeclip_guardrail.images.views import picture_views
 from safeclip_guardrail.testing import PlantedEncoder
-from safeclip_guardrail.views import picture_views
 
 _SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"),
                (b"GIF89a", "GIF"), (b"RIFF", "WEBP"))

@@ -4,7 +4,7 @@ Byte flips rarely reach what multiplies a decoder's work; these mutations do it 
 they repeat, insert, delete and split the records of real encoders' output (JPEG segments
 and scans, PNG chunks, GIF frames and sub-blocks, WebP RIFF chunks, TIFF strip tables and
 directories) and write counts and sizes that real files never hold. Used by the CI fuzz
-(``tests/test_fuzz_decode.py``), the container tests and ``benchmarks/bench_decode_worst.py``.
+(``tests/unit/images/test_decode_fuzz.py``), the container tests and ``benchmarks/bench_decode_worst.py``.
 Everything is generated; nothing binary is committed.
 """
 

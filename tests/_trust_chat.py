@@ -1,7 +1,7 @@
 """ChatLlava and the RAG document guard as surfaces of the trust contract.
 
-Used by tests/test_trust_matrix.py (its ``TestChatLlava`` and ``TestRagDocuments``) and
-tests/test_trust_fuzz.py; kept apart so the matrix file stays about the matrix.
+Used by tests/trust/test_matrix.py (its ``TestChatLlava`` and ``TestRagDocuments``) and
+tests/trust/test_fuzz.py; kept apart so the matrix file stays about the matrix.
 
 - ``chat_llava``: ChatLlava with the planted guard. LLaVA is the model, so the referee reads
   what LLaVA's processor receives (the PIL images it turns into ``pixel_values``, and the
@@ -119,8 +119,8 @@ class ChatLlavaSurface(TrustContract):
         # LLaVA shows text and pictures only: a file or document block holding text is a usage
         # error there (ConfigurationError), not something the guard decides
         from safeclip_guardrail.config import ImageOptions
-        from safeclip_guardrail.extraction import find_image_parts
         from safeclip_guardrail.langchain._messages import view_of_message
+        from safeclip_guardrail.messages.extraction import find_image_parts
 
         parts = find_image_parts([view_of_message(m) for m in messages], options=ImageOptions())
         return not any(

@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from safeclip_guardrail.conversation import aguard_conversations, guard_dict_messages
 from safeclip_guardrail.errors import ImageInputError
-from safeclip_guardrail.extraction import view_of_dict
+from safeclip_guardrail.messages.conversation import aguard_conversations, guard_dict_messages
+from safeclip_guardrail.messages.extraction import view_of_dict
 from safeclip_guardrail.testing.trust import (
     Conversation,
     Outcome,

@@ -1,6 +1,6 @@
 """Run inside a fresh virtual env where only the built wheels are installed (not the checkout).
 
-``tests/test_wheels.py`` copies this file to a temporary folder and runs it with the fresh
+``tests/project/test_wheels.py`` copies this file to a temporary folder and runs it with the fresh
 env's Python. It imports every installed distribution, checks it was imported from that env
 (not from a source tree), and runs each one on a tiny CLIP built offline. Prints one line
 per check; any failure raises (non-zero exit).

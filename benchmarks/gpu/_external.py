@@ -3,7 +3,7 @@
 - ``llava15_overhead``: ``bench_llava_overhead.run`` in this process (LLaVA-1.5-7B shape,
   random weights, bf16): a 64-token answer and the time to first token with no guard, a
   standalone guard, the fused guard and a VLM judge; ``--smoke`` uses its ``--tiny`` shape;
-- ``cuda_tests``: the CUDA-only tests (``tests/test_fast_paths.py -k "gpu or cuda"``: fp16 vs
+- ``cuda_tests``: the CUDA-only tests (``tests/unit/encoders/test_fast_paths.py -k "gpu or cuda"``: fp16 vs
   fp32 on the GPU, CUDA graphs vs eager) in a pytest subprocess with its own time limit.
 """
 
@@ -37,7 +37,7 @@ def llava15_overhead(ctx: Ctx, out: dict[str, Any]) -> None:
 
 def cuda_tests(ctx: Ctx, out: dict[str, Any], *, timeout_s: float) -> None:
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-           "tests/test_fast_paths.py", "-k", "gpu or cuda"]
+           "tests/unit/encoders/test_fast_paths.py", "-k", "gpu or cuda"]
     out["command"] = " ".join(cmd[1:])
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
                           check=False)

@@ -78,7 +78,7 @@ def _recode(jpegs: list[bytes], fmt: str) -> list[bytes]:
 def forwarding(ctx: Ctx, out: dict[str, Any]) -> None:
     """PNG photos are few: zlib on photo noise makes their rebuild ~0.1 s per 640x480 (the
     slowest common kind: kept exact for plain PNGs, see docs/performance.md)."""
-    from safeclip_guardrail.images import decode_image, forward_image
+    from safeclip_guardrail.images.decode import decode_image, forward_image
 
     n, rounds = ctx.pick(32, 4), ctx.pick(4, 2)
     guard = ctx.guard(None, batch=32)
@@ -139,7 +139,7 @@ def pdf_pages(ctx: Ctx, out: dict[str, Any]) -> None:
     except ImportError:
         raise SectionSkipped("pypdfium2 is not installed: carry its wheel (see the header of "
                              "benchmarks/device_run.sh)") from None
-    from safeclip_guardrail.images import decode_image
+    from safeclip_guardrail.images.decode import decode_image
 
     pages = ctx.pick(10, 2)
     data = _pdf(pages)

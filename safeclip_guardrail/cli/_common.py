@@ -8,9 +8,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from safeclip_guardrail._discover import Discovery, discover_images
 from safeclip_guardrail.encoders._quiet import silence_transformers
 from safeclip_guardrail.errors import CliError, SafeCLIPError
+from safeclip_guardrail.images.discover import Discovery, discover_images
 
 __all__ = [
     "EXIT_ERROR",

@@ -1,6 +1,6 @@
 """``safeclip scan PATH...``: one verdict per image; exit 0 clean, 1 flagged, 2 not all checked.
 
-Folders are walked by the package's one folder walk (:mod:`safeclip_guardrail._discover`,
+Folders are walked by the package's one folder walk (:mod:`safeclip_guardrail.images.discover`,
 the rules ``scan-corpus`` and ``eval`` follow too): files are sorted by their content (and
 image names) into images, which are checked, and the rest, which is skipped and reported
 with its reason (not an image, hidden, a symlinked folder, not a regular file): ``--json``

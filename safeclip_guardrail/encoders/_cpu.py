@@ -6,7 +6,7 @@ bf16 matrix products natively and a CLIP vision tower whose weights are *cast* t
 every call). Elsewhere bf16 is emulated and slower than fp32. bf16 is opt-in
 (``dtype="bfloat16"``): embeddings agree with fp32 to a cosine >= 0.9999, but class masses
 move by up to a few hundredths, so verdicts close to a threshold can differ
-(docs/performance.md, tests/test_fast_paths.py).
+(docs/performance.md, tests/unit/encoders/test_fast_paths.py).
 """
 
 from __future__ import annotations

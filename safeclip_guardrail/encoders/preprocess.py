@@ -4,7 +4,7 @@ Resize the shortest side (bicubic), centre-crop, scale to [0, 1], normalise with
 model's mean/std: the transform both Hugging Face's and open_clip's CLIP use for
 evaluation. One code path for both backends keeps their embeddings comparable.
 
-The guard hands the encoder square views (:mod:`safeclip_guardrail.views`): a square is
+The guard hands the encoder square views (:mod:`safeclip_guardrail.images.views`): a square is
 resized straight to the crop size, so the centre crop never cuts a view's edges (a no-op
 when ``size == crop``, as for every OpenAI CLIP). Other shapes keep the exact transform of
 transformers' ``CLIPImageProcessor``.

@@ -12,7 +12,7 @@ Two layouts are accepted:
   against the manifest's folder.
 
 Folders are walked by the package's one folder walk
-(:func:`safeclip_guardrail._discover.discover_images`), with the dataset folder as the
+(:func:`safeclip_guardrail.images.discover.discover_images`), with the dataset folder as the
 root: the same files, skipped files and unreadable files as ``safeclip scan`` and
 ``scan-corpus`` on that folder. Images are recognised by their content (an extensionless
 upload or an AVIF counts); what is not checked (not an image, hidden, a symlinked folder,
@@ -22,7 +22,7 @@ A symlink leading out of the dataset folder is never read: it is listed in
 :attr:`EvalDataset.unreadable`.
 
 Manifests are read by the package's one manifest reader
-(:func:`safeclip_guardrail._manifests.manifest_rows`), as corpus scans read them. A record
+(:func:`safeclip_guardrail.images._manifests.manifest_rows`), as corpus scans read them. A record
 that cannot be used (not JSON, not an object, an empty or non-text path or label) does not
 stop the run: it is listed in :attr:`EvalDataset.unreadable` with its line, like an image
 that cannot be decoded, and left out of every metric. A label that is not a class of the
@@ -47,10 +47,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from safeclip_guardrail._discover import Discovery, SkippedFile, discover_images
-from safeclip_guardrail._manifests import Listed, manifest_rows
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.errors import ConfigurationError
+from safeclip_guardrail.images._manifests import Listed, manifest_rows
+from safeclip_guardrail.images.discover import Discovery, SkippedFile, discover_images
 
 __all__ = [
     "HOD_LABEL_MAP",

@@ -17,7 +17,7 @@ import numpy as np
 from safeclip_guardrail.encoders.base import ImageEmbeddings
 from safeclip_guardrail.errors import ImageInputError
 from safeclip_guardrail.eval.datasets import EvalDataset, Sample, UnreadableFile
-from safeclip_guardrail.images import DecodedImage
+from safeclip_guardrail.images.decode import DecodedImage
 
 if TYPE_CHECKING:
     from safeclip_guardrail.guard import SafeCLIPGuard

@@ -18,7 +18,7 @@ Modes (``GuardConfig.mode``, overridden per class by ``GuardConfig.policy``):
 - ``raise``: :class:`~safeclip_guardrail.errors.GuardrailViolation` carrying the result.
 
 Images are found by the framework-free extraction layer (every role, every block shape,
-see :mod:`safeclip_guardrail.extraction`) and the verdicts become actions in
+see :mod:`safeclip_guardrail.messages.extraction`) and the verdicts become actions in
 :mod:`safeclip_guardrail.policy` — the same functions every other surface calls. What is
 forwarded is exactly what was judged: each image part becomes one canonical block holding
 the judged bytes; unreadable parts are never forwarded.
@@ -36,13 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from langchain_core.messages import AIMessage, BaseMessage
 
 from safeclip_guardrail.config import GuardConfig
-from safeclip_guardrail.conversation import (
-    GuardedConversation,
-    aguard_conversations,
-    guard_conversations,
-)
 from safeclip_guardrail.errors import SafeCLIPError
-from safeclip_guardrail.extraction import MessageView
 from safeclip_guardrail.langchain._messages import (
     METADATA_KEY,
     annotate,
@@ -51,6 +45,12 @@ from safeclip_guardrail.langchain._messages import (
 )
 from safeclip_guardrail.langchain._metadata import as_metadata
 from safeclip_guardrail.langchain._shape import Shaped
+from safeclip_guardrail.messages.conversation import (
+    GuardedConversation,
+    aguard_conversations,
+    guard_conversations,
+)
+from safeclip_guardrail.messages.extraction import MessageView
 from safeclip_guardrail.result import GuardResult
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ __all__ = [
 class GuardOutcome:
     """One guarded conversation in LangChain types.
 
-    It holds the framework-free :class:`~safeclip_guardrail.conversation.GuardedConversation`
+    It holds the framework-free :class:`~safeclip_guardrail.messages.conversation.GuardedConversation`
     (the policy's decision: verdicts, actions, refusal text) and adds only what LangChain needs: the
     guarded messages, the refusal as an ``AIMessage`` and the guarded input in its own shape.
     """
@@ -116,7 +116,7 @@ def guard_messages(guard: SafeCLIPGuard, messages: Sequence[BaseMessage], *,
     Errors raise (``mode="raise"``: :class:`GuardrailViolation`; ``on_error="raise"``:
     :class:`ImageInputError`). Many conversations in one guard batch, each error in its
     place: ``SafeCLIPGuardrail(...).batch(...)``, or
-    :func:`safeclip_guardrail.conversation.guard_conversations` over
+    :func:`safeclip_guardrail.messages.conversation.guard_conversations` over
     ``[view_of_message(m) for m in messages]``.
     """
     conv = list(messages)

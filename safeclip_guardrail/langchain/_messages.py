@@ -1,4 +1,4 @@
-"""LangChain messages <-> the framework-free :class:`~safeclip_guardrail.extraction.MessageView`.
+"""LangChain messages <-> the framework-free :class:`~safeclip_guardrail.messages.extraction.MessageView`.
 
 The extraction layer reads raw content (every block shape, every role) and writes back the
 judged images; this module only converts, and keeps the GuardResult annotation in
@@ -12,8 +12,8 @@ from typing import Any
 from langchain_core.messages import BaseMessage, ChatMessage
 
 from safeclip_guardrail.errors import ConfigurationError
-from safeclip_guardrail.extraction import MessageView
 from safeclip_guardrail.langchain._metadata import as_metadata
+from safeclip_guardrail.messages.extraction import MessageView
 from safeclip_guardrail.result import GuardResult
 
 __all__ = [

@@ -13,10 +13,10 @@ each of ``image_keys`` present in its metadata, and as its ``page_content`` when
 image data URL (found by the same extraction layer as chat messages). Metadata keys are
 set by *your ingestion pipeline*, so the keys in ``path_keys`` (default ``image_path``) may
 hold a file path (a ``str`` or ``PathLike``), read with
-:func:`~safeclip_guardrail.sources.from_path`. Every other key, and ``page_content``, is
+:func:`~safeclip_guardrail.images.sources.from_path`. Every other key, and ``page_content``, is
 treated as untrusted content (a crawled page, an upload): a string there is only a data
 URL, base64 or an http(s) URL (fetched only when ``ImageOptions.allow_urls``) — never a path.
-Bytes, an :class:`~safeclip_guardrail.sources.EncodedImage` or a PIL image are taken as is.
+Bytes, an :class:`~safeclip_guardrail.images.sources.EncodedImage` or a PIL image are taken as is.
 
 **Policy** — the one of :mod:`safeclip_guardrail.policy`, as on every other surface.
 ``action`` plays the role of ``GuardConfig.mode`` for documents (``drop`` = ``block``,
@@ -63,9 +63,8 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from safeclip_guardrail import policy
 from safeclip_guardrail.config import GuardConfig, OnError, build_config
 from safeclip_guardrail.errors import ConfigurationError, ImageInputError, SafeCLIPError
-from safeclip_guardrail.extraction import MessageView, find_image_parts
 from safeclip_guardrail.guard import Judgement, SafeCLIPGuard
-from safeclip_guardrail.sources import (
+from safeclip_guardrail.images.sources import (
     EncodedImage,
     from_bytes,
     from_path,
@@ -73,6 +72,7 @@ from safeclip_guardrail.sources import (
     to_base64,
     to_data_url,
 )
+from safeclip_guardrail.messages.extraction import MessageView, find_image_parts
 
 __all__ = [
     "DEFAULT_IMAGE_KEYS",

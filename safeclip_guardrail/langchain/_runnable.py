@@ -39,15 +39,15 @@ from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 
 from safeclip_guardrail._validation import first_error
 from safeclip_guardrail.config import GuardConfig, Mode, OnError, build_config
-from safeclip_guardrail.conversation import aguard_conversations, guard_conversations
 from safeclip_guardrail.errors import ConfigurationError, GuardrailViolation
-from safeclip_guardrail.extraction import MessageView
 from safeclip_guardrail.guard import SafeCLIPGuard
 from safeclip_guardrail.langchain._batch import OneBatchRunnable
 from safeclip_guardrail.langchain._guarded_chat import GuardedChatModel, wrap_model
 from safeclip_guardrail.langchain._intervention import GuardOutcome, assemble
 from safeclip_guardrail.langchain._messages import METADATA_KEY, view_of_message
 from safeclip_guardrail.langchain._shape import Shaped, try_shape
+from safeclip_guardrail.messages.conversation import aguard_conversations, guard_conversations
+from safeclip_guardrail.messages.extraction import MessageView
 
 __all__ = ["VERDICT_EVENT", "SafeCLIPGuardrail"]
 

@@ -19,7 +19,7 @@ from safeclip_guardrail.scale.sources import Corpus, read_unit
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from safeclip_guardrail.batch_scorer import BatchScorer
+    from safeclip_guardrail.scale.scorer import BatchScorer
 
 __all__ = ["run_local"]
 

@@ -35,12 +35,12 @@ __all__ = ["ScorerActor", "actor_cpus", "connect", "new_local_cluster",
 
 
 class ScorerActor:
-    """A :class:`~safeclip_guardrail.batch_scorer.BatchScorer` returning Arrow tables of the
+    """A :class:`~safeclip_guardrail.scale.scorer.BatchScorer` returning Arrow tables of the
     scan schema (the same table the local engine writes)."""
 
     def __init__(self, **scorer_kwargs: Any) -> None:
-        from safeclip_guardrail.batch_scorer import BatchScorer
         from safeclip_guardrail.encoders._quiet import silence_transformers
+        from safeclip_guardrail.scale.scorer import BatchScorer
 
         silence_transformers()  # the actor's process is ours
         self.scorer = BatchScorer(**scorer_kwargs)

@@ -4,14 +4,14 @@ A scan never fails on a row: a row that cannot be read (an empty manifest cell, 
 that is not JSON, a path outside the root) is still a row, with ``error`` set, so the
 output shows it and ``--resume`` skips it like any other. Paths that data names (manifest
 cells, Parquet path columns, files and symlinks in a scanned folder) are read only inside
-the scan's root (:mod:`safeclip_guardrail._paths`).
+the scan's root (:mod:`safeclip_guardrail.images._paths`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from safeclip_guardrail._paths import utf8_text as display
+from safeclip_guardrail.images._paths import utf8_text as display
 
 __all__ = ["Row", "UniqueIds"]
 

@@ -18,10 +18,10 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from safeclip_guardrail._discover import IMAGE_EXTENSIONS
-from safeclip_guardrail._paths import utf8_text as display
+from safeclip_guardrail.images._paths import utf8_text as display
+from safeclip_guardrail.images.discover import IMAGE_EXTENSIONS
+from safeclip_guardrail.images.sources import sniff_format
 from safeclip_guardrail.scale._rows import Row, UniqueIds
-from safeclip_guardrail.sources import sniff_format
 
 __all__ = ["tar_rows"]
 

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from safeclip_guardrail.batch_scorer import score_column
 from safeclip_guardrail.errors import ConfigurationError
+from safeclip_guardrail.scale.scorer import score_column
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -46,7 +46,7 @@ class ScanSummary(BaseModel):
     """The Parquet files this run wrote."""
     non_image_files: int = 0
     """Entries of source folders skipped (not images, hidden, symlinked folders, not regular
-    files: the rules of the one folder walk, :mod:`safeclip_guardrail._discover`)."""
+    files: the rules of the one folder walk, :mod:`safeclip_guardrail.images.discover`)."""
     notes: list[str] = Field(default_factory=list)
 
     def line(self) -> str:
@@ -118,9 +118,9 @@ def scan_corpus(source: str | Path | Sequence[str | Path], output: str | Path, *
     skip, notes = out.prepare(ScanOutput.describe(config, embeddings=embeddings), resume=resume)
     started = time.perf_counter()
     if engine == "local":
-        from safeclip_guardrail.batch_scorer import BatchScorer
         from safeclip_guardrail.encoders._quiet import quiet_transformers
         from safeclip_guardrail.scale._local import run_local
+        from safeclip_guardrail.scale.scorer import BatchScorer
 
         with quiet_transformers():  # a library call: the caller's logging is left as it was
             scorer = (BatchScorer.from_guard(guard, embeddings=embeddings) if guard is not None

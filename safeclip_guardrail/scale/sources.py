@@ -3,7 +3,7 @@
 A source is
 
 - a **folder**: walked by the package's one folder walk
-  (:func:`safeclip_guardrail._discover.discover_images`, the same rules as ``safeclip scan``
+  (:func:`safeclip_guardrail.images.discover.discover_images`, the same rules as ``safeclip scan``
   and the evaluation datasets): a file whose first bytes are an image signature, or whose
   name ends in an image extension, is a row (a broken ``.jpg`` an error row instead of
   vanishing); a symlink leading out of the root, or a file that cannot be opened, is an
@@ -14,7 +14,7 @@ A source is
   (:mod:`~safeclip_guardrail.scale._webdataset`);
 - a **manifest**: ``.csv`` with a header or ``.jsonl``, with a ``path`` column (relative
   paths resolve against the manifest's folder) and an optional ``id``
-  (:mod:`safeclip_guardrail._manifests`, the reader the evaluation datasets use too).
+  (:mod:`safeclip_guardrail.images._manifests`, the reader the evaluation datasets use too).
 
 Every row gets a stable, unique ``id`` (the path, the id column, ``<parquet>#<row>``,
 ``<shard>:<key>`` or ``<shard>:<key>.<ext>``; a repeat gets ``#2``) that the output keeps
@@ -23,7 +23,7 @@ image, a path outside the root) is an error row, never a failed run. Paths that 
 names are read only inside a **root** (``root=``; by default the folder itself, or the
 folder holding the manifest or Parquet file): symlinks and listed paths that lead out of it
 are error rows whose message is the same whether the target exists or not
-(:mod:`safeclip_guardrail._paths`). A :class:`Unit` is a small picklable description
+(:mod:`safeclip_guardrail.images._paths`). A :class:`Unit` is a small picklable description
 (a list of paths, a Parquet row group, a tar shard); :func:`read_unit` turns it into column
 batches ``{"id", "path", "image", "error"}`` for the scorer.
 """
@@ -39,13 +39,13 @@ from typing import Literal
 
 import numpy as np
 
-from safeclip_guardrail._discover import SkippedFile, discover_images
-from safeclip_guardrail._manifests import manifest_rows
-from safeclip_guardrail._paths import ROOT_HINT, confine, inside, real_root
-from safeclip_guardrail._paths import utf8_text as display
 from safeclip_guardrail._sniff import sniff_format
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ConfigurationError
+from safeclip_guardrail.images._manifests import manifest_rows
+from safeclip_guardrail.images._paths import ROOT_HINT, confine, inside, real_root
+from safeclip_guardrail.images._paths import utf8_text as display
+from safeclip_guardrail.images.discover import SkippedFile, discover_images
 from safeclip_guardrail.scale._rows import Row, UniqueIds
 from safeclip_guardrail.scale._webdataset import tar_rows
 

@@ -27,8 +27,8 @@ from multiprocessing.connection import Connection
 
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
-from safeclip_guardrail.images import DecodedImage, decode_image, forward_image
-from safeclip_guardrail.sources import EncodedImage
+from safeclip_guardrail.images.decode import DecodedImage, decode_image, forward_image
+from safeclip_guardrail.images.sources import EncodedImage
 
 __all__ = ["DecodeFn", "DecodeJob", "DecodeReply", "decode_job", "serve_jobs", "zygote"]
 

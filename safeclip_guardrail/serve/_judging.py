@@ -1,6 +1,6 @@
 """From request content to verdicts, each request within its own budgets.
 
-Every route goes through :func:`~safeclip_guardrail.conversation.aguard_conversations`, the
+Every route goes through :func:`~safeclip_guardrail.messages.conversation.aguard_conversations`, the
 path every other surface takes (find every image part, judge, ``on_error`` exactly once);
 what the service adds is the judging step, per request:
 
@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from safeclip_guardrail.conversation import GuardedConversation, aguard_conversations
 from safeclip_guardrail.errors import (
     BatcherOverloaded,
     BatcherStopped,
@@ -36,15 +35,16 @@ from safeclip_guardrail.errors import (
     SafeCLIPError,
     ServiceError,
 )
-from safeclip_guardrail.extraction import MessageView
 from safeclip_guardrail.guard import Judgement, SafeCLIPGuard
-from safeclip_guardrail.images import DecodedImage
+from safeclip_guardrail.images.decode import DecodedImage
+from safeclip_guardrail.images.sources import EncodedImage, ImageFetcher
+from safeclip_guardrail.messages.conversation import GuardedConversation, aguard_conversations
+from safeclip_guardrail.messages.extraction import MessageView
 from safeclip_guardrail.result import ImageVerdict
 from safeclip_guardrail.serve._decode_worker import DecodeJob
 from safeclip_guardrail.serve.batcher import MicroBatcher
 from safeclip_guardrail.serve.decode_pool import DecodePool
 from safeclip_guardrail.serve.metrics import ServiceMetrics
-from safeclip_guardrail.sources import EncodedImage, ImageFetcher
 
 __all__ = ["DeadlineFetcher", "Decoded", "Judging", "Limits", "forwarded_urls", "judge_decoded"]
 

@@ -29,10 +29,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from safeclip_guardrail import policy
-from safeclip_guardrail.conversation import GuardedConversation
 from safeclip_guardrail.errors import GuardrailViolation, ServiceError
-from safeclip_guardrail.extraction import MessageView, view_of_dict
 from safeclip_guardrail.guard import SafeCLIPGuard
+from safeclip_guardrail.messages.conversation import GuardedConversation
+from safeclip_guardrail.messages.extraction import MessageView, view_of_dict
 from safeclip_guardrail.result import GuardResult
 from safeclip_guardrail.serve._body import parse_json
 from safeclip_guardrail.serve._errors import error_body

@@ -1,4 +1,4 @@
-"""A test double for :class:`~safeclip_guardrail.sources.ImageFetcher`: no sockets, no DNS."""
+"""A test double for :class:`~safeclip_guardrail.images.sources.ImageFetcher`: no sockets, no DNS."""
 
 from __future__ import annotations
 

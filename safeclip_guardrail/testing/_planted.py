@@ -8,7 +8,7 @@ yields the class masses the test asks for, through the guard's real decoding pat
 
 Images are matched by their exact pixels. A square planted picture reaches the encoder as
 itself (the guard judges a square as one view, the frame itself). A wide or tall picture is
-judged as views (:mod:`safeclip_guardrail.views`): its whole-picture view is padded and its
+judged as views (:mod:`safeclip_guardrail.images.views`): its whole-picture view is padded and its
 tiles are crops, each a new image. The planted encoder has no input size, so views keep the
 picture's own scale and a tile is exactly the pixels it covers: compose a panorama from
 planted squares (a 96x32 picture of three 32x32 ones) and its tiles are those squares. Pass

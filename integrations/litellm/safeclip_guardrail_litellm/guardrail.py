@@ -29,9 +29,9 @@ from litellm.integrations.custom_guardrail import CustomGuardrail
 from litellm.types.guardrails import GuardrailEventHooks
 
 from safeclip_guardrail.config import GuardConfig
-from safeclip_guardrail.conversation import GuardedConversation, aguard_conversations
 from safeclip_guardrail.errors import ConfigurationError, SafeCLIPError, UsageError
-from safeclip_guardrail.extraction import view_of_dict
+from safeclip_guardrail.messages.conversation import GuardedConversation, aguard_conversations
+from safeclip_guardrail.messages.extraction import view_of_dict
 from safeclip_guardrail_litellm.remote import RemoteGuard
 
 if TYPE_CHECKING:

@@ -17,14 +17,14 @@ import httpx
 from safeclip_guardrail.config import GuardConfig
 from safeclip_guardrail.errors import GuardServiceError, ImageInputError
 from safeclip_guardrail.guard import Judgement
-from safeclip_guardrail.result import ImageVerdict
-from safeclip_guardrail.sources import (
+from safeclip_guardrail.images.sources import (
     DEFAULT_FETCHER,
     EncodedImage,
     ImageFetcher,
     from_data_url,
     to_data_url,
 )
+from safeclip_guardrail.result import ImageVerdict
 
 __all__ = ["GuardServiceError", "RemoteGuard"]
 

@@ -3,10 +3,10 @@
 LlamaIndex keeps images in two places: the legacy ``ImageNode`` (``image`` base64 string,
 ``image_path``, ``image_url``) and ``Node.image_resource`` (a ``MediaResource`` with base64
 ``data``, ``path`` or ``url``). Each field is read with the trust rule of where it comes
-from (:mod:`safeclip_guardrail.sources`):
+from (:mod:`safeclip_guardrail.images.sources`):
 
 - ``image_path`` / ``image_resource.path``: set by the application's ingestion pipeline
-  (a reader), so a path is accepted and read from disk (:func:`~safeclip_guardrail.sources.from_path`).
+  (a reader), so a path is accepted and read from disk (:func:`~safeclip_guardrail.images.sources.from_path`).
 - ``image`` / ``image_resource.data``: data, an untrusted string: base64 or a data URL,
   never a path.
 - ``image_url`` / ``image_resource.url``: an ``http(s)`` URL (fetched once, and only when
@@ -32,7 +32,7 @@ from llama_index.core.schema import BaseNode, ImageNode, MediaResource, TextNode
 from safeclip_guardrail import GuardConfig, ImageVerdict, SafeCLIPGuard, policy
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ImageInputError
-from safeclip_guardrail.sources import (
+from safeclip_guardrail.images.sources import (
     EncodedImage,
     ImageFetcher,
     from_path,

@@ -4,7 +4,7 @@ NeMo Guardrails turns the messages of a request into events (user turns, bot tur
 messages, tool results, context updates) and hands them to actions. The action rebuilds
 the conversation from those events as OpenAI-style dict messages, finds every image in
 every role and every field through the one extraction layer
-(:func:`safeclip_guardrail.conversation.guard_conversations`), judges them all in one
+(:func:`safeclip_guardrail.messages.conversation.guard_conversations`), judges them all in one
 guard batch, and returns a plain dict (Colang reads ``$safeclip.allowed``; NeMo logs action
 results as JSON).
 
@@ -27,9 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from safeclip_guardrail import ConfigurationError, GuardConfig, ImageVerdict, SafeCLIPGuard, policy
 from safeclip_guardrail.config import ImageOptions
-from safeclip_guardrail.conversation import aguard_conversations
 from safeclip_guardrail.errors import SafeCLIPError
-from safeclip_guardrail.extraction import MessageView, find_image_parts, view_of_dict
+from safeclip_guardrail.messages.conversation import aguard_conversations
+from safeclip_guardrail.messages.extraction import MessageView, find_image_parts, view_of_dict
 
 __all__ = ["ImageRailDecision", "SafeCLIPImageRail", "image_parts", "messages_from_events"]
 

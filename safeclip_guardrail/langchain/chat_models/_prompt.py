@@ -1,7 +1,7 @@
 """LangChain messages -> LLaVA's chat conversation and the images it will see.
 
 Images are found by the one extraction layer
-(:func:`~safeclip_guardrail.extraction.find_image_parts`), exactly as the Runnable, the
+(:func:`~safeclip_guardrail.messages.extraction.find_image_parts`), exactly as the Runnable, the
 agent middleware and every other surface find them: every role (system, assistant and tool
 messages too), every block shape, file blocks whose bytes are an image whatever their MIME
 type, ``non_standard`` wrappers, image data URLs as plain text, images in
@@ -9,7 +9,7 @@ type, ``non_standard`` wrappers, image data URLs as plain text, images in
 block type is unreadable and goes through the guard's ``on_error``.
 
 Each image part becomes a *slot* of the conversation. Its bytes come only from the part's
-:class:`~safeclip_guardrail.sources.EncodedImage` (a data URL, base64, or a fetched http(s)
+:class:`~safeclip_guardrail.images.sources.EncodedImage` (a data URL, base64, or a fetched http(s)
 URL when allowed) — never from a path written in message content. ChatLlava decodes them
 with the guard's own decode and hands LLaVA's processor those decoded pixels, so the model
 sees exactly what was judged. The conversation keeps each image as a slot so the guard's
@@ -26,16 +26,16 @@ from langchain_core.messages import BaseMessage
 
 from safeclip_guardrail.config import ImageOptions
 from safeclip_guardrail.errors import ConfigurationError, ImageInputError
-from safeclip_guardrail.extraction import (
+from safeclip_guardrail.images.decode import DecodedImage
+from safeclip_guardrail.images.sources import ImageFetcher
+from safeclip_guardrail.langchain._messages import view_of_message
+from safeclip_guardrail.messages.extraction import (
     IMAGE_TYPES,
     TEXT_TYPES,
     ImagePart,
     MessageView,
     find_image_parts,
 )
-from safeclip_guardrail.images import DecodedImage
-from safeclip_guardrail.langchain._messages import view_of_message
-from safeclip_guardrail.sources import ImageFetcher
 
 __all__ = ["Conversation", "ImageSlot", "Turn", "parse_messages"]
 

@@ -29,7 +29,7 @@ from safeclip_guardrail import policy
 from safeclip_guardrail.config import GuardConfig, ImageOptions
 from safeclip_guardrail.errors import ConfigurationError, ImageInputError
 from safeclip_guardrail.guard import SafeCLIPGuard
-from safeclip_guardrail.images import decode_image
+from safeclip_guardrail.images.decode import decode_image
 from safeclip_guardrail.langchain._messages import METADATA_KEY
 from safeclip_guardrail.langchain._metadata import as_metadata
 from safeclip_guardrail.langchain.chat_models import _fused

@@ -20,7 +20,7 @@ from PIL import Image, ImageSequence
 from safeclip_guardrail.concepts import ConceptBank
 from safeclip_guardrail.encoders.base import ImageEmbeddings
 from safeclip_guardrail.guard import SafeCLIPGuard
-from safeclip_guardrail.sources import EncodedImage
+from safeclip_guardrail.images.sources import EncodedImage
 from safeclip_guardrail.testing._planted import PlantedEncoder
 from safeclip_guardrail.testing.documents import pdf_of
 from safeclip_guardrail.testing.pictures import encode

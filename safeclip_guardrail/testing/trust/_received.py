@@ -25,9 +25,9 @@ from typing import Any
 
 from PIL import Image
 
+from safeclip_guardrail.images.views import picture_views
 from safeclip_guardrail.testing.trust._images import TrustImages, frames_of, pixel_key
 from safeclip_guardrail.testing.trust._messages import Message
-from safeclip_guardrail.views import picture_views
 
 __all__ = ["Received", "assert_only_judged", "scan", "scan_bytes"]
 
