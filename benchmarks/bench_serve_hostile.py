@@ -175,7 +175,8 @@ def decode_overhead(guard: Any, photos: list[bytes], pngs: list[bytes]) -> dict[
     from safeclip_guardrail.serve._decode_worker import DecodeJob, decode_job
 
     def jobs(items: list[bytes]) -> list[DecodeJob]:
-        return [DecodeJob(d, "<bench>", None, guard.config.images, guard.draft_size, None)
+        draft = guard.draft_for(forward=True)  # what the service asks of its decode processes
+        return [DecodeJob(d, "<bench>", None, guard.config.images, draft, None)
                 for d in items]
 
     async def through_pool(items: list[DecodeJob]) -> float:
