@@ -127,18 +127,42 @@ def summary(times_s: list[float], images_per_call: int) -> dict[str, float]:
             "images_per_s": round(images_per_call * len(ms) / (sum(ms) / 1000), 2)}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says; torch-free."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def synthetic_pdf(pages: int) -> bytes:
+    """An A4 PDF of ``pages`` pages, one 400x300 noise picture on each (needs pypdfium2)."""
+    import pypdfium2 as pdfium
+    from PIL import Image
+
+    pdf = pdfium.PdfDocument.new()
+    rng = np.random.default_rng(0)
+    for _ in range(pages):
+        page = pdf.new_page(595, 842)  # A4 in points
+        obj = pdfium.PdfImage.new(pdf)
+        pic = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
+        obj.set_bitmap(pdfium.PdfBitmap.from_pil(pic))
+        obj.set_matrix(pdfium.PdfMatrix().scale(400, 300).translate(90, 400))
+        page.insert_obj(obj)
+        page.gen_content()
+    buf = io.BytesIO()
+    pdf.save(buf)
+    return buf.getvalue()
+
+
 def machine() -> dict[str, Any]:
     """What ran the benchmark: CPU model and cores (and the GPU, when one was used)."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     from safeclip_guardrail.encoders._cpu import available_cores, cpu_has_native_bf16
 
     info: dict[str, Any] = {

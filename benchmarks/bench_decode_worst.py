@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import PIL  # noqa: E402
+from _clip_fixtures import cpu_model  # noqa: E402
 from PIL import Image, features  # noqa: E402
 
 from safeclip_guardrail import ImageInputError, ImageOptions  # noqa: E402
@@ -53,15 +54,7 @@ _LIMIT = re.compile(r"(max_\w+|records|over the limit of \d+ pixels|truncated or
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "pillow": PIL.__version__,
             "libs": {k: features.version(k) for k in ("jpg", "zlib", "libtiff", "webp", "avif")}}
 

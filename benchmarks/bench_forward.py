@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _clip_fixtures import emit, machine, photo_jpegs
+from _clip_fixtures import emit, machine, photo_jpegs, synthetic_pdf
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -99,25 +99,7 @@ def _pdf_pages(paths: list[Path]) -> dict[str, Any]:
     from safeclip_guardrail.config import ImageOptions
     from safeclip_guardrail.images.decode import decode_image
 
-    def doc(pages: int) -> bytes:
-        import pypdfium2 as pdfium
-        from PIL import Image
-
-        pdf = pdfium.PdfDocument.new()
-        rng = np.random.default_rng(0)
-        for _ in range(pages):
-            page = pdf.new_page(595, 842)  # A4
-            obj = pdfium.PdfImage.new(pdf)
-            pic = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
-            obj.set_bitmap(pdfium.PdfBitmap.from_pil(pic))
-            obj.set_matrix(pdfium.PdfMatrix().scale(400, 300).translate(90, 400))
-            page.insert_obj(obj)
-            page.gen_content()
-        buf = io.BytesIO()
-        pdf.save(buf)
-        return buf.getvalue()
-
-    sources = {"synthetic A4, one 400x300 picture per page, 10 pages": doc(10)}
+    sources = {"synthetic A4, one 400x300 picture per page, 10 pages": synthetic_pdf(10)}
     sources.update({str(p): p.read_bytes() for p in paths if p.is_file()})
     out = {}
     for name, data in sources.items():

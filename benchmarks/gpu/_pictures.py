@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 import numpy as np
-from _clip_fixtures import photo_jpegs
+from _clip_fixtures import photo_jpegs, synthetic_pdf
 from bench_views import SHAPES, centre_crop
 
 from gpu._ctx import Ctx, alternate, paired_ratio
@@ -114,23 +114,6 @@ def forwarding(ctx: Ctx, out: dict[str, Any]) -> None:
         }
 
 
-def _pdf(pages: int) -> bytes:
-    import pypdfium2 as pdfium
-    from PIL import Image
-
-    pdf = pdfium.PdfDocument.new()
-    rng = np.random.default_rng(0)
-    for _ in range(pages):
-        page = pdf.new_page(595, 842)  # A4 in points
-        obj = pdfium.PdfImage.new(pdf)
-        pic = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
-        obj.set_bitmap(pdfium.PdfBitmap.from_pil(pic))
-        obj.set_matrix(pdfium.PdfMatrix().scale(400, 300).translate(90, 400))
-        page.insert_obj(obj)
-        page.gen_content()
-    buf = io.BytesIO()
-    pdf.save(buf)
-    return buf.getvalue()
 
 
 def pdf_pages(ctx: Ctx, out: dict[str, Any]) -> None:
@@ -142,7 +125,7 @@ def pdf_pages(ctx: Ctx, out: dict[str, Any]) -> None:
     from safeclip_guardrail.images.decode import decode_image
 
     pages = ctx.pick(10, 2)
-    data = _pdf(pages)
+    data = synthetic_pdf(pages)
     guard = ctx.guard(None, batch=32)
     guard.judge_batch([data], forward=True)  # warm-up
     repeats = ctx.pick(3, 1)
