@@ -124,15 +124,21 @@ class Judging:
         await self.batcher.stop()
         await self.pool.stop()
 
-    async def conversations(self, groups: Sequence[Sequence[MessageView]],
-                            ) -> list[GuardedConversation]:
-        """One outcome per group (the messages of one result), within ``request_timeout_s``."""
+    async def conversations(self, groups: Sequence[Sequence[MessageView]], *,
+                            forward: bool = True) -> list[GuardedConversation]:
+        """One outcome per group (the messages of one result), within ``request_timeout_s``.
+
+        ``forward=False`` for a route that answers with verdicts only (``/v1/moderations``,
+        ``/v1/guard`` without ``forward``): the images are judged as ``check_batch`` judges
+        them (JPEG draft decoding where it applies) and nothing is rebuilt to be sent on, so
+        the outcome's messages hold placeholders where pictures would be forwarded.
+        """
         if not self.batcher.running or not self.pool.running:  # hosts without the lifespan
             await self.start()
         budget = _Budget(time.monotonic() + self.limits.request_timeout_s, threading.Event())
         token = _budget.set(budget)
         try:
-            outcomes = await asyncio.wait_for(self._guard(groups, budget),
+            outcomes = await asyncio.wait_for(self._guard(groups, budget, forward),
                                               self.limits.request_timeout_s)
         except TimeoutError:
             raise ServiceError(504, f"the images were not judged within "
@@ -158,14 +164,14 @@ class Judging:
         return out
 
     async def _guard(self, groups: Sequence[Sequence[MessageView]], budget: _Budget,
-                     ) -> list[GuardedConversation | SafeCLIPError]:
+                     forward: bool) -> list[GuardedConversation | SafeCLIPError]:
         async def judge(images: list[EncodedImage]) -> list[Judgement]:
-            return await self.judge(images, deadline=budget.deadline)
+            return await self.judge(images, deadline=budget.deadline, forward=forward)
 
         return await aguard_conversations(self.guard, groups, config=self._report, judge=judge)
 
     async def judge(self, images: Sequence[EncodedImage], *, deadline: float,
-                    ) -> list[Judgement]:
+                    forward: bool = True) -> list[Judgement]:
         """One request's images: decoded one by one in the pool, encoded in its own lane."""
         if len(images) > self.limits.max_images:
             raise ServiceError(400, f"the request holds {len(images)} images, over the limit "
@@ -181,7 +187,7 @@ class Judging:
         try:
             for i, img in enumerate(images):
                 job = DecodeJob(img.data, img.source, img.mime_type, opts,
-                                self.guard.draft_for(forward=True), budget)
+                                self.guard.draft_for(forward=forward), budget, forward=forward)
                 left = deadline - time.monotonic()
                 reply = await self.pool.decode(
                     job, timeout=max(0.001, min(self.limits.decode_timeout_s, left)),
@@ -189,14 +195,14 @@ class Judging:
                 spent += reply.seconds
                 self.metrics.decode_seconds.observe(reply.seconds)
                 try:
-                    decoded, forward = reply.restore(job)
+                    decoded, to_send = reply.restore(job)
                 except ImageInputError as exc:
                     out[i] = Judgement(None, exc, None, img.source)
                     continue
                 budget -= decoded.pixels
                 held = sum(f.width * f.height for f in decoded.frames)
                 task = asyncio.create_task(
-                    self.batcher.judge([Decoded(decoded, forward)], owner=owner))
+                    self.batcher.judge([Decoded(decoded, to_send)], owner=owner))
                 queued.append((i, task, held))
                 await _drain(queued, out, opts.chunk_pixels)  # decoded pixels held: bounded
             await _drain(queued, out, 0)

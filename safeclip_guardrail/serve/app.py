@@ -133,9 +133,9 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
     app.state.public_model_name = name
     app.state.categories = categories
 
-    async def judge(request: Request, groups: list[list[MessageView]],
-                    ) -> list[GuardedConversation]:
-        out = await judging.conversations(groups)
+    async def judge(request: Request, groups: list[list[MessageView]], *,
+                    forward: bool = True) -> list[GuardedConversation]:
+        out = await judging.conversations(groups, forward=forward)
         request.state.images = sum(len(o.result.verdicts) for o in out)
         return out
 
@@ -146,7 +146,7 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
     async def moderations(request: Request) -> ModerationResponse:
         body = _parse(await _json(request), ModerationRequest)
         results = []
-        for outcome in await judge(request, _moderation_groups(body.input)):
+        for outcome in await judge(request, _moderation_groups(body.input), forward=False):
             s = categories.scores(list(outcome.result.verdicts))
             results.append(ModerationResult(
                 flagged=s.flagged, categories=s.categories, category_scores=s.category_scores,
@@ -190,7 +190,7 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
             body = _parse(await _json(request), GuardRequest)
             forward = body.forward
             blocks = [{"type": "image_url", "image_url": {"url": s}} for s in body.images]
-        (outcome,) = await judge(request, [[MessageView("user", blocks)]])
+        (outcome,) = await judge(request, [[MessageView("user", blocks)]], forward=forward)
         verdicts = list(outcome.result.verdicts)
         try:  # the served config decides what may be sent on, each image on its own
             decision = policy.decide(verdicts, served.config, messages=range(len(verdicts)))

@@ -282,3 +282,42 @@ def test_unauthenticated_callers_never_see_the_model_directory(tmp_path):
     ready, moderation = asyncio.run(run())
     assert ready.json()["model"] == moderation.json()["model"] == "safeclip-clip-tiny"
     assert str(tmp_path) not in ready.text + moderation.text
+
+
+def test_only_routes_that_send_pictures_on_rebuild_them():
+    """``/v1/moderations`` and ``/v1/guard`` without ``forward`` answer verdicts only: their
+    images are decoded as ``check_batch`` decodes them and nothing is rebuilt; ``/v1/guard``
+    with ``forward`` and the LiteLLM route hand pictures back, so theirs are rebuilt."""
+    from safeclip_guardrail.serve import DecodePool
+
+    class Recording(DecodePool):
+        def __init__(self) -> None:
+            super().__init__(workers=1)
+            self.jobs: list = []
+
+        async def decode(self, job, *, timeout, low_priority=False):
+            self.jobs.append(job)
+            return await super().decode(job, timeout=timeout, low_priority=low_priority)
+
+    enc, guard = planted_guard(cache_size=0)
+    pool = Recording()
+    app = create_app(guard, decode_pool=pool)
+    url = data_url(enc.plant_bytes("neutral", size=(48, 48)))
+
+    def asked(path: str, body: dict) -> tuple[bool, int | None]:
+        pool.jobs.clear()
+        r = httpx.post(f"{srv.url}{path}", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        (job,) = pool.jobs
+        return job.forward, job.draft_size
+
+    with BackgroundServer(app) as srv:
+        moderation = asked("/v1/moderations", {"input": _parts(url)})
+        verdicts_only = asked("/v1/guard", {"images": [url]})
+        r = httpx.post(f"{srv.url}/v1/guard", json={"images": [url], "forward": True}, timeout=60)
+        assert r.json()["forward"][0].startswith("data:image/")
+        (forwarded,) = [(j.forward, j.draft_size) for j in pool.jobs[-1:]]
+        litellm = asked("/beta/litellm_basic_guardrail_api", {"structured_messages": [
+            {"role": "user", "content": _parts(url)}]})
+    assert moderation == verdicts_only == (False, guard.draft_for(forward=False))
+    assert forwarded == litellm == (True, guard.draft_for(forward=True))
