@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from safeclip_guardrail import ConceptBank, GuardConfig, SafeCLIPGuard
-from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
+from safeclip_guardrail import ConceptBank, SafeCLIPGuard
 from safeclip_guardrail.testing import PlantedEncoder, build_tiny_llava
+from tests._two_class import two_class_guard
 
 COOKBOOK = Path(__file__).resolve().parents[2] / "cookbook"
 
@@ -71,16 +71,7 @@ def test_fused_recipe_blocks_a_flagged_image(llava_dir: Path, tiny_clip_dir: Pat
     """Real tower and projection; descriptor embeddings planted so ``flag`` is a gun."""
     rng = np.random.default_rng(7)
     flag, ok = (Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)) for _ in range(2))
-    standalone = SafeCLIPGuard.from_pretrained(str(tiny_clip_dir), device="cpu",
-                                               dtype="float32")
-    e_flag, e_ok = standalone.embed_images([flag, ok])
-    bank = ConceptBank.from_dict({"classes": [
-        {"name": "neutral", "kind": "benign", "descriptors": ["a safe picture"]},
-        {"name": "gun", "kind": "toxic", "descriptors": ["a gun picture"]}]})
-    encoder = TransformersCLIPEncoder.from_pretrained(str(tiny_clip_dir), device="cpu",
-                                                      dtype="float32", load_vision=False)
-    guard = SafeCLIPGuard(encoder, config=GuardConfig(concepts=bank, mode="block"),
-                          text_embeddings=np.stack([e_ok - e_flag, e_flag - e_ok]))
+    guard = two_class_guard(tiny_clip_dir, flag, ok, mode="block")
     recipe = _recipe("llava_fused_guard")
     blocked = recipe.main(_png(flag, tmp_path / "f.png"), llava=str(llava_dir), guard=guard,
                           device="cpu", max_new_tokens=4)

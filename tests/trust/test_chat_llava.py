@@ -34,11 +34,11 @@ from safeclip_guardrail import (
     ImageInputError,
     SafeCLIPGuard,
 )
-from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
 from safeclip_guardrail.langchain import ChatLlava, guard_messages
 from safeclip_guardrail.testing import FakeFetcher, PlantedEncoder, build_tiny_llava
 from safeclip_guardrail.testing.pictures import b64, data_url, encode
 from tests._pathwatch import PathWatch
+from tests._two_class import two_class_guard
 
 PLANTED = PlantedEncoder(ConceptBank.default())
 FLAG = PLANTED.plant("gun", size=(32, 32))
@@ -302,15 +302,7 @@ def test_fused_guard_same_placements(llava_dir: Path, tiny_clip_dir: Path) -> No
     """The fused path (CLS from LLaVA's own tower pass) judges every placement too."""
     rng = np.random.default_rng(11)
     flag, ok = (Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)) for _ in range(2))
-    standalone = SafeCLIPGuard.from_pretrained(str(tiny_clip_dir), device="cpu", dtype="float32")
-    e_flag, e_ok = standalone.embed_images([flag, ok])
-    bank = ConceptBank.from_dict({"classes": [
-        {"name": "neutral", "kind": "benign", "descriptors": ["a safe picture"]},
-        {"name": "gun", "kind": "toxic", "descriptors": ["a gun picture"]}]})
-    encoder = TransformersCLIPEncoder.from_pretrained(str(tiny_clip_dir), device="cpu",
-                                                      dtype="float32", load_vision=False)
-    guard = SafeCLIPGuard(encoder, config=GuardConfig(concepts=bank, mode="redact"),
-                          text_embeddings=np.stack([e_ok - e_flag, e_flag - e_ok]))
+    guard = two_class_guard(tiny_clip_dir, flag, ok, mode="redact")
     llm = ChatLlava.from_pretrained(str(llava_dir), device="cpu", dtype="float32",
                                     max_new_tokens=2, guard=guard)
     assert llm.guard_is_fused

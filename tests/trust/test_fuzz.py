@@ -47,7 +47,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from safeclip_guardrail import SafeCLIPError
+from safeclip_guardrail import GuardConfig, SafeCLIPError, SafeCLIPGuard
 from safeclip_guardrail.langchain import guard_messages
 from safeclip_guardrail.langchain.testing import as_langchain, received_from
 from safeclip_guardrail.messages.conversation import guard_dict_messages
@@ -202,6 +202,25 @@ conversation = st.lists(message, min_size=1, max_size=6)
 
 
 # ---------------------------------------------------------------------- the property
+def _sent_on(guard: SafeCLIPGuard, config: GuardConfig, dicts: list[dict[str, Any]], *,
+             langchain: list[BaseMessage] | None) -> Received | None:
+    """What reaches the model when ``dicts`` go through the dict path (or, given
+    ``langchain``, those messages through LangChain's); None when the request is blocked. A
+    typed error fails the test: none is expected under block/redact and on_error block/allow."""
+    received = Received()
+    try:
+        if langchain is None:
+            outcome = guard_dict_messages(guard, dicts, config=config)
+            if outcome.blocked:
+                return None
+            scan(outcome.as_dicts(dicts), received)
+            return received
+        lc = guard_messages(guard, langchain, config=config)
+        return None if lc.blocked else received_from(lc.messages)
+    except SafeCLIPError as exc:
+        pytest.fail(f"unexpected {type(exc).__name__}: {exc}")
+
+
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.filter_too_much])
@@ -215,23 +234,10 @@ def test_no_generated_conversation_forwards_an_unjudged_image(
     config = guard.config.replace(mode=mode, on_error=on_error)
     MESSAGES_SEEN["messages"] += len(conv)
     MESSAGES_SEEN["conversations"] += 1
-    received = Received()
-    try:
-        if as_dicts:
-            dicts = [{"role": r, "content": c, **x} for r, c, x in conv]
-            outcome = guard_dict_messages(guard, dicts, config=config)
-            blocked = outcome.blocked
-            if not blocked:
-                scan(outcome.as_dicts(dicts), received)
-        else:
-            messages = [_lc_message(r, c, x) for r, c, x in conv]
-            lc = guard_messages(guard, messages, config=config)
-            blocked = lc.blocked
-            if not blocked:
-                received = received_from(lc.messages)
-    except SafeCLIPError as exc:  # typed; none expected under block/redact + block/allow
-        pytest.fail(f"unexpected {type(exc).__name__}: {exc}")
-    if blocked:
+    dicts = [{"role": r, "content": c, **x} for r, c, x in conv]
+    received = _sent_on(guard, config, dicts, langchain=None if as_dicts else [
+        _lc_message(r, c, x) for r, c, x in conv])
+    if received is None:
         MESSAGES_SEEN["blocked"] += 1
         return
     MESSAGES_SEEN["forwarded_images"] += len(received.frames)
@@ -302,21 +308,9 @@ def test_nested_known_blocks_never_forward_an_unjudged_payload(
     NESTED_SEEN["conversations"] += 1
     NESTED_SEEN["messages"] += len(conv)
     NESTED_SEEN["hostile"] += hostile
-    received = Received()
-    try:
-        if as_dict_messages:
-            outcome = guard_dict_messages(imgs.guard, dicts, config=config)
-            blocked = outcome.blocked
-            if not blocked:
-                scan(outcome.as_dicts(dicts), received)
-        else:
-            lc = guard_messages(imgs.guard, as_langchain(conv), config=config)
-            blocked = lc.blocked
-            if not blocked:
-                received = received_from(lc.messages)
-    except SafeCLIPError as exc:  # typed; none expected under block/redact + block/allow
-        pytest.fail(f"unexpected {type(exc).__name__}: {exc}")
-    if blocked:
+    received = _sent_on(imgs.guard, config, dicts,
+                        langchain=None if as_dict_messages else as_langchain(conv))
+    if received is None:
         NESTED_SEEN["blocked"] += 1
         return
     NESTED_SEEN["hostile_forwarded"] += hostile

@@ -15,18 +15,6 @@ from safeclip_guardrail.testing.pictures import encode, noise
 
 
 @pytest.fixture
-def constant_bank(tmp_path: Path) -> Path:
-    """A bank under which every image has gun mass exactly 0.8: identical descriptors make
-    the joint softmax uniform (4 of 5 descriptors are gun's), whatever the image."""
-    p = tmp_path / "bank.json"
-    p.write_text(json.dumps({"classes": [
-        {"name": "neutral", "kind": "benign", "descriptors": ["a photo"]},
-        {"name": "gun", "kind": "toxic", "descriptors": ["a photo"] * 4},
-    ]}))
-    return p
-
-
-@pytest.fixture
 def image_tree(tmp_path: Path) -> Path:
     root = tmp_path / "imgs"
     (root / "sub" / "deeper").mkdir(parents=True)

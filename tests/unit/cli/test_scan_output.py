@@ -18,17 +18,6 @@ HAS_AVIF = bool(features.check("avif"))
 
 
 @pytest.fixture
-def bank(tmp_path: Path) -> Path:
-    """gun mass is exactly 0.8 for every image (identical descriptors)."""
-    p = tmp_path / "bank.json"
-    p.write_text(json.dumps({"classes": [
-        {"name": "neutral", "kind": "benign", "descriptors": ["a photo"]},
-        {"name": "gun", "kind": "toxic", "descriptors": ["a photo"] * 4},
-    ]}))
-    return p
-
-
-@pytest.fixture
 def mixed(tmp_path: Path) -> Path:
     """An extensionless JPEG, an AVIF (a TIFF named .dat where Pillow lacks AVIF) and text."""
     root = tmp_path / "uploads"
@@ -49,9 +38,10 @@ def _scan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
 
 
 def test_folder_scan_sniffs_content_and_reports_the_skipped_file(
-        capsys: pytest.CaptureFixture[str], tiny_clip_dir: Path, mixed: Path, bank: Path) -> None:
+        capsys: pytest.CaptureFixture[str], tiny_clip_dir: Path, mixed: Path,
+        constant_bank: Path) -> None:
     code, out, err = _scan(capsys, str(mixed), "--model", str(tiny_clip_dir),
-                           "--concepts", str(bank), "--threshold", "0.7")
+                           "--concepts", str(constant_bank), "--threshold", "0.7")
     lines = out.splitlines()
     verdicts, summary = lines[:-1], lines[-1]
     names = sorted(Path(line.split()[-1]).name for line in verdicts)
@@ -63,7 +53,7 @@ def test_folder_scan_sniffs_content_and_reports_the_skipped_file(
     assert "1 file(s) skipped, not checked (not images" in err
 
     code, out, _ = _scan(capsys, str(mixed), "--model", str(tiny_clip_dir),
-                         "--concepts", str(bank), "--threshold", "0.7", "--json")
+                         "--concepts", str(constant_bank), "--threshold", "0.7", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["reason"] for r in rows if r.get("skipped")] == ["not an image"]
     assert sum(1 for r in rows if "flagged" in r) == 2
@@ -84,7 +74,7 @@ def test_columns_are_aligned(capsys: pytest.CaptureFixture[str], tiny_clip_dir: 
 
 def test_file_name_cannot_forge_an_output_line(capsys: pytest.CaptureFixture[str],
                                                tiny_clip_dir: Path, tmp_path: Path,
-                                               bank: Path) -> None:
+                                               constant_bank: Path) -> None:
     folder = tmp_path / "imgs"
     folder.mkdir()
     forged = folder / "cat.png\nok       neutral    0.999  innocent.png"
@@ -92,7 +82,7 @@ def test_file_name_cannot_forge_an_output_line(capsys: pytest.CaptureFixture[str
     ansi = folder / "red\x1b[31m.png"
     ansi.write_bytes(encode(noise(seed=5)))
     code, out, _ = _scan(capsys, str(folder), "--model", str(tiny_clip_dir),
-                         "--concepts", str(bank), "--threshold", "0.7")
+                         "--concepts", str(constant_bank), "--threshold", "0.7")
     lines = out.splitlines()
     assert code == 1
     assert len(lines) == 3  # two verdicts and the summary: no forged "ok" line
@@ -100,7 +90,7 @@ def test_file_name_cannot_forge_an_output_line(capsys: pytest.CaptureFixture[str
     assert "\x1b" not in out
     assert any(line.endswith("cat.png\\nok       neutral    0.999  innocent.png") for line in lines)
     code, out, _ = _scan(capsys, str(folder), "--model", str(tiny_clip_dir),
-                         "--concepts", str(bank), "--threshold", "0.7", "--json")
+                         "--concepts", str(constant_bank), "--threshold", "0.7", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 2 and {r["path"] for r in rows} == {str(forged), str(ansi)}
 

@@ -175,17 +175,41 @@ def test_open_clip_checkpoint_missing_keys_is_refused(tiny_open_clip_dir: Path,
 _SOCKET_WARNING = "ignore:A test tried to use socket:UserWarning"
 
 
+class _HubCalls:
+    """What huggingface_hub tried: every HTTP request it sent, every backoff it slept."""
+
+    def __init__(self) -> None:
+        self.sends: list[str] = []
+        self.sleeps: list[float] = []
+
+
+@pytest.fixture
+def hub_calls(monkeypatch: pytest.MonkeyPatch) -> _HubCalls:
+    import httpx
+    from huggingface_hub.utils import _http
+
+    calls = _HubCalls()
+    original_send = httpx.Client.send
+
+    def counting_send(self: httpx.Client, request: httpx.Request, **kw: object) -> httpx.Response:
+        calls.sends.append(str(request.url))
+        return original_send(self, request, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx.Client, "send", counting_send)
+    monkeypatch.setattr(_http.time, "sleep", calls.sleeps.append)  # a backoff loop sleeps here
+    return calls
+
+
 @pytest.mark.filterwarnings(_SOCKET_WARNING)
 @pytest.mark.parametrize("failure", ["sockets_blocked", "dns_failure"])
 def test_hub_id_without_network_fails_at_once_without_retries(
-        failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        failure: str, monkeypatch: pytest.MonkeyPatch, hub_calls: _HubCalls) -> None:
     """HF_HUB_OFFLINE is *not* set and there is no network: the case where huggingface_hub
     retried with backoff for ~30 s. Sockets are disabled (pytest-socket); ``dns_failure``
     also makes the transport fail the way a machine without DNS does (httpx.ConnectError,
     the error huggingface_hub retries on). The bound is on attempts, not on time."""
     import httpx
     from huggingface_hub import constants
-    from huggingface_hub.utils import _http
 
     if failure == "dns_failure":
         def no_dns(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
@@ -196,16 +220,7 @@ def test_hub_id_without_network_fails_at_once_without_retries(
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    sends: list[str] = []
-    sleeps: list[float] = []
-    original_send = httpx.Client.send
-
-    def counting_send(self: httpx.Client, request: httpx.Request, **kw: object) -> httpx.Response:
-        sends.append(str(request.url))
-        return original_send(self, request, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(httpx.Client, "send", counting_send)
-    monkeypatch.setattr(_http.time, "sleep", sleeps.append)  # a backoff loop would sleep here
+    sends, sleeps = hub_calls.sends, hub_calls.sleeps
     with pytest.raises(ModelLoadError) as info:
         _load("safeclip-tests/no-such-clip")
     msg = str(info.value)
@@ -326,24 +341,14 @@ def test_build_tiny_clip_is_the_same_without_open_clip(tmp_path: Path,
 
 @pytest.mark.filterwarnings(_SOCKET_WARNING)
 def test_open_clip_tag_without_network_fails_at_once(monkeypatch: pytest.MonkeyPatch,
-                                                     tmp_path: Path) -> None:
-    import httpx
+                                                     tmp_path: Path,
+                                                     hub_calls: _HubCalls) -> None:
     from huggingface_hub import constants
-    from huggingface_hub.utils import _http
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    sends: list[str] = []
-    sleeps: list[float] = []
-    original_send = httpx.Client.send
-
-    def counting_send(self: httpx.Client, request: httpx.Request, **kw: object) -> httpx.Response:
-        sends.append(str(request.url))
-        return original_send(self, request, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(httpx.Client, "send", counting_send)
-    monkeypatch.setattr(_http.time, "sleep", sleeps.append)
+    sends, sleeps = hub_calls.sends, hub_calls.sleeps
     with pytest.raises(ModelLoadError) as info:
         _load("open_clip:ViT-B-32/openai")
     msg = str(info.value)

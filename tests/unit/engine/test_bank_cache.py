@@ -12,7 +12,6 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from safeclip_guardrail import ConceptBank, ConfigurationError, SafeCLIPGuard
-from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
 from safeclip_guardrail.testing import build_tiny_clip
 from safeclip_guardrail.testing.pictures import encode, noise
 
@@ -21,20 +20,6 @@ from safeclip_guardrail.testing.pictures import encode, noise
 def other_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Same architecture and file sizes as ``tiny_clip_dir``, other weights (seed 1)."""
     return build_tiny_clip(tmp_path_factory.mktemp("tiny_clip_seed1"), seed=1)
-
-
-@pytest.fixture
-def text_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Number of texts per text-tower pass (a cache hit runs none)."""
-    calls: list[int] = []
-    original = TransformersCLIPEncoder.encode_texts
-
-    def counting(self: TransformersCLIPEncoder, texts: list[str]) -> np.ndarray:
-        calls.append(len(texts))
-        return original(self, texts)
-
-    monkeypatch.setattr(TransformersCLIPEncoder, "encode_texts", counting)
-    return calls
 
 
 def _load(model: Path, **kw: object) -> SafeCLIPGuard:

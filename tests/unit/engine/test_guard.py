@@ -19,7 +19,6 @@ from safeclip_guardrail import (
     ImageVerdict,
     SafeCLIPGuard,
 )
-from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
 from safeclip_guardrail.testing import PlantedEncoder
 from safeclip_guardrail.testing.pictures import encode, noise
 
@@ -169,17 +168,9 @@ def test_embed_then_score_equals_check(planted_guard: SafeCLIPGuard,
         planted_guard.embed_images([b"corrupt"])
 
 
-def test_second_construction_runs_no_text_tower(tiny_clip_dir: Path,
-                                                monkeypatch: pytest.MonkeyPatch,
+def test_second_construction_runs_no_text_tower(tiny_clip_dir: Path, text_calls: list[int],
                                                 _isolated_cache: Path) -> None:
-    calls: list[int] = []
-    original = TransformersCLIPEncoder.encode_texts
-
-    def counting(self: TransformersCLIPEncoder, texts: list[str]) -> np.ndarray:
-        calls.append(len(texts))
-        return original(self, texts)
-
-    monkeypatch.setattr(TransformersCLIPEncoder, "encode_texts", counting)
+    calls = text_calls
     first = SafeCLIPGuard.from_pretrained(str(tiny_clip_dir), device="cpu", dtype="float32")
     assert calls == [40]
     second = SafeCLIPGuard.from_pretrained(str(tiny_clip_dir), device="cpu", dtype="float32")

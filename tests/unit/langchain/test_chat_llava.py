@@ -21,7 +21,6 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from PIL import Image
 
 from safeclip_guardrail import (
-    ConceptBank,
     ConfigurationError,
     GuardConfig,
     GuardrailViolation,
@@ -29,11 +28,11 @@ from safeclip_guardrail import (
     ModelLoadError,
     SafeCLIPGuard,
 )
-from safeclip_guardrail.encoders.hf import TransformersCLIPEncoder
 from safeclip_guardrail.langchain import ChatLlava
 from safeclip_guardrail.policy import REDACTED, UNREADABLE_PLACEHOLDER
 from safeclip_guardrail.testing import PlantedEncoder, build_tiny_llava
 from safeclip_guardrail.testing.pictures import b64, data_url, encode
+from tests._two_class import two_class_guard
 
 INSTRUCTION = GuardConfig().safe_instruction
 
@@ -86,18 +85,7 @@ FLAG, OK = _image(101), _image(202)
 
 def _two_class_guard(tiny_clip_dir: Path, **options: Any) -> SafeCLIPGuard:
     """Real CLIP projection + text tower; descriptor embeddings planted so FLAG is a gun."""
-    standalone = SafeCLIPGuard.from_pretrained(str(tiny_clip_dir), device="cpu",
-                                               dtype="float32")
-    e_flag, e_ok = standalone.embed_images([FLAG, OK])
-    bank = ConceptBank.from_dict({"classes": [
-        {"name": "neutral", "kind": "benign", "descriptors": ["a safe picture"]},
-        {"name": "gun", "kind": "toxic", "descriptors": ["a gun picture"]},
-    ]})
-    text = np.stack([e_ok - e_flag, e_flag - e_ok])
-    encoder = TransformersCLIPEncoder.from_pretrained(str(tiny_clip_dir), device="cpu",
-                                                      dtype="float32", load_vision=False)
-    config = GuardConfig(model=str(tiny_clip_dir), concepts=bank, **options)
-    return SafeCLIPGuard(encoder, config=config, text_embeddings=text)
+    return two_class_guard(tiny_clip_dir, FLAG, OK, model=str(tiny_clip_dir), **options)
 
 
 def _guarded(llava_dir: Path, tiny_clip_dir: Path, **options: Any) -> ChatLlava:
