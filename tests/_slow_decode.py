@@ -18,6 +18,9 @@ SLEEP = b"\x00SLEEP"
 """A decode that sleeps a minute: it overruns any budget."""
 CRASH = b"\x00CRASH"
 """A decode that kills its process (a decoder segfault)."""
+SLOW = b"\x00SLOW:"
+"""``image + SLOW + seconds``: the decode takes that many more seconds (and says so in its
+reply's ``seconds``), then decodes the image: a slow but legal image."""
 HOLD = b"\x00HOLD:"
 """``image + HOLD + path``: the decode writes ``path.started``, waits until ``path`` exists
 (at most a minute), then decodes the image."""
@@ -29,6 +32,12 @@ def misbehaving(job: DecodeJob) -> DecodeReply:
         time.sleep(60)
     if data.endswith(CRASH):
         os._exit(139)
+    at = data.rfind(SLOW)
+    if at >= 0:
+        seconds = float(data[at + len(SLOW):].decode())
+        time.sleep(seconds)
+        reply = decode_job(dataclasses.replace(job, data=data[:at]))
+        return dataclasses.replace(reply, seconds=reply.seconds + seconds)
     at = data.rfind(HOLD)
     if at >= 0:
         gate = Path(data[at + len(HOLD):].decode())

@@ -7,11 +7,14 @@ what the service adds is the judging step, per request:
 1. **Decode** each image in the :class:`~.decode_pool.DecodePool` (a process the service
    can kill), one image at a time, with the request's own pixel budget
    (``max_request_pixels``) and a deadline of ``decode_timeout_s`` (never past the
-   request's own); an image that overruns is unreadable, and ``on_error`` decides. Once a
-   request has spent ``slow_after_s`` decoding, its further decodes run at the lowest
-   CPU priority.
+   request's own); an image that overruns is unreadable, and ``on_error`` decides. The
+   seconds each decode took are charged to the request
+   (:meth:`~.batcher.MicroBatcher.charge`); once the request is *bulk* (more than four
+   frames, or more than 0.25 s of decoding), its images wait behind interactive ones in the
+   batcher and its further decodes run at the lowest CPU priority.
 2. **Encode** the decoded frames in the shared :class:`~.batcher.MicroBatcher`, in the
-   request's own lane (round-robin with the other requests), with ``guard.judge_decoded``.
+   request's own lane (weighted fair sharing with the other requests), with
+   ``guard.judge_decoded``.
 3. **Give up cleanly**: at ``request_timeout_s`` (or when the client goes), the decode in
    flight is killed, the request's images leave the batcher's queue, and URL fetches still
    to come are refused (:class:`DeadlineFetcher`), so nothing it started keeps running.
@@ -181,7 +184,6 @@ class Judging:
         opts = self.guard.config.images
         owner = object()
         budget = opts.max_request_pixels  # this request's own, whoever shares its batch
-        spent = 0.0  # seconds of decoding so far: past slow_after_s, at the lowest priority
         out: list[Judgement] = [Judgement(None, None, None, img.source) for img in images]
         queued: list[tuple[int, asyncio.Task[list[Judgement]], int]] = []
         try:
@@ -191,8 +193,8 @@ class Judging:
                 left = deadline - time.monotonic()
                 reply = await self.pool.decode(
                     job, timeout=max(0.001, min(self.limits.decode_timeout_s, left)),
-                    low_priority=spent > self.pool.slow_after_s)
-                spent += reply.seconds
+                    low_priority=self.batcher.is_bulk(owner))
+                self.batcher.charge(owner, reply.seconds)
                 self.metrics.decode_seconds.observe(reply.seconds)
                 try:
                     decoded, to_send = reply.restore(job)

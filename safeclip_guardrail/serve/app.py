@@ -110,7 +110,7 @@ def create_app(guard: SafeCLIPGuard, *, api_keys: Sequence[str] | None = None,
         judge_decoded(served), max_batch=max_batch or guard.config.batch_size,
         max_wait_ms=max_wait_ms, max_queue=max_queue, workers=workers,
         on_batch=metrics.batch_size.observe, cost=lambda d: len(d.image.frames),
-        slice_ms=slice_ms)
+        slice_ms=slice_ms, bulk_after_s=pool.slow_after_s)  # one notion of a slow request
     judging = Judging(served, pool=pool, batcher=batcher, metrics=metrics,
                       limits=Limits(max_images=max_images, request_timeout_s=request_timeout_s,
                                     decode_timeout_s=decode_timeout_s))

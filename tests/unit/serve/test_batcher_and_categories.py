@@ -88,6 +88,9 @@ def test_batcher_coalesces_and_isolates_a_crashing_image():
 def test_batcher_rejects_bad_settings():
     with pytest.raises(Exception, match="max_batch"):
         MicroBatcher(lambda images: [], max_batch=0)
+    for bad in ({"hold_ms": -1}, {"bulk_after_s": -1}, {"bulk_weight": 0}):
+        with pytest.raises(ConfigurationError, match="hold_ms >= 0"):
+            MicroBatcher(lambda images: [], **bad)
 
 
 def _gated_batcher(max_batch: int, **kw: object):
@@ -138,9 +141,9 @@ def test_batches_share_the_encoder_fairly_between_requests():
     assert [len(x) for x in batches] == [1, 4, 4, 3]
 
 
-def test_a_bulk_request_gets_a_quarter_share_while_others_wait_and_never_starves():
-    """After its first four frames a request is bulk (weight 1/4): two requests arriving
-    later get most of the next batches, and the bulk one still advances every turn."""
+def test_a_bulk_request_waits_behind_interactive_ones_and_never_starves():
+    """After its first four frames a request is bulk (weight 1/16): with one-image requests
+    arriving all the time, it gets about one frame for their sixteen, and still advances."""
     import threading
 
     batches: list[list[bytes]] = []
@@ -151,32 +154,120 @@ def test_a_bulk_request_gets_a_quarter_share_while_others_wait_and_never_starves
         permits.acquire(timeout=30)
         return [_ok(i) for i in images]
 
-    async def run() -> None:
-        b = MicroBatcher(judge, max_batch=4, max_wait_ms=0, slice_ms=None)
+    async def run() -> int:
+        b = MicroBatcher(judge, max_batch=1, max_wait_ms=0, slice_ms=None)
         await b.start()
         try:
-            big = asyncio.create_task(b.judge([EncodedImage(b"big%d" % i) for i in range(16)],
+            big = asyncio.create_task(b.judge([EncodedImage(b"big%d" % i) for i in range(40)],
                                               owner="big"))
-            await _until(lambda: len(batches) == 1)  # big0..3 in the encoder
-            a = asyncio.create_task(b.judge([EncodedImage(b"a%d" % i) for i in range(6)],
-                                            owner="a"))
-            c = asyncio.create_task(b.judge([EncodedImage(b"c%d" % i) for i in range(6)],
-                                            owner="c"))
-            await _until(lambda: b.pending == 24)
-            for _ in range(12):
+            for n in range(4):  # alone, it has the encoder: big0..big3, then bulk big4
+                await _until(lambda n=n: len(batches) == n + 1)
                 permits.release()
-            await asyncio.gather(big, a, c)
-            b.release("big"), b.release("a"), b.release("c")
+            await _until(lambda: len(batches) == 5)
+            small: list[asyncio.Task[list[Judgement]]] = []
+            for k in range(160):  # a one-image request always waiting when a batch starts
+                big_left = 40 - sum(x.startswith(b"big") for batch in batches for x in batch)
+                if b.pending == big_left:
+                    small.append(asyncio.create_task(
+                        b.judge([EncodedImage(b"s%d" % len(small))])))
+                    await asyncio.sleep(0)  # the new task runs first: its image is queued
+                permits.release()
+                await _until(lambda k=k: len(batches) == k + 6)
+            for _ in range(200):
+                permits.release()
+            await asyncio.gather(big, *small)
+            b.release("big")
+            return len(small)
         finally:
             await b.stop()
 
-    asyncio.run(run())
-    assert batches[0] == [b"big0", b"big1", b"big2", b"big3"]
-    flat = [x for batch in batches[1:] for x in batch]
-    small_done = max(flat.index(b"a5"), flat.index(b"c5"))
-    bulk_meanwhile = [x for x in flat[:small_done] if x.startswith(b"big")]
-    assert 1 <= len(bulk_meanwhile) <= 3  # about a quarter of a small request's share
-    assert len(flat) == 24 and flat[-1] == b"big15"
+    smalls = asyncio.run(run())
+    flat = [x for batch in batches for x in batch]
+    assert flat[:5] == [b"big%d" % i for i in range(5)]
+    stream = flat[5:165]
+    bulk = [x for x in stream if x.startswith(b"big")]
+    assert 6 <= len(bulk) <= 12  # about one for sixteen, and never none
+    assert len(flat) == 40 + smalls and flat.count(b"big39") == 1
+
+
+def test_a_request_slow_to_decode_is_bulk_and_waits_behind_a_newcomer():
+    """Decoding counts: a request that spent more than ``bulk_after_s`` decoding is bulk
+    from its first image on, and a one-image request that arrives after it goes first."""
+    async def run() -> tuple[list[list[bytes]], bool, bool, bool]:
+        b, batches, gate = _gated_batcher(1, slice_ms=None)
+        await b.start()
+        try:
+            first = asyncio.create_task(b.judge([EncodedImage(b"first")]))
+            await _until(lambda: len(batches) == 1)
+            b.charge("png", 0.6)  # half a second decoding a big PNG
+            b.charge("photo", 0.004)
+            flags = b.is_bulk("png"), b.is_bulk("photo"), b.is_bulk("nobody")
+            png = asyncio.create_task(b.judge([EncodedImage(b"png0")], owner="png"))
+            await _until(lambda: b.pending == 1)
+            photo = asyncio.create_task(b.judge([EncodedImage(b"photo0")], owner="photo"))
+            await _until(lambda: b.pending == 2)
+            gate.set()
+            await asyncio.gather(first, png, photo)
+            return batches, *flags
+        finally:
+            await b.stop()
+
+    batches, png_bulk, photo_bulk, nobody = asyncio.run(run())
+    assert (png_bulk, photo_bulk, nobody) == (True, False, False)
+    assert batches == [[b"first"], [b"photo0"], [b"png0"]]
+
+
+@pytest.mark.parametrize("hold_ms", [5_000.0, 0.0])
+def test_a_bulk_only_batch_waits_briefly_for_returning_interactive_clients(hold_ms):
+    """Right after a batch with interactive images, a batch of bulk images alone waits up
+    to ``hold_ms`` for the interactive clients to come back (they usually do within a few
+    milliseconds); without the hold, the bulk image takes the encoder first."""
+    async def run() -> list[list[bytes]]:
+        batches: list[list[bytes]] = []
+
+        def judge(images: list[EncodedImage]) -> list[Judgement]:
+            batches.append([i.data for i in images])
+            return [_ok(i) for i in images]
+
+        b = MicroBatcher(judge, max_batch=8, max_wait_ms=0, hold_ms=hold_ms)
+        await b.start()
+        try:
+            await b.judge([EncodedImage(b"a")])  # an interactive batch just finished
+            b.charge("bulk", 10.0)
+            bulk = asyncio.create_task(b.judge([EncodedImage(b"x")], owner="bulk"))
+            await asyncio.sleep(0.05)  # the client that got "a" comes back
+            await b.judge([EncodedImage(b"b")])
+            await bulk
+            return batches
+        finally:
+            await b.stop()
+
+    batches = asyncio.run(run())
+    if hold_ms:
+        assert batches == [[b"a"], [b"b", b"x"]]  # the bulk image joins the returning one
+    else:
+        assert batches == [[b"a"], [b"x"], [b"b"]]
+
+
+def test_the_hold_ends_when_no_interactive_client_comes_back():
+    async def run() -> list[list[bytes]]:
+        batches: list[list[bytes]] = []
+
+        def judge(images: list[EncodedImage]) -> list[Judgement]:
+            batches.append([i.data for i in images])
+            return [_ok(i) for i in images]
+
+        b = MicroBatcher(judge, max_batch=8, max_wait_ms=0, hold_ms=30)
+        await b.start()
+        try:
+            await b.judge([EncodedImage(b"a")])
+            b.charge("bulk", 10.0)
+            await asyncio.wait_for(b.judge([EncodedImage(b"x")], owner="bulk"), 30)
+            return batches
+        finally:
+            await b.stop()
+
+    assert asyncio.run(run()) == [[b"a"], [b"x"]]
 
 
 def test_bulk_images_stay_within_the_time_slice_while_interactive_requests_are_around():

@@ -21,7 +21,7 @@ from safeclip_guardrail.errors import ImageInputError
 from safeclip_guardrail.serve import BackgroundServer, DecodePool, create_app
 from safeclip_guardrail.testing.pictures import data_url, encode, noise
 from tests._serve_helpers import LOOPBACK, planted_guard
-from tests._slow_decode import HOLD, SLEEP, misbehaving
+from tests._slow_decode import HOLD, SLEEP, SLOW, misbehaving
 
 pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(LOOPBACK)]
 
@@ -145,6 +145,41 @@ def test_each_request_has_its_own_pixel_budget_in_a_shared_batch():
     assert _categories(a) == ["gun", "knife"] and _categories(b) == ["blood", None]
     (v,) = over.json()["result"]["verdicts"]
     assert v["category"] == "unreadable" and "10000" in v["error"]
+
+
+def test_a_request_slow_to_decode_becomes_bulk_and_decodes_at_low_priority():
+    """Decoding counts in a request's share: after an image that took 0.3 s to decode (over
+    ``slow_after_s``, 0.25 s) the request is bulk in the batcher, and its next decodes run
+    at the lowest priority; a request of quick images never is."""
+    enc, guard = planted_guard(cache_size=0)
+
+    class Recording(DecodePool):
+        def __init__(self) -> None:
+            super().__init__(workers=2, decode=misbehaving)
+            self.asked: list[tuple[bytes, bool]] = []
+
+        async def decode(self, job, *, timeout, low_priority=False):
+            self.asked.append((job.data[-10:], low_priority))
+            return await super().decode(job, timeout=timeout, low_priority=low_priority)
+
+    pool = Recording()
+    app = create_app(guard, decode_pool=pool, request_timeout_s=60)
+    slow = [enc.plant_bytes(kind) + SLOW + b"0.3" for kind in ("gun", "neutral", "knife")]
+    quick = [enc.plant_bytes(kind) for kind in ("blood", "neutral", "gun")]
+    with BackgroundServer(app) as srv:
+        warm = httpx.post(f"{srv.url}/v1/guard", json=_guard_body(quick[0]), timeout=60)
+        pool.asked.clear()
+        quick_r = httpx.post(f"{srv.url}/v1/guard", json=_guard_body(*quick), timeout=60)
+        quick_asked = [low for _, low in pool.asked]
+        pool.asked.clear()
+        slow_r = httpx.post(f"{srv.url}/v1/guard", json=_guard_body(*slow), timeout=60)
+        slow_asked = [low for _, low in pool.asked]
+    assert _categories(warm) == ["blood"]
+    assert _categories(quick_r) == ["blood", None, "gun"]
+    assert _categories(slow_r) == ["gun", None, "knife"]
+    assert quick_asked == [False, False, False]
+    assert slow_asked == [False, True, True]
+    assert pool.stats.reniced >= 1  # a lowered worker serves the later low jobs
 
 
 class _HeldFetcher:
