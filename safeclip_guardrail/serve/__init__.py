@@ -4,8 +4,8 @@
 /beta/litellm_basic_guardrail_api`` in LiteLLM's Generic Guardrail API, ``POST /v1/guard``
 with our own GuardResult; ``/healthz``, ``/readyz``, ``/metrics`` for operations. Images of
 concurrent requests share encoder forwards (:class:`MicroBatcher`, weighted fair queuing
-over requests, large ones at a sixteenth of the weight); images are decoded in processes that are killed when they overrun their budget
-(:class:`DecodePool`). See docs/serve.md.
+over requests, large ones at a sixteenth of the weight); images are decoded in processes
+that are killed when they overrun their budget (:class:`DecodePool`). See docs/serve.md.
 """
 
 from __future__ import annotations
