@@ -13,7 +13,9 @@ clients are separate processes (their own interpreters):
   times: seconds of decoding from a few KB), 32 large photos (1280x960 JPEG), and four
   big-but-legal PNGs (1600x1200 photos, the slowest legal decode per byte).
 
-Each round runs the benign clients alone, then again beside the hostile client, and the
+After a warm-up with both kinds of client (``--warmup`` seconds: first-use costs such as
+new encoder batch shapes are not charged to the first round), each round runs the benign
+clients alone, then again beside the hostile client, and the
 report gives the benign p50/p95 latency of both runs, their errors (any status but 200,
 and a 200 whose image failed closed as unreadable), and the ratio of the p95s (target:
 <= 1.5 and no benign errors). ``--modes`` compares decoding in killable
@@ -217,6 +219,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     p.add_argument("--hostile", type=int, default=1, help="hostile connections")
     p.add_argument("--seconds", type=float, default=20.0, help="benign load per phase")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--warmup", type=float, default=6.0,
+                   help="seconds of benign and hostile load before the rounds")
     p.add_argument("--modes", nargs="+", default=["process", "thread"])
     p.add_argument("--bomb-scans", type=int, default=3000)
     p.add_argument("--decode-timeout", type=float, default=2.0)
@@ -262,7 +266,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                          decode_timeout_s=args.decode_timeout, request_timeout_s=30)
         rounds = []
         with BackgroundServer(app) as srv:
-            _collect(_spawn(srv.url, benign[:8], args.benign, 3))  # warm-up
+            # warm-up with every kind of request, so first-use costs (new batch shapes in
+            # the encoder, the service's and the decoders' memory growing for big bodies)
+            # are not charged to the first round
+            warm = _spawn(srv.url, hostile, args.hostile, args.warmup)
+            _collect(_spawn(srv.url, benign[:8], args.benign, args.warmup))
+            _collect(warm)
             for _ in range(args.rounds):
                 alone = _phase(srv.url, benign, None, args, pool)
                 beside = _phase(srv.url, benign, hostile, args, pool)
