@@ -8,9 +8,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import contextlib
 from pathlib import Path
 
 import pytest
+
+# uvloop keeps the ``socket.socket`` it finds at its first import. Imported first inside a test
+# whose sockets pytest-socket has disabled (a docs fragment that imports ray does that), it
+# would keep the blocking stand-in, and every uvicorn server started later in the session
+# would accept connections it can never read: the serve cookbook hung for 600 s after
+# docs/scale.md's fragments. Importing it here, before any test runs, keeps the real class.
+with contextlib.suppress(ImportError):
+    import uvloop  # noqa: F401
 
 from safeclip_guardrail import ConceptBank, SafeCLIPGuard
 from safeclip_guardrail.testing import PlantedEncoder, build_tiny_clip
