@@ -34,9 +34,9 @@ waits for is the batch in flight plus its own.
   one host: 8-15 ms from a batch's end to the next request's image); without the hold,
   every such gap would start a bulk-only batch that the returning clients then wait for
   (measured: a hostile client's bulk requests took 30% of the encoder from four busy
-  one-photo clients, far more than their share). The hold costs the encoder at most ``hold_ms`` of idling per
-  interactive batch, and bulk images still come in their turn (above), so they never
-  starve.
+  one-photo clients, far more than their share). The hold costs the encoder at most
+  ``hold_ms`` of idling per interactive batch, and bulk images still come in their turn
+  (above), so they never starve.
 
 Isolation: the judge returns an error per unreadable image instead of raising, so a bad
 image fails only its own future. Should the batch call itself raise (an encoder bug, out of

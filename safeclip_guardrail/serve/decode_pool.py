@@ -13,9 +13,9 @@ few of them starve everyone. So the service decodes in a pool of worker processe
 - **Priority.** A job still running after ``slow_after_s`` has its worker reniced to the
   lowest priority, and the service asks for the lowest priority for every further job of a
   *bulk* request (more than four frames, or more than ``slow_after_s`` of decoding: see
-  :mod:`.batcher`): slow inputs and large requests get what CPU the others leave. A process cannot
-  raise its priority again, so a normal job never runs in a lowered worker: a fresh fork
-  takes its place.
+  :mod:`.batcher`): slow inputs and large requests get what CPU the others leave. A
+  process cannot raise its priority again, so a normal job never runs in a lowered worker:
+  a fresh fork takes its place.
 - **Fairness.** Workers are handed out first come, first served; a request decodes one
   image at a time, so a request with many images never holds more than one worker; and
   low-priority jobs (slow requests) never hold more than half of the workers, so a quick

@@ -223,13 +223,8 @@ def test_a_bulk_only_batch_waits_briefly_for_returning_interactive_clients(hold_
     to ``hold_ms`` for the interactive clients to come back (they usually do within a few
     milliseconds); without the hold, the bulk image takes the encoder first."""
     async def run() -> list[list[bytes]]:
-        batches: list[list[bytes]] = []
-
-        def judge(images: list[EncodedImage]) -> list[Judgement]:
-            batches.append([i.data for i in images])
-            return [_ok(i) for i in images]
-
-        b = MicroBatcher(judge, max_batch=8, max_wait_ms=0, hold_ms=hold_ms)
+        b, batches, gate = _gated_batcher(8, hold_ms=hold_ms)
+        gate.set()  # the encoder runs at once
         await b.start()
         try:
             await b.judge([EncodedImage(b"a")])  # an interactive batch just finished
@@ -251,13 +246,8 @@ def test_a_bulk_only_batch_waits_briefly_for_returning_interactive_clients(hold_
 
 def test_the_hold_ends_when_no_interactive_client_comes_back():
     async def run() -> list[list[bytes]]:
-        batches: list[list[bytes]] = []
-
-        def judge(images: list[EncodedImage]) -> list[Judgement]:
-            batches.append([i.data for i in images])
-            return [_ok(i) for i in images]
-
-        b = MicroBatcher(judge, max_batch=8, max_wait_ms=0, hold_ms=30)
+        b, batches, gate = _gated_batcher(8, hold_ms=30)
+        gate.set()
         await b.start()
         try:
             await b.judge([EncodedImage(b"a")])
